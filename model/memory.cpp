@@ -1,0 +1,296 @@
+#include "model/memory.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace vtx::model {
+
+bool is_locked(MemOp op) { return op != MemOp::Read && op != MemOp::Write; }
+
+const char* mem_op_name(MemOp op) {
+    switch (op) {
+        case MemOp::Read: return "read";
+        case MemOp::Write: return "write";
+        case MemOp::LockedBts: return "lock bts";
+        case MemOp::LockedBtr: return "lock btr";
+        case MemOp::LockedOr: return "lock or";
+        case MemOp::LockedAnd: return "lock and";
+        case MemOp::LockedXchg: return "xchg";
+        case MemOp::LockedCmpxchg: return "lock cmpxchg";
+        case MemOp::LockedFetchAndClear: return "locked fetch-and-clear";
+    }
+    return "?";
+}
+
+PhysicalMemory::PhysicalMemory(std::uint64_t size_bytes, const CostTable* costs)
+    : m_size(size_bytes), m_costs(costs) {}
+
+void PhysicalMemory::check(std::uint64_t address, std::uint64_t len) const {
+    if (len == 0 || address >= m_size || len > m_size - address) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf,
+                      "physical address 0x%llx (+%llu bytes) is outside memory (size 0x%llx)",
+                      static_cast<unsigned long long>(address),
+                      static_cast<unsigned long long>(len),
+                      static_cast<unsigned long long>(m_size));
+        throw MemoryError(address, len, buf);
+    }
+}
+
+std::uint8_t* PhysicalMemory::page(std::uint64_t address, bool create) {
+    const std::uint64_t pn = address / kPageSize;
+    auto it = m_pages.find(pn);
+    if (it != m_pages.end()) return it->second.get();
+    if (!create) return nullptr;
+    auto p = std::make_unique<std::uint8_t[]>(kPageSize);
+    std::memset(p.get(), 0, kPageSize);
+    return m_pages.emplace(pn, std::move(p)).first->second.get();
+}
+
+const std::uint8_t* PhysicalMemory::page(std::uint64_t address) const {
+    auto it = m_pages.find(address / kPageSize);
+    return it == m_pages.end() ? nullptr : it->second.get();
+}
+
+void PhysicalMemory::peek(std::uint64_t address, void* out, std::uint64_t len) const {
+    check(address, len);
+    auto* dst = static_cast<std::uint8_t*>(out);
+    while (len) {
+        const std::uint64_t off = address % kPageSize;
+        const std::uint64_t n = std::min(len, kPageSize - off);
+        const std::uint8_t* p = page(address);
+        if (p)
+            std::memcpy(dst, p + off, n);
+        else
+            std::memset(dst, 0, n);
+        address += n, dst += n, len -= n;
+    }
+}
+
+void PhysicalMemory::poke(std::uint64_t address, const void* in, std::uint64_t len) {
+    check(address, len);
+    const auto* src = static_cast<const std::uint8_t*>(in);
+    while (len) {
+        const std::uint64_t off = address % kPageSize;
+        const std::uint64_t n = std::min(len, kPageSize - off);
+        std::memcpy(page(address, true) + off, src, n);
+        address += n, src += n, len -= n;
+    }
+}
+
+std::uint64_t PhysicalMemory::peek64(std::uint64_t address) const {
+    std::uint64_t v;
+    peek(address, &v, sizeof v);
+    return v;
+}
+
+void PhysicalMemory::poke64(std::uint64_t address, std::uint64_t value) {
+    poke(address, &value, sizeof value);
+}
+
+std::uint64_t PhysicalMemory::allocate(std::uint64_t bytes, std::uint64_t alignment) {
+    if (alignment == 0 || (alignment & (alignment - 1)))
+        throw MemoryError(0, bytes, "allocation alignment must be a power of two");
+    const std::uint64_t base = (m_next_free + alignment - 1) & ~(alignment - 1);
+    check(base, bytes);
+    m_next_free = base + bytes;
+    return base;
+}
+
+double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t len,
+                                 bool write) {
+    if (!m_costs) return 0.0;
+    const CostTable& c = *m_costs;
+    double cycles = 0;
+    const std::uint64_t first = address / kCacheLineSize;
+    const std::uint64_t last = (address + len - 1) / kCacheLineSize;
+    for (std::uint64_t ln = first; ln <= last; ++ln) {
+        Line& line = m_lines[ln];
+        if (agent == kDeviceAgent) {
+            cycles += c[Cost::MemUncachedAccess];
+            if (write) {
+                line.sharers.clear();
+                line.modified_by = kDeviceAgent - 1;
+            }
+            continue;
+        }
+        const bool holds = line.modified_by == agent ||
+                           std::find(line.sharers.begin(), line.sharers.end(), agent) !=
+                               line.sharers.end();
+        const bool others = std::any_of(line.sharers.begin(), line.sharers.end(),
+                                        [&](int a) { return a != agent; }) ||
+                            (line.modified_by >= 0 && line.modified_by != agent);
+        bool transfer;
+        if (write)
+            transfer = !(line.modified_by == agent) && (!holds || others);
+        else
+            transfer = !holds;
+        if (transfer) {
+            cycles += c[Cost::MemLineTransfer];
+            ++m_line_transfers;
+        } else {
+            cycles += c[Cost::MemL1Hit];
+        }
+        if (write) {
+            line.sharers.assign(1, agent);
+            line.modified_by = agent;
+        } else {
+            if (line.modified_by >= 0 && line.modified_by != agent) line.modified_by = -2;
+            if (!holds) line.sharers.push_back(agent);
+        }
+    }
+    return cycles;
+}
+
+double PhysicalMemory::access(MemRequest& r) {
+    const bool locked = is_locked(r.op);
+    std::uint64_t span = r.size;
+    std::uint64_t where = r.address;
+    if (r.op == MemOp::LockedBts || r.op == MemOp::LockedBtr) {
+        where = r.address + r.operand / 8;
+        span = 1;
+    } else if (r.op == MemOp::Read || r.op == MemOp::Write || r.op == MemOp::LockedFetchAndClear) {
+        if (r.size == 0 || r.size > sizeof r.data)
+            throw MemoryError(r.address, r.size, "access size must be 1..64 bytes");
+    } else if (r.size != 4 && r.size != 8) {
+        throw MemoryError(r.address, r.size, "locked operand size must be 4 or 8 bytes");
+    }
+    check(where, span);
+    const bool store = r.op != MemOp::Read;
+    double cycles = coherence(r.agent, where, span, store);
+    if (locked) {
+        ++m_locked_ops;
+        if (m_costs) cycles += (*m_costs)[Cost::MemLockedRmw];
+    }
+    switch (r.op) {
+        case MemOp::Read: peek(r.address, r.data, r.size); break;
+        case MemOp::Write: poke(r.address, r.data, r.size); break;
+        case MemOp::LockedBts:
+        case MemOp::LockedBtr: {
+            std::uint8_t byte;
+            peek(where, &byte, 1);
+            const std::uint8_t mask = static_cast<std::uint8_t>(1u << (r.operand % 8));
+            r.result = (byte & mask) ? 1 : 0;
+            byte = r.op == MemOp::LockedBts ? (byte | mask) : (byte & ~mask);
+            poke(where, &byte, 1);
+            break;
+        }
+        case MemOp::LockedOr:
+        case MemOp::LockedAnd:
+        case MemOp::LockedXchg:
+        case MemOp::LockedCmpxchg: {
+            std::uint64_t old = 0;
+            peek(r.address, &old, r.size);
+            std::uint64_t nv = old;
+            if (r.op == MemOp::LockedOr) nv = old | r.operand;
+            if (r.op == MemOp::LockedAnd) nv = old & r.operand;
+            if (r.op == MemOp::LockedXchg) nv = r.operand;
+            if (r.op == MemOp::LockedCmpxchg) {
+                const std::uint64_t mask = r.size == 8 ? ~0ull : 0xFFFFFFFFull;
+                nv = (old == (r.compare & mask)) ? r.operand : old;
+            }
+            poke(r.address, &nv, r.size);
+            r.result = old;
+            break;
+        }
+        case MemOp::LockedFetchAndClear: {
+            peek(r.address, r.data, r.size);
+            std::uint8_t zeros[64] = {};
+            poke(r.address, zeros, r.size);
+            break;
+        }
+    }
+    if (store && m_store_observer) {
+        for (std::uint64_t ln = where / kCacheLineSize; ln <= (where + span - 1) / kCacheLineSize;
+             ++ln)
+            m_store_observer(ln * kCacheLineSize, r.agent);
+    }
+    return cycles;
+}
+
+// ---- MemoryPort helpers ----
+namespace {
+MemRequest make(MemOp op, std::uint64_t a, unsigned size, std::uint64_t operand = 0) {
+    MemRequest r;
+    r.op = op;
+    r.address = a;
+    r.size = size;
+    r.operand = operand;
+    return r;
+}
+}  // namespace
+
+std::uint64_t MemoryPort::read64(std::uint64_t a) {
+    auto r = make(MemOp::Read, a, 8);
+    access(r);
+    std::uint64_t v;
+    std::memcpy(&v, r.data, 8);
+    return v;
+}
+std::uint32_t MemoryPort::read32(std::uint64_t a) {
+    auto r = make(MemOp::Read, a, 4);
+    access(r);
+    std::uint32_t v;
+    std::memcpy(&v, r.data, 4);
+    return v;
+}
+void MemoryPort::write64(std::uint64_t a, std::uint64_t v) {
+    auto r = make(MemOp::Write, a, 8);
+    std::memcpy(r.data, &v, 8);
+    access(r);
+}
+void MemoryPort::write32(std::uint64_t a, std::uint32_t v) {
+    auto r = make(MemOp::Write, a, 4);
+    std::memcpy(r.data, &v, 4);
+    access(r);
+}
+void MemoryPort::read(std::uint64_t a, void* out, unsigned len) {
+    auto r = make(MemOp::Read, a, len);
+    access(r);
+    std::memcpy(out, r.data, len);
+}
+void MemoryPort::write(std::uint64_t a, const void* in, unsigned len) {
+    auto r = make(MemOp::Write, a, len);
+    std::memcpy(r.data, in, len);
+    access(r);
+}
+bool MemoryPort::locked_bts(std::uint64_t a, unsigned bit) {
+    auto r = make(MemOp::LockedBts, a, 1, bit);
+    access(r);
+    return r.result != 0;
+}
+bool MemoryPort::locked_btr(std::uint64_t a, unsigned bit) {
+    auto r = make(MemOp::LockedBtr, a, 1, bit);
+    access(r);
+    return r.result != 0;
+}
+std::uint64_t MemoryPort::locked_or(std::uint64_t a, std::uint64_t m, unsigned size) {
+    auto r = make(MemOp::LockedOr, a, size, m);
+    access(r);
+    return r.result;
+}
+std::uint64_t MemoryPort::locked_and(std::uint64_t a, std::uint64_t m, unsigned size) {
+    auto r = make(MemOp::LockedAnd, a, size, m);
+    access(r);
+    return r.result;
+}
+std::uint64_t MemoryPort::locked_xchg(std::uint64_t a, std::uint64_t v, unsigned size) {
+    auto r = make(MemOp::LockedXchg, a, size, v);
+    access(r);
+    return r.result;
+}
+std::uint64_t MemoryPort::locked_cmpxchg(std::uint64_t a, std::uint64_t expected,
+                                         std::uint64_t desired, unsigned size) {
+    auto r = make(MemOp::LockedCmpxchg, a, size, desired);
+    r.compare = expected;
+    access(r);
+    return r.result;
+}
+void MemoryPort::locked_fetch_and_clear(std::uint64_t a, void* out, unsigned len) {
+    auto r = make(MemOp::LockedFetchAndClear, a, len);
+    access(r);
+    std::memcpy(out, r.data, len);
+}
+
+}  // namespace vtx::model

@@ -1,0 +1,151 @@
+#pragma once
+// Simulated physical memory: sparse storage, the locked read-modify-write operations the
+// VMX flows and KVM use, and a small coherence model (who holds which 64-byte line) that
+// prices each access from the cost table. Plain C++; model/memory_target.hpp wraps it
+// as a TLM-2.0 target.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/costs.hpp"
+
+namespace vtx::model {
+
+inline constexpr std::uint64_t kPageSize = 4096;
+inline constexpr std::uint64_t kCacheLineSize = 64;
+inline constexpr int kDeviceAgent = -1;  // an agent without a cache (DMA, loaders)
+
+// An access outside memory (the TLM target reports it as TLM_ADDRESS_ERROR_RESPONSE).
+class MemoryError : public std::runtime_error {
+public:
+    MemoryError(std::uint64_t address, std::uint64_t size, const std::string& what)
+        : std::runtime_error(what), m_address(address), m_size(size) {}
+    std::uint64_t address() const { return m_address; }
+    std::uint64_t size() const { return m_size; }
+
+private:
+    std::uint64_t m_address;
+    std::uint64_t m_size;
+};
+
+enum class MemOp {
+    Read,
+    Write,
+    LockedBts,            // bit test-and-set: bit `operand` counted from `address`; result = old bit
+    LockedBtr,            // bit test-and-reset
+    LockedOr,             // *address |= operand (size 4 or 8); result = old value
+    LockedAnd,            // *address &= operand; result = old value
+    LockedXchg,           // result = old value; *address = operand
+    LockedCmpxchg,        // if *address == compare then *address = operand; result = old value
+    LockedFetchAndClear,  // data = old contents (size bytes, up to 64); contents := 0
+};
+
+bool is_locked(MemOp op);
+const char* mem_op_name(MemOp op);
+
+struct MemRequest {
+    MemOp op = MemOp::Read;
+    std::uint64_t address = 0;
+    unsigned size = 8;           // bytes (Read/Write/FetchAndClear: up to 64; RMW: 4 or 8)
+    std::uint64_t operand = 0;   // bit number, OR/AND mask, new value
+    std::uint64_t compare = 0;   // CMPXCHG expected value
+    std::uint64_t result = 0;    // old value / old bit
+    std::uint8_t data[64] = {};  // Read/Write/FetchAndClear payload
+    int agent = kDeviceAgent;    // who accesses (a processor index), for the coherence model
+};
+
+class PhysicalMemory {
+public:
+    PhysicalMemory(std::uint64_t size_bytes, const CostTable* costs);
+
+    std::uint64_t size() const { return m_size; }
+
+    // Performs the access and returns its latency in cycles. Throws MemoryError.
+    double access(MemRequest& req);
+
+    // Untimed, coherence-free access for loaders, tests and debuggers.
+    void peek(std::uint64_t address, void* out, std::uint64_t len) const;
+    void poke(std::uint64_t address, const void* in, std::uint64_t len);
+    std::uint64_t peek64(std::uint64_t address) const;
+    void poke64(std::uint64_t address, std::uint64_t value);
+
+    // A trivially simple allocator of zeroed, aligned physical memory for the VMM and
+    // loaders (never freed: a simulation is short-lived).
+    std::uint64_t allocate(std::uint64_t bytes, std::uint64_t alignment = kPageSize);
+
+    // Called after every store (plain or locked) with the line address and the agent.
+    void set_store_observer(std::function<void(std::uint64_t line, int agent)> fn) {
+        m_store_observer = std::move(fn);
+    }
+
+    // Statistics.
+    std::uint64_t line_transfers() const { return m_line_transfers; }
+    std::uint64_t locked_operations() const { return m_locked_ops; }
+
+private:
+    struct Line {
+        int modified_by = kDeviceAgent - 1;  // agent holding it Modified (none)
+        std::vector<int> sharers;            // agents holding a copy
+    };
+    std::uint8_t* page(std::uint64_t address, bool create);
+    const std::uint8_t* page(std::uint64_t address) const;
+    void check(std::uint64_t address, std::uint64_t len) const;
+    double coherence(int agent, std::uint64_t address, std::uint64_t len, bool write);
+
+    std::uint64_t m_size;
+    const CostTable* m_costs;
+    std::unordered_map<std::uint64_t, std::unique_ptr<std::uint8_t[]>> m_pages;
+    std::unordered_map<std::uint64_t, Line> m_lines;
+    std::uint64_t m_next_free = 0x100000;  // allocator starts above the first MiB
+    std::function<void(std::uint64_t, int)> m_store_observer;
+    std::uint64_t m_line_transfers = 0;
+    std::uint64_t m_locked_ops = 0;
+};
+
+// How software and microcode reach memory: the processor implements it over its TLM
+// socket (charging time); tests use DirectMemoryPort.
+class MemoryPort {
+public:
+    virtual ~MemoryPort() = default;
+    virtual void access(MemRequest& req) = 0;
+
+    std::uint64_t read64(std::uint64_t address);
+    std::uint32_t read32(std::uint64_t address);
+    void write64(std::uint64_t address, std::uint64_t value);
+    void write32(std::uint64_t address, std::uint32_t value);
+    void read(std::uint64_t address, void* out, unsigned len);
+    void write(std::uint64_t address, const void* in, unsigned len);
+    bool locked_bts(std::uint64_t address, unsigned bit);
+    bool locked_btr(std::uint64_t address, unsigned bit);
+    std::uint64_t locked_or(std::uint64_t address, std::uint64_t mask, unsigned size = 8);
+    std::uint64_t locked_and(std::uint64_t address, std::uint64_t mask, unsigned size = 8);
+    std::uint64_t locked_xchg(std::uint64_t address, std::uint64_t value, unsigned size = 8);
+    std::uint64_t locked_cmpxchg(std::uint64_t address, std::uint64_t expected,
+                                 std::uint64_t desired, unsigned size = 8);
+    void locked_fetch_and_clear(std::uint64_t address, void* out, unsigned len);
+};
+
+// Direct access to a PhysicalMemory as one agent, summing latencies (untimed contexts).
+class DirectMemoryPort : public MemoryPort {
+public:
+    DirectMemoryPort(PhysicalMemory& mem, int agent) : m_mem(mem), m_agent(agent) {}
+    void access(MemRequest& req) override {
+        req.agent = m_agent;
+        if (before_access) before_access(req);
+        m_cycles += m_mem.access(req);
+    }
+    double cycles() const { return m_cycles; }
+    // A hook run before each access (tests use it to interleave two agents).
+    std::function<void(const MemRequest&)> before_access;
+
+private:
+    PhysicalMemory& m_mem;
+    int m_agent;
+    double m_cycles = 0;
+};
+
+}  // namespace vtx::model

@@ -1,0 +1,162 @@
+#include "model/profile.hpp"
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/error.hpp"
+
+namespace vtx::model {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void fail(const std::string& file, const std::string& what) {
+    throw ConfigError("profile " + file + ": " + what);
+}
+
+double number_field(const json& j, const char* key, const std::string& file,
+                    const std::string& where) {
+    if (!j.contains(key)) fail(file, where + ": missing \"" + key + "\"");
+    const json& v = j.at(key);
+    if (!v.is_number()) fail(file, where + ": \"" + key + "\" is not a number");
+    return v.get<double>();
+}
+
+void load_features(const json& j, CpuFeatures& f, const std::string& file) {
+    if (!j.is_object()) fail(file, "\"features\" must be an object");
+    const std::map<std::string, bool CpuFeatures::*> flags = {
+        {"secondary_controls", &CpuFeatures::secondary_controls},
+        {"tertiary_controls", &CpuFeatures::tertiary_controls},
+        {"ipi_virtualization", &CpuFeatures::ipi_virtualization},
+        {"tpr_shadow", &CpuFeatures::tpr_shadow},
+        {"msr_bitmaps", &CpuFeatures::msr_bitmaps},
+        {"virtualize_apic_accesses", &CpuFeatures::virtualize_apic_accesses},
+        {"virtualize_x2apic_mode", &CpuFeatures::virtualize_x2apic_mode},
+        {"apic_register_virtualization", &CpuFeatures::apic_register_virtualization},
+        {"virtual_interrupt_delivery", &CpuFeatures::virtual_interrupt_delivery},
+        {"posted_interrupts", &CpuFeatures::posted_interrupts},
+        {"activity_hlt", &CpuFeatures::activity_hlt},
+        {"activity_shutdown", &CpuFeatures::activity_shutdown},
+        {"activity_wait_for_sipi", &CpuFeatures::activity_wait_for_sipi},
+    };
+    for (const auto& [key, value] : j.items()) {
+        if (key == "physical_address_width") {
+            if (!value.is_number_unsigned() || value.get<unsigned>() < 32 ||
+                value.get<unsigned>() > 52)
+                fail(file, "features.physical_address_width must be an integer 32..52");
+            f.physical_address_width = value.get<unsigned>();
+            continue;
+        }
+        auto it = flags.find(key);
+        if (it == flags.end()) fail(file, "features: unknown feature \"" + key + "\"");
+        if (!value.is_boolean()) fail(file, "features." + key + " must be true or false");
+        f.*(it->second) = value.get<bool>();
+    }
+    if (f.ipi_virtualization && !f.tertiary_controls)
+        fail(file, "features: ipi_virtualization needs tertiary_controls");
+}
+
+}  // namespace
+
+CpuProfile CpuProfile::load(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw ConfigError("profile " + path + ": cannot open file");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return parse(ss.str(), path);
+}
+
+CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::parse_error& e) {
+        fail(file, std::string("not valid JSON: ") + e.what());
+    }
+    if (!j.is_object()) fail(file, "top level must be an object");
+    static const std::set<std::string> kKeys = {"name",     "description", "core_ghz",
+                                                "tsc_ghz",  "features",    "costs",
+                                                "comment"};
+    for (const auto& [key, value] : j.items())
+        if (!kKeys.count(key)) fail(file, "unknown key \"" + key + "\"");
+
+    CpuProfile p;
+    p.file = file;
+    if (!j.contains("name") || !j["name"].is_string()) fail(file, "missing string \"name\"");
+    p.name = j["name"].get<std::string>();
+    if (j.contains("description")) p.description = j["description"].get<std::string>();
+    p.core_ghz = number_field(j, "core_ghz", file, "top level");
+    if (!(p.core_ghz > 0.0)) fail(file, "core_ghz must be positive");
+    p.tsc_ghz = j.contains("tsc_ghz") ? number_field(j, "tsc_ghz", file, "top level") : p.core_ghz;
+    if (!(p.tsc_ghz > 0.0)) fail(file, "tsc_ghz must be positive");
+    if (j.contains("features")) load_features(j["features"], p.features, file);
+
+    if (!j.contains("costs") || !j["costs"].is_array()) fail(file, "missing array \"costs\"");
+    std::set<std::string> seen;
+    std::size_t index = 0;
+    for (const json& e : j["costs"]) {
+        const std::string where = "costs[" + std::to_string(index++) + "]";
+        if (!e.is_object()) fail(file, where + " is not an object");
+        if (!e.contains("name") || !e["name"].is_string())
+            fail(file, where + ": missing string \"name\"");
+        const std::string name = e["name"].get<std::string>();
+        const std::string entry = "cost \"" + name + "\"";
+        for (const auto& [key, value] : e.items())
+            if (key != "name" && key != "cycles" && key != "provenance" && key != "source" &&
+                key != "run_variation")
+                fail(file, entry + ": unknown key \"" + key + "\"");
+        const auto cost = find_cost(name);
+        if (!cost) fail(file, "unknown cost \"" + name + "\"");
+        if (!seen.insert(name).second) fail(file, "duplicate cost \"" + name + "\"");
+        CostEntry& ce = p.costs.entry(*cost);
+        ce.cycles = number_field(e, "cycles", file, entry);
+        if (ce.cycles < 0) fail(file, entry + ": cycles must not be negative");
+        if (!e.contains("provenance") || !e["provenance"].is_string())
+            fail(file, entry + ": missing \"provenance\" (published, measured, fitted, assumed)");
+        const auto prov = parse_provenance(e["provenance"].get<std::string>());
+        if (!prov)
+            fail(file, entry + ": provenance \"" + e["provenance"].get<std::string>() +
+                           "\" is not one of published, measured, fitted, assumed");
+        ce.provenance = *prov;
+        if (!e.contains("source") || !e["source"].is_string() ||
+            e["source"].get<std::string>().empty())
+            fail(file, entry + ": missing \"source\" note");
+        ce.source = e["source"].get<std::string>();
+        if (e.contains("run_variation")) {
+            ce.run_variation = number_field(e, "run_variation", file, entry);
+            if (ce.run_variation < 0 || ce.run_variation > 0.5)
+                fail(file, entry + ": run_variation must be within 0..0.5");
+        }
+    }
+    for (std::size_t i = 0; i < kCostCount; ++i)
+        if (!seen.count(std::string(cost_name(static_cast<Cost>(i)))))
+            fail(file, "missing cost \"" + std::string(cost_name(static_cast<Cost>(i))) + "\"");
+    p.costs.reset_run_factors();
+    return p;
+}
+
+void CpuProfile::override_cost(const std::string& name, const std::string& value,
+                               const std::string& where) {
+    const auto cost = find_cost(name);
+    if (!cost) throw ConfigError(where + ": unknown cost \"" + name + "\"");
+    double v = 0;
+    std::size_t used = 0;
+    try {
+        v = std::stod(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != value.size())
+        throw ConfigError(where + ": cost \"" + name + "\" value \"" + value +
+                          "\" is not a number");
+    if (v < 0) throw ConfigError(where + ": cost \"" + name + "\" must not be negative");
+    costs.set_cycles(*cost, v);
+    costs.entry(*cost).provenance = Provenance::Assumed;
+    costs.entry(*cost).source = "set on the command line (" + where + ")";
+}
+
+}  // namespace vtx::model

@@ -1,0 +1,29 @@
+#pragma once
+// A CPU profile: clock, VMX feature set and the cost table, loaded from profiles/*.json.
+#include <string>
+
+#include "model/costs.hpp"
+#include "model/features.hpp"
+
+namespace vtx::model {
+
+struct CpuProfile {
+    std::string name;
+    std::string description;
+    std::string file;             // where it was loaded from ("" if built in code)
+    double core_ghz = 2.0;        // core clock (the profile's base frequency)
+    double tsc_ghz = 2.0;         // TSC rate; equal to the core clock unless the profile says
+    CpuFeatures features;
+    CostTable costs;
+
+    // Loads and validates a profile; throws ConfigError naming the file and entry.
+    static CpuProfile load(const std::string& path);
+    // Parses profile text (the file name is used in messages only).
+    static CpuProfile parse(const std::string& text, const std::string& file_for_messages);
+
+    // `--set cost.NAME=VALUE`: throws ConfigError naming the entry if unknown or invalid.
+    void override_cost(const std::string& name, const std::string& value,
+                       const std::string& where);
+};
+
+}  // namespace vtx::model
