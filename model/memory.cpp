@@ -18,6 +18,7 @@ const char* mem_op_name(MemOp op) {
         case MemOp::LockedAnd: return "lock and";
         case MemOp::LockedXchg: return "xchg";
         case MemOp::LockedCmpxchg: return "lock cmpxchg";
+        case MemOp::LockedAdd: return "lock xadd";
         case MemOp::LockedFetchAndClear: return "locked fetch-and-clear";
     }
     return "?";
@@ -179,6 +180,7 @@ double PhysicalMemory::access(MemRequest& r) {
         case MemOp::LockedOr:
         case MemOp::LockedAnd:
         case MemOp::LockedXchg:
+        case MemOp::LockedAdd:
         case MemOp::LockedCmpxchg: {
             std::uint64_t old = 0;
             peek(r.address, &old, r.size);
@@ -186,6 +188,7 @@ double PhysicalMemory::access(MemRequest& r) {
             if (r.op == MemOp::LockedOr) nv = old | r.operand;
             if (r.op == MemOp::LockedAnd) nv = old & r.operand;
             if (r.op == MemOp::LockedXchg) nv = r.operand;
+            if (r.op == MemOp::LockedAdd) nv = old + r.operand;
             if (r.op == MemOp::LockedCmpxchg) {
                 const std::uint64_t mask = r.size == 8 ? ~0ull : 0xFFFFFFFFull;
                 nv = (old == (r.compare & mask)) ? r.operand : old;
@@ -277,6 +280,11 @@ std::uint64_t MemoryPort::locked_and(std::uint64_t a, std::uint64_t m, unsigned 
 }
 std::uint64_t MemoryPort::locked_xchg(std::uint64_t a, std::uint64_t v, unsigned size) {
     auto r = make(MemOp::LockedXchg, a, size, v);
+    access(r);
+    return r.result;
+}
+std::uint64_t MemoryPort::locked_add(std::uint64_t a, std::uint64_t d, unsigned size) {
+    auto r = make(MemOp::LockedAdd, a, size, d);
     access(r);
     return r.result;
 }

@@ -41,6 +41,7 @@ enum class MemOp {
     LockedAnd,            // *address &= operand; result = old value
     LockedXchg,           // result = old value; *address = operand
     LockedCmpxchg,        // if *address == compare then *address = operand; result = old value
+    LockedAdd,            // LOCK XADD: *address += operand; result = old value
     LockedFetchAndClear,  // data = old contents (size bytes, up to 64); contents := 0
 };
 
@@ -124,6 +125,7 @@ public:
     std::uint64_t locked_or(std::uint64_t address, std::uint64_t mask, unsigned size = 8);
     std::uint64_t locked_and(std::uint64_t address, std::uint64_t mask, unsigned size = 8);
     std::uint64_t locked_xchg(std::uint64_t address, std::uint64_t value, unsigned size = 8);
+    std::uint64_t locked_add(std::uint64_t address, std::uint64_t delta, unsigned size = 8);
     std::uint64_t locked_cmpxchg(std::uint64_t address, std::uint64_t expected,
                                  std::uint64_t desired, unsigned size = 8);
     void locked_fetch_and_clear(std::uint64_t address, void* out, unsigned len);

@@ -1,12 +1,21 @@
 #include "sim/cli.hpp"
 
+#include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
 
 #include "model/error.hpp"
+#include "sim/calibrate.hpp"
+#include "sim/experiment.hpp"
+#include "sim/options.hpp"
+#include "workloads/workload.hpp"
 
 namespace po = boost::program_options;
 
@@ -20,9 +29,9 @@ struct Subcommand {
 
 const std::vector<Subcommand> kSubcommands = {
     {"run", "run one workload (e.g. `vtxsim run ipi --apic x2apic --ipiv on`)"},
-    {"compare", "reproduce a published comparison (`vtxsim compare ipi --runs 20`)"},
+    {"compare", "reproduce the IPIv cover-letter table (`vtxsim compare ipi --runs 20`)"},
     {"list", "list workloads, profiles, VMM knobs and cost names"},
-    {"calibrate", "fit the profile's `fitted` costs to training measurements"},
+    {"calibrate", "fit the profile's `fitted` costs to the training measurements"},
     {"bench", "measure simulator speed (host ns per simulated IPI round trip)"},
 };
 
@@ -31,28 +40,454 @@ void print_help(std::ostream& os) {
           "and a KVM-like VMM (IPI virtualization, posted interrupts, APIC virtualization)\n\n"
           "usage: vtxsim <subcommand> [options]\n       vtxsim <subcommand> --help\n\n"
           "subcommands:\n";
-    for (const auto& s : kSubcommands) os << "  " << s.name << std::string(12 - std::string(s.name).size(), ' ') << s.summary << "\n";
+    for (const auto& s : kSubcommands) {
+        std::string n = s.name;
+        os << "  " << n << std::string(12 - n.size(), ' ') << s.summary << "\n";
+    }
+}
+
+// Options shared by the simulation subcommands.
+struct Common {
+    std::string profile = "spr";
+    std::vector<std::string> sets;
+    std::uint64_t seed = 1;
+    unsigned runs = 1;
+    unsigned jobs = 2;
+    std::string json, csv, config;
+    bool trace = false;
+    std::string debug;
+};
+
+void add_common(po::options_description& d, Common& c, unsigned default_runs) {
+    c.runs = default_runs;
+    d.add_options()
+        ("profile", po::value(&c.profile)->default_value(c.profile), "CPU profile: a name in profiles/ or a JSON file")
+        ("set", po::value(&c.sets)->composing(), "KEY=VALUE: cost.NAME, kvm.NAME or workload.NAME (repeatable)")
+        ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the per-run variation")
+        ("runs", po::value(&c.runs)->default_value(default_runs), "runs per configuration")
+        ("jobs", po::value(&c.jobs)->default_value(c.jobs), "simulations in parallel (processes)")
+        ("json", po::value(&c.json), "write results as JSON to FILE")
+        ("csv", po::value(&c.csv), "write per-run results as CSV to FILE")
+        ("config", po::value(&c.config), "read these options (key = value lines) from FILE")
+        ("trace", po::bool_switch(&c.trace), "print every microcode step and VMM path (cycle, cpu, mode, step, section)")
+        ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest");
+}
+
+// Parses a subcommand's options (command line, then --config FILE with the same keys).
+// Unknown options and keys are errors (exit 2 by the caller).
+po::variables_map parse(const std::vector<std::string>& args, po::options_description& desc,
+                        po::positional_options_description* pos, Common* common) {
+    po::variables_map vm;
+    po::command_line_parser parser(args);
+    parser.options(desc);
+    if (pos) parser.positional(*pos);
+    po::store(parser.run(), vm);
+    if (common && vm.count("config")) {
+        const std::string file = vm["config"].as<std::string>();
+        std::ifstream in(file);
+        if (!in) throw model::ConfigError("--config " + file + ": cannot open file");
+        try {
+            po::store(po::parse_config_file(in, desc, false), vm);
+        } catch (const po::error& e) {
+            throw model::ConfigError("--config " + file + ": " + e.what());
+        }
+    }
+    po::notify(vm);
+    return vm;
+}
+
+RunSpec base_spec(const Common& c) {
+    RunSpec spec;
+    spec.profile = load_profile(c.profile);
+    spec.kvm.enable_ipiv = spec.profile.features.ipi_virtualization;
+    spec.seed = c.seed;
+    spec.trace = c.trace;
+    std::stringstream ss(c.debug);
+    for (std::string f; std::getline(ss, f, ',');)
+        if (!f.empty()) {
+            static const std::vector<std::string> kFlags = {"vmx", "pi", "apic", "kvm", "guest"};
+            if (std::find(kFlags.begin(), kFlags.end(), f) == kFlags.end())
+                throw model::ConfigError("--debug: unknown flag \"" + f + "\" (known: vmx, pi, apic, kvm, guest)");
+            spec.debug_flags.push_back(f);
+        }
+    if (c.runs == 0) throw model::ConfigError("--runs must be at least 1");
+    return spec;
+}
+
+nlohmann::json resolved_config(const RunSpec& s) {
+    nlohmann::json costs = nlohmann::json::object();
+    for (std::size_t i = 0; i < model::kCostCount; ++i) {
+        const auto c = static_cast<model::Cost>(i);
+        costs[std::string(model::cost_name(c))] = s.profile.costs.entry(c).cycles;
+    }
+    nlohmann::json kvm = nlohmann::json::object();
+    for (const auto& k : s.kvm.describe()) kvm[k[0]] = k[1];
+    return {{"profile", s.profile.name},
+            {"profile_file", s.profile.file},
+            {"core_ghz", s.profile.core_ghz},
+            {"workload", s.workload},
+            {"apic", s.config.x2apic ? "x2apic" : "xapic"},
+            {"vcpus", s.config.vcpus},
+            {"pcpus", s.config.pcpus},
+            {"goal", s.config.goal},
+            {"seed", s.seed},
+            {"knobs", kvm},
+            {"costs", costs}};
+}
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path);
+    if (!out) throw model::ConfigError("cannot write " + path);
+    out << text;
+}
+
+std::vector<double> cycles_of(const std::vector<RunOutcome>& outs) {
+    std::vector<double> v;
+    for (const auto& o : outs) v.push_back(o.cycles_per_iteration);
+    return v;
+}
+
+void check_outcomes(const std::vector<RunOutcome>& outs) {
+    for (std::size_t i = 0; i < outs.size(); ++i)
+        if (!outs[i].ok) throw cpu::SimulationError("run " + std::to_string(i + 1) + ": " + outs[i].error);
+}
+
+// ---------------------------------------------------------------------------- run
+int cmd_run(const std::vector<std::string>& args) {
+    Common c;
+    std::string workload, apic = "x2apic", ipiv;
+    unsigned vcpus = 0, pcpus = 0;
+    po::options_description desc("vtxsim run WORKLOAD [options]");
+    desc.add_options()("help,h", "this help")
+        ("workload", po::value(&workload), "workload name (see `vtxsim list`)")
+        ("apic", po::value(&apic)->default_value(apic), "guest APIC mode: xapic or x2apic")
+        ("ipiv", po::value(&ipiv), "IPI virtualization: on or off (default: on if the profile has it)")
+        ("vcpus", po::value(&vcpus), "number of vCPUs (default: the workload's)")
+        ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)");
+    add_common(desc, c, 1);
+    po::positional_options_description pos;
+    pos.add("workload", 1);
+    auto vm = parse(args, desc, &pos, &c);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    if (workload.empty()) throw model::ConfigError("run: which workload? (see `vtxsim list`)");
+    const auto* info = workloads::find_workload(workload);
+    if (!info) throw model::ConfigError("run: unknown workload \"" + workload + "\" (see `vtxsim list`)");
+    if (apic != "xapic" && apic != "x2apic") throw model::ConfigError("--apic must be xapic or x2apic, not \"" + apic + "\"");
+    RunSpec spec = base_spec(c);
+    spec.workload = workload;
+    spec.config.x2apic = apic == "x2apic";
+    spec.config.vcpus = vcpus ? vcpus : info->default_vcpus;
+    spec.config.pcpus = pcpus ? pcpus : spec.config.vcpus;
+    if (!ipiv.empty()) {
+        if (ipiv != "on" && ipiv != "off") throw model::ConfigError("--ipiv must be on or off, not \"" + ipiv + "\"");
+        spec.kvm.enable_ipiv = ipiv == "on";
+    }
+    apply_sets(c.sets, spec);
+    if (spec.kvm.enable_ipiv && !spec.profile.features.ipi_virtualization)
+        throw model::ConfigError("--ipiv on: profile \"" + spec.profile.name + "\" has no IPI virtualization");
+    spec.stream = workload + "/" + apic + "/" + (spec.kvm.enable_ipiv ? "ipiv" : "noipiv");
+    std::vector<RunSpec> specs;
+    for (unsigned r = 0; r < c.runs; ++r) {
+        specs.push_back(spec);
+        specs.back().run_index = r;
+    }
+    const std::vector<RunOutcome> all = run_many(specs, c.trace || !c.debug.empty() ? 1 : c.jobs);
+    check_outcomes(all);
+    const auto cyc = cycles_of(all);
+    std::map<std::string, std::uint64_t> exits;
+    std::uint64_t notifications = 0;
+    double host = 0;
+    std::printf("vtxsim run %s: apic %s, ipiv %s, profile %s, seed %llu, %u vCPUs on %u CPUs\n", workload.c_str(),
+                apic.c_str(), spec.kvm.enable_ipiv ? "on" : "off", spec.profile.name.c_str(),
+                static_cast<unsigned long long>(c.seed), spec.config.vcpus, spec.config.pcpus);
+    std::printf("%5s %14s %12s  %s\n", "run", "cycles/iter", "iterations", "check");
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        std::printf("%5zu %14.1f %12llu  %s%s\n", i + 1, all[i].cycles_per_iteration,
+                    static_cast<unsigned long long>(all[i].iterations), all[i].check_ok ? "" : "FAILED: ",
+                    all[i].check.c_str());
+        for (const auto& [k, n] : all[i].exits) exits[k] += n;
+        notifications += all[i].notifications;
+        host += all[i].host_seconds;
+    }
+    std::printf("mean %.1f cycles per iteration, sample stddev %.1f\n", mean_of(cyc), sample_stddev(cyc));
+    std::printf("VM exits per measured iteration (all runs):");
+    std::uint64_t iters = 0;
+    for (const auto& o : all) iters += o.total_iterations;
+    for (const auto& [k, n] : exits)
+        std::printf(" reason %s: %.3f;", k.c_str(), iters ? static_cast<double>(n) / iters : 0.0);
+    std::printf("\nnotification IPIs: %llu\n", static_cast<unsigned long long>(notifications));
+    bool ok = true;
+    for (const auto& o : all) ok = ok && o.check_ok;
+    if (!c.json.empty()) {
+        nlohmann::json runs_j = nlohmann::json::array(), iters_j = nlohmann::json::array();
+        for (const auto& o : all) {
+            runs_j.push_back(o.cycles_per_iteration);
+            iters_j.push_back(o.iterations);
+        }
+        nlohmann::json j = {{"workload", workload},
+                            {"apic", apic},
+                            {"ipiv", spec.kvm.enable_ipiv},
+                            {"profile", spec.profile.name},
+                            {"seed", c.seed},
+                            {"runs", runs_j},
+                            {"iterations", iters_j},
+                            {"mean", mean_of(cyc)},
+                            {"stddev", sample_stddev(cyc)},
+                            {"exits", exits},
+                            {"notifications", notifications},
+                            {"host_seconds", host},
+                            {"checks_ok", ok},
+                            {"config", resolved_config(spec)}};
+        write_file(c.json, j.dump(2) + "\n");
+    }
+    if (!c.csv.empty()) {
+        std::string csv = "run,cycles_per_iteration,iterations,total_iterations,notifications\n";
+        for (std::size_t i = 0; i < all.size(); ++i)
+            csv += std::to_string(i + 1) + "," + std::to_string(all[i].cycles_per_iteration) + "," +
+                   std::to_string(all[i].iterations) + "," + std::to_string(all[i].total_iterations) + "," +
+                   std::to_string(all[i].notifications) + "\n";
+        write_file(c.csv, csv);
+    }
+    return ok ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------- compare
+struct CompareConfig {
+    bool x2apic;
+    bool ipiv;
+    const char* label;
+};
+const CompareConfig kCompareConfigs[] = {
+    {false, false, "xAPIC w/o IPIv"},
+    {false, true, "xAPIC w/ IPIv"},
+    {true, false, "x2APIC w/o IPIv"},
+    {true, true, "x2APIC w/ IPIv"},
+};
+
+std::vector<RunSpec> compare_specs(const RunSpec& base, unsigned runs) {
+    std::vector<RunSpec> specs;
+    for (const auto& cc : kCompareConfigs) {
+        for (unsigned r = 0; r < runs; ++r) {
+            RunSpec s = base;
+            s.workload = "ipi";
+            s.config.x2apic = cc.x2apic;
+            s.kvm.enable_ipiv = cc.ipiv;
+            s.stream = std::string("ipi/") + (cc.x2apic ? "x2apic" : "xapic") + (cc.ipiv ? "/ipiv" : "/noipiv");
+            s.run_index = r;
+            specs.push_back(s);
+        }
+    }
+    return specs;
+}
+
+int cmd_compare(const std::vector<std::string>& args) {
+    Common c;
+    std::string what;
+    std::string training = default_training_file();
+    po::options_description desc("vtxsim compare ipi [options]");
+    desc.add_options()("help,h", "this help")("what", po::value(&what), "the comparison: ipi")
+        ("training", po::value(&training)->default_value(training), "published measurements shown for reference");
+    add_common(desc, c, 20);
+    po::positional_options_description pos;
+    pos.add("what", 1);
+    auto vm = parse(args, desc, &pos, &c);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    if (what != "ipi") throw model::ConfigError("compare: the only comparison is `ipi` (got \"" + what + "\")");
+    RunSpec base = base_spec(c);
+    apply_sets(c.sets, base);
+    if (!base.profile.features.ipi_virtualization)
+        throw model::ConfigError("compare ipi: profile \"" + base.profile.name + "\" has no IPI virtualization");
+    const auto specs = compare_specs(base, c.runs);
+    const auto outs = run_many(specs, c.jobs);
+    check_outcomes(outs);
+    std::vector<std::vector<double>> col(4);
+    double host = 0;
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+        col[i / c.runs].push_back(outs[i].cycles_per_iteration);
+        host += outs[i].host_seconds;
+    }
+    std::printf("kvm-unit-tests vmexit ipi, 2 vCPUs, target busy-idling; profile %s (%.2f GHz), seed %llu\n",
+                base.profile.name.c_str(), base.profile.core_ghz, static_cast<unsigned long long>(c.seed));
+    std::printf("Cycles of IPI (simulated)\n%5s %16s %16s %16s %16s\n", "run", kCompareConfigs[0].label,
+                kCompareConfigs[1].label, kCompareConfigs[2].label, kCompareConfigs[3].label);
+    for (unsigned r = 0; r < c.runs; ++r)
+        std::printf("%5u %16.1f %16.1f %16.1f %16.1f\n", r + 1, col[0][r], col[1][r], col[2][r], col[3][r]);
+    double mean[4], sd[4];
+    for (int k = 0; k < 4; ++k) {
+        mean[k] = mean_of(col[k]);
+        sd[k] = sample_stddev(col[k]);
+    }
+    std::printf("%5s %16.2f %16.2f %16.2f %16.2f\n", "avg", mean[0], mean[1], mean[2], mean[3]);
+    std::printf("%5s %16.2f %16.2f %16.2f %16.2f\n", "sd", sd[0], sd[1], sd[2], sd[3]);
+    const double red_x = 100.0 * (mean[1] - mean[0]) / mean[0];
+    const double red_x2 = 100.0 * (mean[3] - mean[2]) / mean[2];
+    std::printf("%5s %16s %15.2f%% %16s %15.2f%%\n", "%red", "", red_x, "", red_x2);
+    // Exit counts per iteration explain the numbers.
+    std::printf("VM exits per iteration (sender and target):\n");
+    for (int k = 0; k < 4; ++k) {
+        std::map<std::string, std::uint64_t> ex;
+        std::uint64_t iters = 0;
+        for (unsigned r = 0; r < c.runs; ++r) {
+            for (const auto& [reason, n] : outs[k * c.runs + r].exits) ex[reason] += n;
+            iters += outs[k * c.runs + r].total_iterations;
+        }
+        std::printf("  %-16s", kCompareConfigs[k].label);
+        if (ex.empty()) std::printf(" none");
+        for (const auto& [reason, n] : ex)
+            std::printf(" reason %s: %.3f", reason.c_str(), static_cast<double>(n) / static_cast<double>(iters));
+        std::printf("\n");
+    }
+    // The published figures, read from the training file, for reference.
+    try {
+        const TrainingSet t = load_training(training);
+        std::printf("published (%s): ", training.c_str());
+        for (const auto& colt : t.columns)
+            std::printf("%s %s %.2f; ", colt.apic.c_str(), colt.ipiv ? "w/ IPIv" : "w/o IPIv", colt.mean);
+        std::printf("\n");
+    } catch (const model::ConfigError&) {
+    }
+    if (!c.json.empty()) {
+        nlohmann::json configs = nlohmann::json::array();
+        for (int k = 0; k < 4; ++k)
+            configs.push_back({{"apic", kCompareConfigs[k].x2apic ? "x2apic" : "xapic"},
+                               {"ipiv", kCompareConfigs[k].ipiv},
+                               {"runs", col[k]},
+                               {"mean", mean[k]},
+                               {"stddev", sd[k]}});
+        nlohmann::json j = {{"workload", "ipi"},
+                            {"profile", base.profile.name},
+                            {"seed", c.seed},
+                            {"configs", configs},
+                            {"reduction_percent", {{"xapic", -red_x}, {"x2apic", -red_x2}}},
+                            {"host_seconds", host},
+                            {"config", resolved_config(base)}};
+        write_file(c.json, j.dump(2) + "\n");
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- list
+int cmd_list(const std::vector<std::string>& args) {
+    if (!args.empty() && args[0] != "--help" && args[0] != "-h")
+        throw model::ConfigError("list: unexpected argument \"" + args[0] + "\"");
+    std::printf("workloads:\n");
+    for (const auto& w : workloads::workload_registry())
+        std::printf("  %-16s %s\n", w.name.c_str(), w.description.c_str());
+    std::printf("profiles (%s):\n", profile_dir().c_str());
+    for (const auto& p : profile_names()) std::printf("  %s\n", p.c_str());
+    std::printf("VMM knobs (--set kvm.NAME=VALUE):\n");
+    for (const auto& k : vmm::KvmParams{}.describe())
+        std::printf("  %-26s %-6s %s\n", k[0].c_str(), k[1].c_str(), k[2].c_str());
+    std::printf("workload parameters (--set workload.NAME=VALUE):\n  %-26s %-6s %s\n", "workload.goal",
+                std::to_string(workloads::WorkloadConfig{}.goal).c_str(),
+                "TSC ticks a measurement pass must reach (kvm-unit-tests uses 2^30)");
+    std::printf("costs (--set cost.NAME=CYCLES):\n");
+    for (std::size_t i = 0; i < model::kCostCount; ++i) {
+        const auto c = static_cast<model::Cost>(i);
+        std::printf("  %-34s %s\n", std::string(model::cost_name(c)).c_str(),
+                    std::string(model::cost_description(c)).c_str());
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- bench
+int cmd_bench(const std::vector<std::string>& args) {
+    Common c;
+    std::string apic = "x2apic", ipiv = "on";
+    po::options_description desc("vtxsim bench [options]");
+    desc.add_options()("help,h", "this help")("apic", po::value(&apic)->default_value(apic), "xapic or x2apic")
+        ("ipiv", po::value(&ipiv)->default_value(ipiv), "on or off");
+    add_common(desc, c, 1);
+    auto vm = parse(args, desc, nullptr, &c);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    RunSpec spec = base_spec(c);
+    spec.workload = "ipi";
+    spec.config.x2apic = apic == "x2apic";
+    spec.kvm.enable_ipiv = ipiv == "on";
+    spec.config.goal = std::uint64_t{1} << 24;
+    apply_sets(c.sets, spec);
+    spec.stream = "bench";
+    const auto outs = run_many({spec}, 1);
+    check_outcomes(outs);
+    const double rt = static_cast<double>(outs[0].total_iterations);
+    std::printf("bench ipi (%s, ipiv %s): %.0f simulated IPI round trips in %.3f host s: %.0f ns per round trip, "
+                "%.0f round trips per host second\n",
+                apic.c_str(), ipiv.c_str(), rt, outs[0].host_seconds, 1e9 * outs[0].host_seconds / rt,
+                rt / outs[0].host_seconds);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- calibrate
+int cmd_calibrate(const std::vector<std::string>& args) {
+    Common c;
+    std::string training = default_training_file(), out;
+    unsigned iterations = 8;
+    po::options_description desc("vtxsim calibrate [options]");
+    desc.add_options()("help,h", "this help")
+        ("training", po::value(&training)->default_value(training), "training measurements (JSON)")
+        ("out", po::value(&out), "write the calibrated profile to FILE (default: PROFILE.calibrated.json)")
+        ("iterations", po::value(&iterations)->default_value(iterations), "Levenberg-Marquardt iterations");
+    add_common(desc, c, 1);
+    auto vm = parse(args, desc, nullptr, &c);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    RunSpec base = base_spec(c);
+    apply_sets(c.sets, base);
+    if (out.empty()) out = base.profile.name + ".calibrated.json";
+    const TrainingSet t = load_training(training);
+    const CalibrationReport rep = calibrate(base, t, iterations, c.jobs);
+    std::cout << rep.text;
+    write_file(out, rep.profile_json.dump(2) + "\n");
+    write_file(out + ".residuals.txt", rep.text);
+    std::printf("wrote %s and %s.residuals.txt\n", out.c_str(), out.c_str());
+    return 0;
 }
 
 }  // namespace
 
 int run_cli(int argc, char* argv[]) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-        print_help(std::cout);
-        return args.empty() ? 2 : 0;
-    }
-    const std::string& sub = args[0];
-    if (sub.rfind("-", 0) == 0) {
-        std::cerr << "vtxsim: unknown option '" << sub << "' (see `vtxsim --help`)\n";
+    if (args.empty()) {
+        print_help(std::cerr);
         return 2;
     }
-    for (const auto& s : kSubcommands)
-        if (sub == s.name) {
-            std::cerr << "vtxsim: subcommand '" << sub << "' is not implemented yet\n";
-            return 1;
-        }
-    std::cerr << "vtxsim: unknown subcommand '" << sub << "' (see `vtxsim --help`)\n";
+    if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+        print_help(std::cout);
+        return 0;
+    }
+    const std::string sub = args[0];
+    const std::vector<std::string> rest(args.begin() + 1, args.end());
+    try {
+        if (sub == "run") return cmd_run(rest);
+        if (sub == "compare") return cmd_compare(rest);
+        if (sub == "list") return cmd_list(rest);
+        if (sub == "bench") return cmd_bench(rest);
+        if (sub == "calibrate") return cmd_calibrate(rest);
+    } catch (const po::error& e) {
+        std::cerr << "vtxsim " << sub << ": " << e.what() << " (see `vtxsim " << sub << " --help`)\n";
+        return 2;
+    } catch (const model::ConfigError& e) {
+        std::cerr << "vtxsim " << sub << ": " << e.what() << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "vtxsim " << sub << ": " << e.what() << "\n";
+        return 1;
+    }
+    if (sub.rfind("-", 0) == 0)
+        std::cerr << "vtxsim: unknown option '" << sub << "' (see `vtxsim --help`)\n";
+    else
+        std::cerr << "vtxsim: unknown subcommand '" << sub << "' (see `vtxsim --help`)\n";
     return 2;
 }
 

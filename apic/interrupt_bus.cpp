@@ -1,0 +1,125 @@
+#include "apic/interrupt_bus.hpp"
+
+#include <algorithm>
+#include <string>
+
+namespace vtx::apic {
+
+using model::Cost;
+
+void prepare_interrupt_payload(tlm::tlm_generic_payload& gp, InterruptMessageExtension& ext,
+                               std::uint32_t& data) {
+    data = ext.message.destination;
+    gp.set_command(tlm::TLM_WRITE_COMMAND);
+    gp.set_address(ext.message.destination);
+    gp.set_data_ptr(reinterpret_cast<unsigned char*>(&data));
+    gp.set_data_length(sizeof data);
+    gp.set_streaming_width(sizeof data);
+    gp.set_byte_enable_ptr(nullptr);
+    gp.set_dmi_allowed(false);
+    gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+    gp.set_extension(&ext);
+}
+
+InterruptBus::InterruptBus(sc_core::sc_module_name name, const model::CostTable& costs,
+                           const model::Clock& clock)
+    : sc_module(name),
+      target_socket("target_socket"),
+      initiator_socket("initiator_socket"),
+      m_costs(costs),
+      m_clock(clock) {
+    target_socket.register_b_transport(this, &InterruptBus::b_transport);
+    SC_HAS_PROCESS(InterruptBus);
+    SC_METHOD(deliver_due);
+    sensitive << m_delivery_event;
+    dont_initialize();
+}
+
+std::size_t InterruptBus::attach(InterruptBusClient& client) {
+    m_clients.push_back(&client);
+    return m_clients.size() - 1;
+}
+
+void InterruptBus::end_of_elaboration() {
+    if (target_socket.size() != static_cast<unsigned>(m_clients.size()) ||
+        initiator_socket.size() != static_cast<unsigned>(m_clients.size()))
+        SC_REPORT_FATAL(name(), "every attached APIC must bind one sender and one receiver socket");
+}
+
+void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {
+    InterruptMessageExtension* ext = nullptr;
+    gp.get_extension(ext);
+    const auto source = static_cast<std::size_t>(sender);
+    if (!ext || source >= m_clients.size()) {
+        gp.set_response_status(tlm::TLM_GENERIC_ERROR_RESPONSE);
+        return;
+    }
+    const InterruptMessage& msg = ext->message;
+    const sc_core::sc_time enter = sc_core::sc_time_stamp() + delay;
+    ++m_messages;
+    gp.set_response_status(tlm::TLM_OK_RESPONSE);
+
+    if (msg.shorthand == Shorthand::Self) {  // loops back inside the sending APIC
+        ++m_loopbacks;
+        schedule(enter, source, msg);
+        return;
+    }
+
+    std::vector<DestinationView> views;
+    views.reserve(m_clients.size());
+    for (const InterruptBusClient* c : m_clients) views.push_back(c->destination_view());
+    const std::vector<std::size_t> targets = resolve_destinations(msg, views, source);
+    if (targets.empty()) ++m_undeliverable;
+
+    // Shared path: one serialization slot per destination copy (one for a message that
+    // matched nothing: it still crossed the interconnect).
+    const double ser = m_costs[Cost::ApicBusSerialization];
+    const double latency = m_costs[Cost::ApicBusLatency];
+    const sc_core::sc_time start = std::max(enter, m_path_free);
+    m_queueing_cycles += m_clock.to_cycles(start - enter);
+    for (std::size_t k = 0; k < targets.size(); ++k)
+        schedule(start + m_clock.to_time(ser * static_cast<double>(k + 1) + latency), targets[k], msg);
+    const double slots = static_cast<double>(std::max<std::size_t>(targets.size(), 1));
+    m_path_free = start + m_clock.to_time(ser * slots);
+    m_busy_cycles += ser * slots;
+}
+
+void InterruptBus::schedule(const sc_core::sc_time& when, std::size_t target,
+                            const InterruptMessage& msg) {
+    m_pending.emplace(std::make_pair(when, m_sequence++), Pending{target, msg});
+    // An earlier notification overrides a later pending one; a later one is ignored.
+    m_delivery_event.notify(m_pending.begin()->first.first - sc_core::sc_time_stamp());
+}
+
+void InterruptBus::deliver_due() {
+    const sc_core::sc_time now = sc_core::sc_time_stamp();
+    while (!m_pending.empty() && m_pending.begin()->first.first <= now) {
+        const Pending p = m_pending.begin()->second;
+        m_pending.erase(m_pending.begin());
+        tlm::tlm_generic_payload gp;
+        InterruptMessageExtension ext{p.message};
+        std::uint32_t data = 0;
+        prepare_interrupt_payload(gp, ext, data);
+        sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
+        initiator_socket[static_cast<int>(p.target)]->b_transport(gp, delay);
+        gp.clear_extension(&ext);
+        ++m_deliveries;
+    }
+    if (!m_pending.empty()) m_delivery_event.notify(m_pending.begin()->first.first - now);
+}
+
+void InterruptBus::export_stats(model::Stats& stats, const std::string& prefix) const {
+    stats.counter(prefix + ".messages", "count", "interrupt messages sent") += m_messages;
+    stats.counter(prefix + ".deliveries", "count", "message copies delivered to a local APIC") +=
+        m_deliveries;
+    stats.counter(prefix + ".undeliverable", "count", "messages that matched no local APIC") +=
+        m_undeliverable;
+    stats.counter(prefix + ".loopbacks", "count", "self IPIs delivered inside the sending APIC") +=
+        m_loopbacks;
+    stats.counter(prefix + ".busy_cycles", "cycles", "shared-path occupancy") +=
+        static_cast<std::uint64_t>(m_busy_cycles);
+    stats.counter(prefix + ".queueing_cycles", "cycles", "cycles messages waited for the shared path") +=
+        static_cast<std::uint64_t>(m_queueing_cycles);
+}
+
+}  // namespace vtx::apic

@@ -1,0 +1,115 @@
+#pragma once
+// The interrupt interconnect between local APICs, as a TLM-2.0 module.
+//
+// A sending LocalApic calls b_transport on its initiator socket (bound to target_socket)
+// with a generic payload carrying an InterruptMessageExtension and, as the annotated delay,
+// the time until the message leaves the APIC (ApicIcrSend). The bus routes at that call,
+// against the current addressing state of every attached APIC (ID, LDR, DFR, mode, PPR),
+// reserves the shared path and schedules one copy per destination; at each copy's arrival
+// time it calls b_transport on that receiver through initiator_socket[index].
+//
+// Timing (cycles; see docs/apic-choices.md):
+//   enter    = send time + ApicIcrSend                 (the annotated delay)
+//   start    = max(enter, time the shared path is free)
+//   arrive_k = start + (k + 1) * ApicBusSerialization + ApicBusLatency, k = 0..n-1 over the
+//              n destinations in ascending interconnect index
+//   path free afterwards = start + max(n, 1) * ApicBusSerialization
+// The receiver accepts ApicAccept cycles after arrival (LocalApic). A self-shorthand
+// message (ICR shorthand Self, x2APIC SELF IPI) loops back inside the sending APIC:
+// arrive = enter, no path occupancy.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <systemc>
+#include <tlm>
+#include <tlm_utils/multi_passthrough_initiator_socket.h>
+#include <tlm_utils/multi_passthrough_target_socket.h>
+
+#include "apic/destination.hpp"
+#include "apic/interrupt_message.hpp"
+#include "model/clock.hpp"
+#include "model/costs.hpp"
+#include "model/stats.hpp"
+
+namespace vtx::apic {
+
+// The interrupt message a transaction carries.
+struct InterruptMessageExtension : tlm::tlm_extension<InterruptMessageExtension> {
+    InterruptMessage message;
+    InterruptMessageExtension() = default;
+    explicit InterruptMessageExtension(const InterruptMessage& m) : message(m) {}
+    tlm::tlm_extension_base* clone() const override { return new InterruptMessageExtension(*this); }
+    void copy_from(const tlm::tlm_extension_base& other) override {
+        message = static_cast<const InterruptMessageExtension&>(other).message;
+    }
+};
+
+// Prepares `gp` to carry `ext` (a write of the 32-bit destination to address = destination).
+// The caller keeps ext and data alive for the call and clears the extension afterwards.
+void prepare_interrupt_payload(tlm::tlm_generic_payload& gp, InterruptMessageExtension& ext,
+                               std::uint32_t& data);
+
+// What the interconnect needs to know about each attached APIC when it routes.
+class InterruptBusClient {
+public:
+    virtual DestinationView destination_view() const = 0;
+
+protected:
+    ~InterruptBusClient() = default;
+};
+
+class InterruptBus : public sc_core::sc_module {
+public:
+    tlm_utils::multi_passthrough_target_socket<InterruptBus> target_socket;        // senders
+    tlm_utils::multi_passthrough_initiator_socket<InterruptBus> initiator_socket;  // receivers
+
+    InterruptBus(sc_core::sc_module_name name, const model::CostTable& costs,
+                 const model::Clock& clock);
+
+    // Registers an APIC and returns its interconnect index. The client must then bind, in
+    // this order of attach calls, its initiator socket to target_socket and initiator_socket
+    // to its target socket (LocalApic's constructor does all three).
+    std::size_t attach(InterruptBusClient& client);
+    std::size_t size() const { return m_clients.size(); }
+
+    // ---- statistics
+    std::uint64_t messages() const { return m_messages; }            // messages sent
+    std::uint64_t deliveries() const { return m_deliveries; }        // copies handed to receivers
+    std::uint64_t undeliverable() const { return m_undeliverable; }  // matched no APIC
+    std::uint64_t loopbacks() const { return m_loopbacks; }          // self messages
+    double busy_cycles() const { return m_busy_cycles; }             // shared-path occupancy
+    double queueing_cycles() const { return m_queueing_cycles; }     // waiting for the path
+    void export_stats(model::Stats& stats, const std::string& prefix = "apic.bus") const;
+
+    // When the shared path is next free (for tests and traces).
+    sc_core::sc_time path_free_time() const { return m_path_free; }
+
+private:
+    void b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
+    void deliver_due();
+    void schedule(const sc_core::sc_time& when, std::size_t target, const InterruptMessage& msg);
+    void end_of_elaboration() override;
+
+    struct Pending {
+        std::size_t target;
+        InterruptMessage message;
+    };
+    const model::CostTable& m_costs;
+    const model::Clock& m_clock;
+    std::vector<InterruptBusClient*> m_clients;
+    // Deliveries ordered by (arrival time, sequence number); one event re-armed for the
+    // earliest pending arrival.
+    std::multimap<std::pair<sc_core::sc_time, std::uint64_t>, Pending> m_pending;
+    std::uint64_t m_sequence = 0;
+    sc_core::sc_event m_delivery_event;
+    sc_core::sc_time m_path_free = sc_core::SC_ZERO_TIME;
+
+    std::uint64_t m_messages = 0, m_deliveries = 0, m_undeliverable = 0, m_loopbacks = 0;
+    double m_busy_cycles = 0, m_queueing_cycles = 0;
+};
+
+}  // namespace vtx::apic

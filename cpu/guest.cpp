@@ -1,0 +1,163 @@
+#include "cpu/guest.hpp"
+
+#include <cstring>
+
+#include "cpu/logical_processor.hpp"
+
+namespace vtx::cpu {
+
+using vmcs::Field;
+
+GuestContext::GuestContext(std::string n, const model::CpuFeatures& features)
+    : name(std::move(n)), vmcs(features) {}
+GuestContext::~GuestContext() = default;
+
+template <class F>
+void GuestCpu::retire(F attempt) {
+    for (;;) {
+        if (!m_ctx.lp->event_window(m_ctx)) continue;
+        const std::uint64_t start = m_ctx.vmcs.hw_read(Field::GuestRip);
+        if (attempt(*m_ctx.lp)) return;
+        // A VM exit, then VM entry: done if the VMM emulated the instruction (moved RIP).
+        if (m_ctx.vmcs.hw_read(Field::GuestRip) != start) return;
+    }
+}
+
+std::uint64_t GuestCpu::rdtsc() {
+    std::uint64_t v = 0;
+    retire([&](LogicalProcessor& lp) { return lp.exec_rdtsc(m_ctx, v); });
+    return v;
+}
+
+void GuestCpu::cpuid(std::uint32_t leaf) {
+    m_ctx.regs.rax = leaf;
+    retire([&](LogicalProcessor& lp) { return lp.exec_cpuid(m_ctx); });
+}
+
+std::uint64_t GuestCpu::vmcall(std::uint64_t nr) {
+    m_ctx.regs.rax = nr;
+    retire([&](LogicalProcessor& lp) { return lp.exec_vmcall(m_ctx); });
+    return m_ctx.regs.rax;
+}
+
+void GuestCpu::hlt() {
+    retire([&](LogicalProcessor& lp) { return lp.exec_hlt(m_ctx); });
+    // With HLT executed natively, the processor is now in the HLT state: the next
+    // boundary waits for an event.
+    while (!m_ctx.lp->event_window(m_ctx)) {
+    }
+}
+
+void GuestCpu::pause() {
+    retire([&](LogicalProcessor& lp) { return lp.exec_pause(m_ctx); });
+}
+
+void GuestCpu::compute(std::uint64_t cycles) {
+    retire([&](LogicalProcessor& lp) {
+        lp.charge_cycles(static_cast<double>(cycles));
+        return true;
+    });
+}
+
+void GuestCpu::sti() {
+    retire([&](LogicalProcessor& lp) {
+        lp.exec_sti(m_ctx);
+        return true;
+    });
+}
+
+void GuestCpu::cli() {
+    retire([&](LogicalProcessor& lp) {
+        lp.exec_cli(m_ctx);
+        return true;
+    });
+}
+
+void GuestCpu::sti_hlt() {
+    sti();
+    hlt();
+}
+
+std::uint64_t GuestCpu::rdmsr(std::uint32_t msr) {
+    m_ctx.regs.rcx = msr;
+    retire([&](LogicalProcessor& lp) { return lp.exec_rdmsr(m_ctx); });
+    return (m_ctx.regs.rdx << 32) | (m_ctx.regs.rax & 0xFFFFFFFFu);
+}
+
+void GuestCpu::wrmsr(std::uint32_t msr, std::uint64_t value) {
+    m_ctx.regs.rcx = msr;
+    m_ctx.regs.rax = value & 0xFFFFFFFFu;
+    m_ctx.regs.rdx = value >> 32;
+    retire([&](LogicalProcessor& lp) { return lp.exec_wrmsr(m_ctx); });
+}
+
+std::uint32_t GuestCpu::mmio_read32(std::uint64_t gpa) {
+    std::uint64_t v = 0;
+    m_ctx.mmio = DecodedMmio{};
+    retire([&](LogicalProcessor& lp) { return lp.exec_mmio_read(m_ctx, gpa, 4, v); });
+    // After an exit, the VMM's emulation left the loaded value in the decoded access.
+    if (m_ctx.mmio.valid && !m_ctx.mmio.write) v = m_ctx.mmio.value;
+    return static_cast<std::uint32_t>(v);
+}
+
+void GuestCpu::mmio_write32(std::uint64_t gpa, std::uint32_t value) {
+    m_ctx.mmio = DecodedMmio{};
+    retire([&](LogicalProcessor& lp) { return lp.exec_mmio_write(m_ctx, gpa, 4, value); });
+}
+
+std::uint64_t GuestCpu::memory_op(model::MemOp op, std::uint64_t gpa, unsigned size,
+                                  std::uint64_t operand, std::uint64_t compare) {
+    model::MemRequest req;
+    req.op = op;
+    req.address = gpa;
+    req.size = size;
+    req.operand = operand;
+    req.compare = compare;
+    if (op == model::MemOp::Write) std::memcpy(req.data, &operand, size);
+    retire([&](LogicalProcessor& lp) { return lp.exec_memory(m_ctx, req); });
+    if (op == model::MemOp::Read) {
+        std::uint64_t v = 0;
+        std::memcpy(&v, req.data, size);
+        return v;
+    }
+    return req.result;
+}
+
+std::uint64_t GuestCpu::load64(std::uint64_t gpa) { return memory_op(model::MemOp::Read, gpa, 8); }
+std::uint32_t GuestCpu::load32(std::uint64_t gpa) {
+    return static_cast<std::uint32_t>(memory_op(model::MemOp::Read, gpa, 4));
+}
+void GuestCpu::store64(std::uint64_t gpa, std::uint64_t v) { memory_op(model::MemOp::Write, gpa, 8, v); }
+void GuestCpu::store32(std::uint64_t gpa, std::uint32_t v) { memory_op(model::MemOp::Write, gpa, 4, v); }
+bool GuestCpu::lock_bts(std::uint64_t gpa, unsigned bit) {
+    return memory_op(model::MemOp::LockedBts, gpa, 1, bit) != 0;
+}
+bool GuestCpu::lock_btr(std::uint64_t gpa, unsigned bit) {
+    return memory_op(model::MemOp::LockedBtr, gpa, 1, bit) != 0;
+}
+std::uint64_t GuestCpu::xchg(std::uint64_t gpa, std::uint64_t v) {
+    return memory_op(model::MemOp::LockedXchg, gpa, 8, v);
+}
+std::uint64_t GuestCpu::lock_cmpxchg(std::uint64_t gpa, std::uint64_t expected, std::uint64_t desired) {
+    return memory_op(model::MemOp::LockedCmpxchg, gpa, 8, desired, expected);
+}
+std::uint64_t GuestCpu::lock_add(std::uint64_t gpa, std::uint64_t delta) {
+    return memory_op(model::MemOp::LockedAdd, gpa, 8, delta);
+}
+
+void GuestCpu::spin_until(const std::function<bool()>& done, std::optional<std::uint64_t> watch_gpa,
+                          bool pause) {
+    m_ctx.lp->exec_spin(m_ctx, done, watch_gpa, pause);
+}
+
+void GuestCpu::mfence() {
+    retire([&](LogicalProcessor& lp) { return lp.exec_simple(m_ctx, model::Cost::GuestMfence, 3); });
+}
+
+void GuestCpu::spin_lock(std::uint64_t gpa) {
+    while (xchg(gpa, 1) != 0) spin_until([&] { return load64(gpa) == 0; }, gpa, true);
+}
+
+void GuestCpu::spin_unlock(std::uint64_t gpa) { store64(gpa, 0); }
+
+}  // namespace vtx::cpu

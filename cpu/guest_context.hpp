@@ -1,0 +1,83 @@
+#pragma once
+// A vCPU's hardware context: its VMCS, the guest's register file and IDT, and the SystemC
+// thread its guest program runs on. The VMM owns one per vCPU; VMPTRLD makes it current
+// on a logical processor (by the VMCS's physical address).
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <systemc>
+
+#include "vmcs/vmcs.hpp"
+
+namespace vtx::cpu {
+
+class GuestCpu;
+class LogicalProcessor;
+
+using GuestProgram = std::function<void(GuestCpu&)>;
+using GuestHandler = std::function<void(GuestCpu&, std::uint8_t vector)>;
+
+// The guest-physical address of the local APIC page (IA32_APIC_BASE default).
+inline constexpr std::uint64_t kGuestApicBase = 0xFEE00000;
+inline constexpr std::uint64_t kGuestApicPageSize = 0x1000;
+
+// The guest's general-purpose registers the modelled instructions use as operands
+// (RDMSR/WRMSR: ECX, EDX:EAX; CPUID: EAX..EDX; VMCALL: RAX). The VMM reads and writes them
+// when it emulates an instruction, as KVM does with vcpu->arch.regs.
+struct GuestRegisters {
+    std::uint64_t rax = 0, rbx = 0, rcx = 0, rdx = 0;
+};
+
+// An MMIO instruction as the VMM's instruction emulator decodes it after an APIC-access
+// or EPT-misconfiguration exit (the simulated guest has no instruction bytes to fetch).
+struct DecodedMmio {
+    bool valid = false;
+    bool write = false;
+    std::uint64_t gpa = 0;
+    unsigned size = 4;
+    std::uint64_t value = 0;  // the value written (write) or loaded by emulation (read)
+};
+
+// Guest-physical memory: vtxsim models EPT as one contiguous mapping of the VM's memory
+// (GPA + host_base = HPA), plus the APIC page at kGuestApicBase, which maps to the
+// VMCS's APIC-access page when "virtualize APIC accesses" is 1 and is an MMIO hole
+// (EPT misconfiguration, exit 49) otherwise.
+struct GuestMemoryMap {
+    std::uint64_t host_base = 0;
+    std::uint64_t size = 0;
+};
+
+class GuestContext {
+public:
+    GuestContext(std::string name, const model::CpuFeatures& features);
+    ~GuestContext();  // defined where GuestCpu is complete (guest.cpp)
+    GuestContext(const GuestContext&) = delete;
+    GuestContext& operator=(const GuestContext&) = delete;
+
+    std::string name;
+    vmcs::Vmcs vmcs;
+    std::uint64_t vmcs_address = 0;  // physical address of the VMCS region
+    GuestRegisters regs;
+    DecodedMmio mmio;
+    GuestMemoryMap memory_map;
+    std::array<GuestHandler, 256> idt{};
+    // Finds the guest program at a linear address (CS.base + RIP) on the first entry
+    // into the active state: the VM's "code" (the simulated guest has no instruction
+    // bytes; its programs are C++ functions registered at addresses).
+    std::function<GuestProgram(std::uint64_t linear_rip)> code;
+
+    // Run-time state (owned by the processor).
+    LogicalProcessor* lp = nullptr;  // where the context last entered
+    bool thread_started = false;
+    bool finished = false;
+    sc_core::sc_event resume_event;
+    std::unique_ptr<GuestCpu> api;
+    int pending_injection = -1;  // vector injected by VM entry, delivered before any instruction
+    std::uint64_t instructions = 0;
+    std::uint64_t delivered_interrupts = 0;
+};
+
+}  // namespace vtx::cpu

@@ -1,0 +1,258 @@
+#pragma once
+// A logical processor (SystemC module): VMX root and non-root operation and the VMX
+// microcode flows, each a function whose steps follow the SDM and charge named costs.
+//
+// Two faces:
+//  * the root-mode API (VMXON ... VMRESUME, physical APIC, memory, host interrupts),
+//    used by the VMM, which runs on the processor's own thread;
+//  * the guest API (cpu/guest.hpp), used by guest programs, which run on one SystemC
+//    thread per vCPU context. A VM entry hands the processor to that thread; a VM exit
+//    hands it back, and VMRESUME/VMLAUNCH return to the VMM with the exit information,
+//    as control reaches HOST_RIP on hardware.
+//
+// Time: each processor keeps a local time offset (cycles charged since its last
+// synchronization) and synchronizes with SystemC time whenever another component could
+// observe it: memory accesses, APIC accesses, waits, VM transitions are all preceded by
+// sync().
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <systemc>
+#include <tlm>
+#include <tlm_utils/simple_initiator_socket.h>
+
+#include "apic/local_apic.hpp"
+#include "cpu/guest_context.hpp"
+#include "cpu/virtual_apic.hpp"
+#include "model/clock.hpp"
+#include "model/costs.hpp"
+#include "model/memory.hpp"
+#include "model/memory_target.hpp"
+#include "model/profile.hpp"
+#include "model/stats.hpp"
+#include "model/trace.hpp"
+#include "vmcs/capabilities.hpp"
+#include "vmcs/exit_info.hpp"
+#include "vmcs/vmcs.hpp"
+
+namespace vtx::cpu {
+
+class Platform;
+
+// Outcome of VMLAUNCH/VMRESUME as seen by the VMM.
+enum class EntryOutcome {
+    VmFailInvalid,  // CF = 1
+    VmFailValid,    // ZF = 1, error number in VM_INSTRUCTION_ERROR
+    Exited,         // the entry succeeded (or failed during guest-state loading); a VM exit
+                    // brought control back: see `exit`
+    GuestFinished,  // the guest program returned (the simulated VM has nothing left to run)
+};
+
+struct VmExit {
+    std::uint32_t reason = 0;  // full exit-reason field (bit 31 = entry failure)
+    std::uint64_t qualification = 0;
+    std::uint32_t intr_info = 0;
+    std::uint32_t instruction_length = 0;
+    std::uint16_t basic() const { return static_cast<std::uint16_t>(reason & 0xFFFF); }
+};
+
+struct EntryResult {
+    EntryOutcome outcome = EntryOutcome::VmFailInvalid;
+    vmcs::VmInstructionError error = vmcs::VmInstructionError::None;
+    std::string failed_check;  // name and SDM section of a failed control check
+    VmExit exit;
+};
+
+// A host (root-mode) interrupt handler, run on this processor with the vector.
+using HostHandler = std::function<void(std::uint8_t vector)>;
+
+class LogicalProcessor : public sc_core::sc_module {
+public:
+    tlm_utils::simple_initiator_socket<LogicalProcessor> mem_socket;
+
+    LogicalProcessor(sc_core::sc_module_name name, int index, Platform& platform,
+                     apic::InterruptBus& bus);
+    ~LogicalProcessor() override;
+
+    int index() const { return m_index; }
+    apic::LocalApic& apic() { return *m_apic; }
+    Platform& platform() { return m_platform; }
+    const model::CostTable& costs() const;
+    const model::Clock& clock() const;
+    const vmcs::VmxCapabilities& capabilities() const;
+
+    // ---- software that runs on this processor in root operation (the VMM) ----
+    void set_software(std::function<void()> fn) { m_software = std::move(fn); }
+
+    // ---- time ----
+    void charge(model::Cost c);
+    void charge(model::Cost c, double times);
+    void charge_cycles(double cycles) { m_local += cycles; }
+    // A named step of a microcode flow or VMM path: charges its cost and traces it.
+    void step(model::Cost c, const char* name, const char* where, const char* flag = "vmx");
+    void sync();
+    // Waits for an event without losing a notification: the local offset is not
+    // synchronized first (that would yield between a check and the wait); the time the
+    // processor was ahead is charged after waking if the event came sooner.
+    void wait_for(const sc_core::sc_event& e);
+    void wait_for(const sc_core::sc_event_or_list& events);
+    double now_cycles() const;  // simulated time including the local offset
+    std::uint64_t tsc() const;  // what RDTSC reads (TSC ticks)
+
+    // ---- memory (timed, coherent, through the TLM socket) ----
+    model::MemoryPort& memory() { return m_port; }
+
+    // ---- root-mode API: VMX instructions ----
+    vmcs::VmxResult vmxon(std::uint64_t vmxon_region);
+    vmcs::VmxResult vmxoff();
+    vmcs::VmxResult vmclear(std::uint64_t vmcs_address);
+    vmcs::VmxResult vmptrld(std::uint64_t vmcs_address);
+    vmcs::VmreadResult vmread(vmcs::Field f);
+    vmcs::VmxResult vmwrite(vmcs::Field f, std::uint64_t value);
+    EntryResult vmlaunch() { return vm_entry(true); }
+    EntryResult vmresume() { return vm_entry(false); }
+    bool in_vmx_operation() const { return m_vmx_on; }
+    bool in_non_root() const { return m_non_root; }
+    vmcs::Vmcs* current_vmcs() { return m_current ? &m_current->vmcs : nullptr; }
+    GuestContext* current_context() { return m_current; }
+
+    // ---- root-mode API: physical local APIC and host interrupts ----
+    // The host writes its physical ICR (x2APIC MSR or xAPIC MMIO, by the APIC's mode).
+    void host_send_ipi(std::uint32_t destination, std::uint8_t vector,
+                       std::uint32_t icr_extra = 0);
+    void set_host_handler(std::uint8_t vector, HostHandler handler);
+    void local_irq_disable() { m_host_if = false; }
+    // Enables host interrupts and runs the handlers of any that are pending.
+    void local_irq_enable();
+    bool host_irqs_enabled() const { return m_host_if; }
+    // Waits (host idle, HLT in root operation with IF = 1) until an interrupt arrives or
+    // `wake` is notified, then runs pending host handlers.
+    void host_wait_for_interrupt(sc_core::sc_event* wake = nullptr);
+    // Whether a physical interrupt the host could take is pending.
+    bool host_interrupt_pending() const;
+    // Runs the host handler of a vector already acknowledged (on a VM exit with
+    // "acknowledge interrupt on exit"), then EOI.
+    void run_host_handler(std::uint8_t vector);
+
+    // ---- used by the guest API (cpu/guest.cpp); each runs on the guest thread ----
+    // Every instruction returns whether it completed (true) or caused a VM exit after
+    // which the VMM resumed the guest (false: the caller re-checks RIP).
+    bool exec_simple(GuestContext& g, model::Cost c, unsigned length);
+    bool exec_rdtsc(GuestContext& g, std::uint64_t& out);
+    bool exec_cpuid(GuestContext& g);
+    bool exec_vmcall(GuestContext& g);
+    bool exec_hlt(GuestContext& g);
+    bool exec_pause(GuestContext& g);
+    bool exec_rdmsr(GuestContext& g);  // ECX in regs.rcx; result in regs.rax/rdx
+    bool exec_wrmsr(GuestContext& g);  // ECX, EDX:EAX from regs
+    bool exec_mmio_read(GuestContext& g, std::uint64_t gpa, unsigned size, std::uint64_t& out);
+    bool exec_mmio_write(GuestContext& g, std::uint64_t gpa, unsigned size, std::uint64_t value);
+    bool exec_memory(GuestContext& g, model::MemRequest& req);  // loads, stores, atomics
+    void exec_sti(GuestContext& g);
+    void exec_cli(GuestContext& g);
+    // A loop of PAUSE that ends when `done()` holds (checked at each iteration),
+    // taking interrupts at its instruction boundaries. `watch_gpa`, if set, is the
+    // location `done()` polls: the loop then sleeps until that line is written.
+    void exec_spin(GuestContext& g, const std::function<bool()>& done,
+                   std::optional<std::uint64_t> watch_gpa, bool pause);
+    // Instruction boundary: recognizes and delivers pending events (VM exits, posted-
+    // interrupt processing, virtual-interrupt delivery). Returns false if a VM exit
+    // happened (the guest thread was suspended and has been resumed since).
+    bool event_window(GuestContext& g);
+
+    // Statistics of this processor.
+    std::uint64_t exits(std::uint16_t basic_reason) const;
+    std::uint64_t notifications_sent() const { return m_notifications_sent; }
+
+private:
+    friend class Platform;
+    class Port : public model::MemoryPort {
+    public:
+        explicit Port(LogicalProcessor& lp) : m_lp(lp) {}
+        void access(model::MemRequest& req) override;
+
+    private:
+        LogicalProcessor& m_lp;
+    };
+
+    void run();  // SC_THREAD: runs the software
+
+    // VM entry (SDM 26) and VM exit (SDM 27).
+    EntryResult vm_entry(bool launch);
+    // Performs a VM exit from non-root operation on the guest thread, hands control to
+    // the VMM and suspends the guest thread until the next VM entry of this context.
+    void vm_exit(GuestContext& g, std::uint32_t reason, std::uint64_t qualification,
+                 std::uint32_t intr_info = 0, std::uint32_t instruction_length = 0);
+    void guest_thread_body(GuestContext* g);
+    void start_guest_thread(GuestContext& g);
+    // Inactive activity states (HLT, wait-for-SIPI) on the guest thread: waits for an
+    // event; returns when the processor is active again.
+    void inactive_wait(GuestContext& g);
+
+    // Non-root flows (SDM 29 / new SDM 30).
+    bool posted_interrupt_processing(GuestContext& g, std::uint8_t vector);
+    void deliver_virtual_interrupt(GuestContext& g);
+    void deliver_guest_interrupt(GuestContext& g, std::uint8_t vector);
+    bool virtualize_ipi(GuestContext& g, std::uint8_t vector, std::uint32_t apic_id);
+    bool apic_write_emulation(GuestContext& g, std::uint32_t offset);
+    bool eoi_virtualization_flow(GuestContext& g);
+    bool tpr_virtualization_flow(GuestContext& g);
+    void self_ipi_virtualization_flow(GuestContext& g, std::uint8_t vector);
+    bool apic_access_mmio(GuestContext& g, std::uint32_t offset, unsigned size, bool write,
+                          std::uint64_t& value, std::uint64_t rip, unsigned length);
+    bool x2apic_msr_write(GuestContext& g, std::uint32_t msr, std::uint64_t value,
+                          std::uint64_t rip, unsigned length, bool& handled);
+    bool x2apic_msr_read(GuestContext& g, std::uint32_t msr, std::uint64_t& value,
+                         bool& handled);
+    bool msr_bitmap_intercepts(std::uint32_t msr, bool write) const;
+    void send_notification(std::uint8_t nv, std::uint32_t ndst);
+    std::uint64_t translate(GuestContext& g, std::uint64_t gpa) const;
+    bool is_apic_gpa(GuestContext& g, std::uint64_t gpa) const;
+
+    // Helpers.
+    vmcs::Vmcs& vmcs() { return m_current->vmcs; }
+    const vmcs::Vmcs& vmcs() const { return m_current->vmcs; }
+    std::uint32_t pin() const;
+    std::uint32_t primary() const;
+    std::uint32_t secondary() const;
+    std::uint64_t tertiary() const;
+    VirtualApicPage vapic();
+    std::uint64_t rip(GuestContext& g) const;
+    void set_rip(GuestContext& g, std::uint64_t rip);
+    void advance_rip(GuestContext& g, unsigned length);
+    bool guest_if(GuestContext& g) const;
+    const char* mode_name() const { return m_non_root ? "nonroot" : "root"; }
+    void trace(const char* flag, const char* step, const char* where, double cost) const;
+    void count_exit(std::uint16_t basic);
+    void handle_host_interrupts();
+
+    int m_index;
+    Platform& m_platform;
+    std::unique_ptr<apic::LocalApic> m_apic;
+    Port m_port{*this};
+    std::function<void()> m_software;
+    double m_local = 0.0;  // local time offset in cycles
+
+    // VMX state.
+    bool m_vmx_on = false;
+    bool m_non_root = false;
+    std::uint64_t m_vmxon_region = 0;
+    GuestContext* m_current = nullptr;  // current VMCS (and its guest context)
+    bool m_host_if = true;              // RFLAGS.IF in root operation
+    std::array<HostHandler, 256> m_host_handlers{};
+
+    // Hand-over between the VMM thread and a guest thread.
+    sc_core::sc_event m_exit_event;
+    VmExit m_last_exit;
+    bool m_guest_finished = false;
+
+    std::map<std::uint16_t, std::uint64_t> m_exits;
+    std::uint64_t m_notifications_sent = 0;
+};
+
+}  // namespace vtx::cpu

@@ -1,0 +1,207 @@
+#include "sim/experiment.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+
+#include <systemc>
+
+#include "apic/registers.hpp"
+#include "cpu/platform.hpp"
+#include "model/error.hpp"
+#include "model/rng.hpp"
+#include "vmcs/exit_info.hpp"
+
+namespace vtx::sim {
+
+namespace {
+constexpr std::uint32_t kHostSvr = 0x1FF;
+}  // namespace
+
+nlohmann::json RunOutcome::to_json() const {
+    return {{"ok", ok},
+            {"error", error},
+            {"cycles_per_iteration", cycles_per_iteration},
+            {"iterations", iterations},
+            {"total_iterations", total_iterations},
+            {"exits", exits},
+            {"notifications", notifications},
+            {"host_seconds", host_seconds},
+            {"simulated_cycles", simulated_cycles},
+            {"check_ok", check_ok},
+            {"check", check},
+            {"values", values},
+            {"stats", stats}};
+}
+
+RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
+    RunOutcome o;
+    o.ok = j.at("ok");
+    o.error = j.at("error");
+    o.cycles_per_iteration = j.at("cycles_per_iteration");
+    o.iterations = j.at("iterations");
+    o.total_iterations = j.at("total_iterations");
+    o.exits = j.at("exits").get<std::map<std::string, std::uint64_t>>();
+    o.notifications = j.at("notifications");
+    o.host_seconds = j.at("host_seconds");
+    o.simulated_cycles = j.at("simulated_cycles");
+    o.check_ok = j.at("check_ok");
+    o.check = j.at("check");
+    o.values = j.at("values").get<std::map<std::string, double>>();
+    o.stats = j.at("stats");
+    return o;
+}
+
+void apply_run_variation(model::CpuProfile& profile, std::uint64_t seed, const std::string& stream,
+                         unsigned run_index) {
+    const std::uint64_t stream_id = std::hash<std::string>{}(stream);
+    model::Rng rng(seed ^ (stream_id * 0x9E3779B97F4A7C15ull) ^ (std::uint64_t{run_index} << 32));
+    for (std::size_t i = 0; i < model::kCostCount; ++i) {
+        const auto c = static_cast<model::Cost>(i);
+        const double sigma = profile.costs.entry(c).run_variation;
+        const double z = rng.normal();  // drawn for every cost, so streams stay aligned
+        profile.costs.set_run_factor(c, sigma > 0 ? 1.0 + sigma * z : 1.0);
+    }
+}
+
+RunOutcome run_in_process(const RunSpec& spec) {
+    RunOutcome out;
+    const auto* info = workloads::find_workload(spec.workload);
+    if (!info) {
+        out.error = "unknown workload \"" + spec.workload + "\"";
+        return out;
+    }
+    // sc_stop() is how a finished workload ends the simulation: not worth a message.
+    sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+    model::CpuProfile profile = spec.profile;
+    apply_run_variation(profile, spec.seed, spec.stream, spec.run_index);
+    auto platform = std::make_unique<cpu::Platform>("platform", profile, spec.config.pcpus);
+    if (spec.trace) platform->tracer().enable_all();
+    for (const auto& f : spec.debug_flags) platform->tracer().enable(f);
+    // The host runs its local APICs in x2APIC mode, as Linux does on these servers.
+    for (unsigned c = 0; c < platform->cpu_count(); ++c) {
+        auto& a = platform->cpu(c).apic();
+        const std::uint64_t base = (0xFEE00000ull) | apic::kApicBaseGlobalEnable | (c == 0 ? apic::kApicBaseBsp : 0);
+        a.wrmsr(apic::kMsrIa32ApicBase, base | apic::kApicBaseX2ApicEnable);
+        a.wrmsr(apic::kX2ApicMsrSvr, kHostSvr);  // software-enabled, spurious vector 0xFF
+    }
+    vmm::Kvm kvm(*platform, spec.kvm);
+    vmm::Vm& vm = kvm.create_vm(spec.config.x2apic);
+    std::unique_ptr<workloads::Workload> workload = info->make();
+    workload->setup(kvm, vm, spec.config);
+    bool finished = false;
+    kvm.on_guest_finished = [&](vmm::Vcpu& v) {
+        if (v.id() == 0 && workload->stop_when_bsp_finishes()) {
+            finished = true;
+            sc_core::sc_stop();
+        }
+    };
+    kvm.start();
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+        sc_core::sc_start(sc_core::sc_time(spec.max_simulated_seconds, sc_core::SC_SEC));
+    } catch (const std::exception& e) {
+        out.error = e.what();
+        return out;
+    }
+    out.host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.simulated_cycles = platform->clock().to_cycles(sc_core::sc_time_stamp());
+    if (!finished) {
+        out.error = "workload \"" + spec.workload + "\" did not finish within " +
+                    std::to_string(spec.max_simulated_seconds) + " simulated seconds";
+        return out;
+    }
+    const workloads::WorkloadResult r = workload->result(kvm, vm);
+    out.ok = true;
+    out.cycles_per_iteration = r.cycles_per_iteration;
+    out.iterations = r.iterations;
+    out.total_iterations = r.total_iterations;
+    out.check_ok = r.ok;
+    out.check = r.check;
+    out.values = r.values;
+    for (std::uint16_t reason = 0; reason <= 64; ++reason)
+        if (auto n = kvm.exits(reason)) out.exits[std::to_string(reason)] = n;
+    for (unsigned c = 0; c < platform->cpu_count(); ++c) out.notifications += platform->cpu(c).notifications_sent();
+    out.notifications += platform->stats().value("kvm.notifications_sent");
+    out.stats = platform->stats().to_json();
+    return out;
+}
+
+namespace {
+RunOutcome run_child(const RunSpec& spec, int fd) {
+    RunOutcome o;
+    try {
+        o = run_in_process(spec);
+    } catch (const std::exception& e) {
+        o.ok = false;
+        o.error = e.what();
+    }
+    const std::string text = o.to_json().dump();
+    std::size_t done = 0;
+    while (done < text.size()) {
+        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+    }
+    return o;
+}
+}  // namespace
+
+std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs) {
+    std::vector<RunOutcome> outcomes(specs.size());
+    struct Child {
+        pid_t pid;
+        int fd;
+        std::size_t index;
+        std::string data;
+    };
+    std::vector<Child> running;
+    std::size_t next = 0;
+    if (jobs == 0) jobs = 1;
+    std::fflush(nullptr);
+    while (next < specs.size() || !running.empty()) {
+        while (next < specs.size() && running.size() < jobs) {
+            int fds[2];
+            if (::pipe(fds) != 0) throw std::runtime_error("pipe() failed");
+            const pid_t pid = ::fork();
+            if (pid < 0) throw std::runtime_error("fork() failed");
+            if (pid == 0) {
+                ::close(fds[0]);
+                run_child(specs[next], fds[1]);
+                ::close(fds[1]);
+                std::fflush(nullptr);
+                ::_exit(0);
+            }
+            ::close(fds[1]);
+            running.push_back(Child{pid, fds[0], next, {}});
+            ++next;
+        }
+        // Drain the first child (children write once, at their end).
+        Child c = running.front();
+        running.erase(running.begin());
+        char buf[65536];
+        for (;;) {
+            const ssize_t n = ::read(c.fd, buf, sizeof buf);
+            if (n <= 0) break;
+            c.data.append(buf, static_cast<std::size_t>(n));
+        }
+        ::close(c.fd);
+        int status = 0;
+        ::waitpid(c.pid, &status, 0);
+        RunOutcome o;
+        if (c.data.empty()) {
+            o.error = "the simulation process of run " + std::to_string(specs[c.index].run_index + 1) +
+                      " ended without a result (status " + std::to_string(status) + ")";
+        } else {
+            o = RunOutcome::from_json(nlohmann::json::parse(c.data));
+        }
+        outcomes[c.index] = std::move(o);
+    }
+    return outcomes;
+}
+
+}  // namespace vtx::sim

@@ -1,0 +1,61 @@
+#pragma once
+// One simulation run, and many of them: SystemC allows one elaboration per process, so
+// each run is simulated in a child process (fork) that sends its outcome back as JSON.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/profile.hpp"
+#include "vmm/kvm.hpp"
+#include "workloads/workload.hpp"
+
+namespace vtx::sim {
+
+struct RunSpec {
+    std::string workload = "ipi";
+    model::CpuProfile profile;  // with --set overrides applied
+    vmm::KvmParams kvm;
+    workloads::WorkloadConfig config;
+    std::uint64_t seed = 1;
+    unsigned run_index = 0;
+    std::string stream;  // names the configuration, so each one draws its own perturbation
+    bool trace = false;
+    std::vector<std::string> debug_flags;
+    double max_simulated_seconds = 60.0;  // a run that has not finished by then is an error
+};
+
+struct RunOutcome {
+    bool ok = false;
+    std::string error;
+    double cycles_per_iteration = 0;
+    std::uint64_t iterations = 0;
+    std::uint64_t total_iterations = 0;
+    std::map<std::string, std::uint64_t> exits;  // basic reason (as a string) -> count
+    std::uint64_t notifications = 0;             // IPIv + KVM posted-interrupt notifications
+    double host_seconds = 0;
+    double simulated_cycles = 0;
+    bool check_ok = false;
+    std::string check;
+    std::map<std::string, double> values;
+    nlohmann::json stats;
+    nlohmann::json to_json() const;
+    static RunOutcome from_json(const nlohmann::json& j);
+};
+
+// The per-run perturbation: each cost with a run_variation draws a factor
+// 1 + run_variation * N(0,1) (truncated at 3 sigma) from a stream seeded by (seed,
+// stream, run index). It models what differs between runs on hardware (the mesh
+// distance between the two cores, uncore frequency, cache and TLB state), and is applied
+// to costs, never to results.
+void apply_run_variation(model::CpuProfile& profile, std::uint64_t seed, const std::string& stream,
+                         unsigned run_index);
+
+// Simulates one run in this process (call at most once per process).
+RunOutcome run_in_process(const RunSpec& spec);
+// Simulates each run in its own child process, `jobs` at a time; outcomes in order.
+std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs);
+
+}  // namespace vtx::sim

@@ -1,0 +1,129 @@
+#include "sim/options.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "model/error.hpp"
+
+#ifndef VTX_SOURCE_DIR_DEFAULT
+#define VTX_SOURCE_DIR_DEFAULT "."
+#endif
+
+namespace vtx::sim {
+
+namespace fs = std::filesystem;
+
+std::string profile_dir() {
+    if (const char* env = std::getenv("VTX_PROFILE_DIR")) return env;
+    const fs::path compiled = fs::path(VTX_SOURCE_DIR_DEFAULT) / "profiles";
+    if (fs::is_directory(compiled)) return compiled.string();
+    return "profiles";
+}
+
+std::vector<std::string> profile_names() {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(profile_dir(), ec))
+        if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+model::CpuProfile load_profile(const std::string& name_or_file) {
+    const bool is_file = name_or_file.find('/') != std::string::npos ||
+                         (name_or_file.size() > 5 && name_or_file.substr(name_or_file.size() - 5) == ".json");
+    if (is_file)
+        return model::CpuProfile::load(name_or_file);
+    const fs::path p = fs::path(profile_dir()) / (name_or_file + ".json");
+    if (!fs::exists(p)) {
+        std::string known;
+        for (const auto& n : profile_names()) known += (known.empty() ? "" : ", ") + n;
+        throw model::ConfigError("--profile: no profile \"" + name_or_file + "\" in " + profile_dir() +
+                                 " (known: " + known + ")");
+    }
+    return model::CpuProfile::load(p.string());
+}
+
+void apply_sets(const std::vector<std::string>& sets, RunSpec& spec) {
+    for (const auto& item : sets) {
+        const auto eq = item.find('=');
+        if (eq == std::string::npos || eq == 0)
+            throw model::ConfigError("--set \"" + item + "\": expected KEY=VALUE");
+        const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+        const auto dot = key.find('.');
+        const std::string scope = key.substr(0, dot == std::string::npos ? key.size() : dot);
+        const std::string name = dot == std::string::npos ? "" : key.substr(dot + 1);
+        const std::string where = "--set " + item;
+        if (scope == "cost" && !name.empty()) {
+            spec.profile.override_cost(name, value, where);
+        } else if (scope == "kvm" && !name.empty()) {
+            spec.kvm.set(name, value, where);
+        } else if (scope == "workload" && name == "goal") {
+            std::size_t used = 0;
+            unsigned long long g = 0;
+            try {
+                g = std::stoull(value, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used != value.size() || g == 0) throw model::ConfigError(where + ": goal must be a positive integer (TSC ticks)");
+            spec.config.goal = g;
+        } else if (scope == "workload" && !name.empty()) {
+            spec.config.params[name] = value;
+        } else {
+            throw model::ConfigError(where + ": unknown key \"" + key +
+                                     "\" (keys are cost.NAME, kvm.NAME, workload.NAME; see `vtxsim list`)");
+        }
+    }
+}
+
+std::string default_training_file() {
+    return (fs::path(profile_dir()) / "training" / "kvm-ipiv-cover-letter.json").string();
+}
+
+TrainingSet load_training(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw model::ConfigError("training file " + path + ": cannot open file");
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw model::ConfigError("training file " + path + ": not valid JSON: " + e.what());
+    }
+    TrainingSet t;
+    try {
+        t.source = j.at("source").get<std::string>();
+        for (const auto& c : j.at("columns")) {
+            TrainingSet::Column col;
+            col.apic = c.at("apic").get<std::string>();
+            if (col.apic != "xapic" && col.apic != "x2apic")
+                throw model::ConfigError("training file " + path + ": apic must be xapic or x2apic");
+            col.ipiv = c.at("ipiv").get<bool>();
+            col.runs = c.at("runs").get<std::vector<double>>();
+            if (col.runs.empty()) throw model::ConfigError("training file " + path + ": a column has no runs");
+            col.mean = mean_of(col.runs);
+            t.columns.push_back(col);
+        }
+    } catch (const nlohmann::json::exception& e) {
+        throw model::ConfigError("training file " + path + ": " + e.what());
+    }
+    return t;
+}
+
+double mean_of(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+double sample_stddev(const std::vector<double>& v) {
+    if (v.size() < 2) return 0;
+    const double m = mean_of(v);
+    double s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+
+}  // namespace vtx::sim

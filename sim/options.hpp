@@ -1,0 +1,41 @@
+#pragma once
+// Resolving what the user asked for (profile, knobs, costs, workload parameters) into
+// run specifications, with one clear message per mistake.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sim/experiment.hpp"
+
+namespace vtx::sim {
+
+// Where profiles/ is: $VTX_PROFILE_DIR, else the source tree's profiles/ (compiled in),
+// else ./profiles.
+std::string profile_dir();
+// NAME (profiles/NAME.json) or a path to a JSON file.
+model::CpuProfile load_profile(const std::string& name_or_file);
+std::vector<std::string> profile_names();
+
+// Applies `--set KEY=VALUE` items: cost.NAME, kvm.NAME, workload.NAME.
+void apply_sets(const std::vector<std::string>& sets, RunSpec& spec);
+
+// The training measurements (the IPIv cover letter's 20-run table).
+struct TrainingSet {
+    std::string source;
+    struct Column {
+        std::string apic;  // "xapic" / "x2apic"
+        bool ipiv = false;
+        std::vector<double> runs;
+        double mean = 0;
+    };
+    std::vector<Column> columns;
+};
+std::string default_training_file();
+TrainingSet load_training(const std::string& path);
+
+double mean_of(const std::vector<double>& v);
+double sample_stddev(const std::vector<double>& v);
+
+}  // namespace vtx::sim

@@ -1,0 +1,763 @@
+#include "vmm/kvm.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "apic/destination.hpp"
+#include "apic/icr.hpp"
+#include "cpu/virtual_apic.hpp"
+#include "model/error.hpp"
+#include "pid/descriptor.hpp"
+#include "pid/pid_table.hpp"
+#include "vmcs/controls.hpp"
+#include "vmcs/exit_info.hpp"
+
+namespace vtx::vmm {
+
+using cpu::LogicalProcessor;
+using model::Cost;
+using vmcs::ExitReason;
+using vmcs::Field;
+
+namespace {
+constexpr std::uint64_t kRflagsReserved1 = 0x2;
+constexpr std::uint32_t kMsrX2apicFirst = 0x800, kMsrX2apicLast = 0x8FF;
+constexpr std::uint32_t kMsrX2apicTpr = 0x808, kMsrX2apicEoi = 0x80B, kMsrX2apicIcr = 0x830,
+                        kMsrX2apicTmcct = 0x839, kMsrX2apicSelfIpi = 0x83F;
+constexpr std::uint32_t kIcrBusy = 1u << 12;             // delivery status
+constexpr std::uint32_t kX2apicBroadcast = 0xFFFFFFFF;
+constexpr std::uint64_t kMsrBitmapWriteLow = 2048, kMsrBitmapReadLow = 0;
+constexpr unsigned kApicVersion = 0x50014;                 // version 0x14, max LVT 5
+bool parse_bool(const std::string& v, bool& out) {
+    if (v == "on" || v == "1" || v == "true" || v == "yes" || v == "Y") return out = true, true;
+    if (v == "off" || v == "0" || v == "false" || v == "no" || v == "N") return out = false, true;
+    return false;
+}
+}  // namespace
+
+// ====================================================================================
+// Knobs
+// ====================================================================================
+void KvmParams::set(const std::string& name, const std::string& value, const std::string& where) {
+    auto bad = [&](const char* what) {
+        throw model::ConfigError(where + ": kvm." + name + " = \"" + value + "\": " + what);
+    };
+    bool b = false;
+    if (name == "enable_apicv" || name == "enable_ipiv" || name == "x2apic_icr_fastpath") {
+        if (!parse_bool(value, b)) bad("expected on or off");
+        (name == "enable_apicv" ? enable_apicv : name == "enable_ipiv" ? enable_ipiv : x2apic_icr_fastpath) = b;
+    } else if (name == "max_vcpu_ids") {
+        std::size_t used = 0;
+        unsigned long n = 0;
+        try {
+            n = std::stoul(value, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used != value.size() || n == 0 || n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
+        max_vcpu_ids = static_cast<std::uint32_t>(n);
+    } else {
+        throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
+                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids)");
+    }
+}
+
+std::vector<std::array<std::string, 3>> KvmParams::describe() const {
+    auto onoff = [](bool b) { return std::string(b ? "on" : "off"); };
+    return {
+        {"kvm.enable_apicv", onoff(enable_apicv), "APIC virtualization (TPR shadow, APIC-register virtualization, virtual-interrupt delivery, posted interrupts)"},
+        {"kvm.enable_ipiv", onoff(enable_ipiv), "IPI virtualization (needs APICv and a CPU profile with IPIv)"},
+        {"kvm.x2apic_icr_fastpath", onoff(x2apic_icr_fastpath), "handle unicast x2APIC ICR writes in the IRQs-off fastpath"},
+        {"kvm.max_vcpu_ids", std::to_string(max_vcpu_ids), "KVM_CAP_MAX_VCPU_ID: PID-pointer table entries, last PID-pointer index + 1"},
+    };
+}
+
+// ====================================================================================
+// VM and vCPU objects
+// ====================================================================================
+Vcpu::Vcpu(Vm& vm, unsigned id, unsigned pcpu)
+    : m_vm(vm), m_id(id), m_pcpu(pcpu),
+      m_ctx("vm" + std::to_string(vm.m_index) + ".vcpu" + std::to_string(id),
+            vm.m_kvm.platform().profile().features) {}
+
+bool Vcpu::apicv_active() const { return m_vm.m_kvm.params().enable_apicv && !m_vm.m_apicv_inhibited; }
+bool Vcpu::ipiv_active() const { return m_vm.m_kvm.params().enable_ipiv && apicv_active(); }
+std::uint32_t Vcpu::apic_id() const {
+    std::uint32_t id = 0;
+    m_vm.m_kvm.platform().memory().peek(m_vapic + cpu::kVapicId, &id, sizeof id);
+    return m_vm.m_x2apic ? id : id >> 24;
+}
+std::uint64_t Vcpu::exits(std::uint16_t reason) const {
+    auto it = m_exits.find(reason);
+    return it == m_exits.end() ? 0 : it->second;
+}
+std::uint64_t Vcpu::interrupts_received(std::uint8_t) const { return m_ctx.delivered_interrupts; }
+
+Vm::Vm(Kvm& kvm, unsigned index, bool x2apic, std::uint64_t memory_bytes)
+    : m_kvm(kvm), m_index(index), m_x2apic(x2apic) {
+    auto& mem = kvm.platform().memory();
+    m_memory.size = memory_bytes;
+    m_memory.host_base = mem.allocate(memory_bytes, model::kPageSize);
+    m_apic_access_page = mem.allocate(model::kPageSize, model::kPageSize);
+}
+
+std::uint64_t Vm::alloc_guest(std::uint64_t bytes, std::uint64_t align) {
+    const std::uint64_t gpa = (m_next_gpa + align - 1) & ~(align - 1);
+    if (gpa + bytes > m_memory.size)
+        throw model::ConfigError("VM " + std::to_string(m_index) + ": guest memory exhausted");
+    m_next_gpa = gpa + bytes;
+    return gpa;
+}
+
+Vcpu* Vm::vcpu_by_apic_id(std::uint32_t apic_id) {
+    for (auto& v : m_vcpus)
+        if (v->apic_id() == apic_id) return v.get();
+    return nullptr;
+}
+
+Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
+    const KvmParams& p = m_kvm.params();
+    if (id >= p.max_vcpu_ids)
+        throw model::ConfigError("vCPU ID " + std::to_string(id) + " is not below kvm.max_vcpu_ids (" +
+                                 std::to_string(p.max_vcpu_ids) + ")");
+    if (pcpu >= m_kvm.platform().cpu_count())
+        throw model::ConfigError("vCPU " + std::to_string(id) + ": physical CPU " + std::to_string(pcpu) +
+                                 " does not exist (" + std::to_string(m_kvm.platform().cpu_count()) + " CPUs)");
+    for (auto& v : m_vcpus)
+        if (v->id() == id) throw model::ConfigError("vCPU ID " + std::to_string(id) + " exists already");
+    auto& mem = m_kvm.platform().memory();
+    // vmx_vcpu_precreate -> vmx_alloc_ipiv_pid_table: zeroed pages for max_vcpu_ids entries.
+    if (!m_pid_table && m_kvm.params().enable_ipiv)
+        m_pid_table = mem.allocate(pid::table_allocation_bytes(p.max_vcpu_ids), model::kPageSize);
+    auto v = std::make_unique<Vcpu>(*this, id, pcpu);
+    v->m_vapic = mem.allocate(model::kPageSize, model::kPageSize);
+    v->m_pi_desc = mem.allocate(pid::kPidBytes, pid::kPidAlignment);
+    // Reset state of the local APIC registers (the lapic page).
+    const std::uint32_t id_reg = m_x2apic ? id : id << 24;
+    mem.poke(v->m_vapic + cpu::kVapicId, &id_reg, 4);
+    mem.poke(v->m_vapic + cpu::kVapicVersion, &kApicVersion, 4);
+    if (m_x2apic) {
+        const std::uint32_t ldr = ((id >> 4) << 16) | (1u << (id & 0xF));
+        mem.poke(v->m_vapic + cpu::kVapicLdr, &ldr, 4);
+    }
+    const std::uint32_t svr = 0x1FF;  // software enabled, spurious vector 0xFF
+    mem.poke(v->m_vapic + cpu::kVapicSvr, &svr, 4);
+    // vmx_vcpu_create: pid_table[vcpu_id] = __pa(pi_desc) | PID_TABLE_ENTRY_VALID.
+    if (m_pid_table) {
+        model::DirectMemoryPort port(mem, model::kDeviceAgent);
+        pid::PidPointerTable(port, m_pid_table, p.max_vcpu_ids).install(id, v->m_pi_desc);
+    }
+    cpu::GuestContext& ctx = v->m_ctx;
+    ctx.memory_map = m_memory;
+    ctx.code = [this](std::uint64_t linear) -> cpu::GuestProgram {
+        auto it = m_code.find(linear);
+        return it == m_code.end() ? cpu::GuestProgram{} : it->second;
+    };
+    m_kvm.platform().register_vmcs(ctx);
+    v->m_mp_state = start_runnable ? MpState::Runnable : MpState::Uninitialized;
+    m_vcpus.push_back(std::move(v));
+    return *m_vcpus.back();
+}
+
+void Vm::inhibit_apicv(const char* reason) {
+    if (m_apicv_inhibited) return;
+    m_apicv_inhibited = true;
+    ++m_kvm.platform().stats().counter(std::string("kvm.apicv_inhibit.") + reason, "count",
+                                       "APICv inhibited for the VM");
+    for (auto& v : m_vcpus) {
+        v->m_apicv_refresh = true;  // KVM_REQ_APICV_UPDATE
+        v->m_req_event = true;
+    }
+}
+
+Kvm::Kvm(cpu::Platform& platform, KvmParams params) : m_platform(platform), m_params(params) {
+    const auto& f = platform.profile().features;
+    if (m_params.enable_ipiv && !f.ipi_virtualization)
+        throw model::ConfigError("kvm.enable_ipiv=on needs a CPU with IPI virtualization; profile \"" +
+                                 platform.profile().name + "\" has none (use kvm.enable_ipiv=off)");
+    if (m_params.enable_ipiv && !m_params.enable_apicv)
+        throw model::ConfigError("kvm.enable_ipiv=on needs kvm.enable_apicv=on (IPIv is used only with APICv)");
+    m_wakeup_list.resize(platform.cpu_count());
+    m_running.assign(platform.cpu_count(), nullptr);
+    for (unsigned c = 0; c < platform.cpu_count(); ++c) {
+        LogicalProcessor& p = platform.cpu(c);
+        // sysvec_kvm_posted_intr_ipi: acknowledge only; the PIR is synced at the next entry.
+        p.set_host_handler(kPostedIntrVector, [&p](std::uint8_t) {
+            p.step(Cost::KvmPostedIntrIpiHandler, "sysvec_kvm_posted_intr_ipi", "arch/x86/kernel/irq.c", "kvm");
+        });
+        p.set_host_handler(kPostedIntrWakeupVector, [this, c](std::uint8_t) { pi_wakeup_handler(c); });
+        p.set_host_handler(kRescheduleVector, [](std::uint8_t) {});
+    }
+}
+
+Vm& Kvm::create_vm(bool x2apic, std::uint64_t memory_bytes) {
+    m_vms.push_back(std::make_unique<Vm>(*this, static_cast<unsigned>(m_vms.size()), x2apic, memory_bytes));
+    return *m_vms.back();
+}
+
+std::uint64_t Kvm::exits(std::uint16_t reason) const {
+    std::uint64_t n = 0;
+    for (const auto& vm : m_vms)
+        for (const auto& v : vm->m_vcpus) n += v->exits(reason);
+    return n;
+}
+
+void Kvm::start() {
+    for (auto& vm : m_vms)
+        for (auto& v : vm->m_vcpus) {
+            Vcpu* vp = v.get();
+            LogicalProcessor& p = m_platform.cpu(vp->m_pcpu);
+            p.set_software([this, vp] { vcpu_thread(*vp); });
+        }
+}
+
+// ====================================================================================
+// VMCS set-up (vmx.c init_vmcs, vmx_refresh_apicv_exec_ctrl, vmx_update_msr_bitmap_x2apic)
+// ====================================================================================
+void Kvm::init_vmcs(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    Vm& vm = v.vm();
+    auto w = [&](Field f, std::uint64_t value) { p.vmwrite(f, value); };
+    w(Field::PostedIntrNv, kPostedIntrVector);
+    w(Field::PostedIntrDescAddr, v.m_pi_desc);
+    w(Field::VirtualApicPageAddr, v.m_vapic);
+    w(Field::ApicAccessAddr, vm.m_apic_access_page);
+    w(Field::TprThreshold, 0);
+    for (Field f : {Field::EoiExitBitmap0, Field::EoiExitBitmap1, Field::EoiExitBitmap2, Field::EoiExitBitmap3})
+        w(f, 0);
+    if (vm.m_pid_table) {
+        w(Field::PidPointerTable, vm.m_pid_table);
+        w(Field::LastPidPointerIndex, m_params.max_vcpu_ids - 1);
+    }
+    const std::uint64_t bitmap = m_platform.memory().allocate(model::kPageSize, model::kPageSize);
+    std::vector<std::uint8_t> ones(model::kPageSize, 0xFF);  // intercept everything by default
+    m_platform.memory().poke(bitmap, ones.data(), ones.size());
+    w(Field::MsrBitmap, bitmap);
+    w(Field::VmExitControls, vmcs::kExitDefault1 | vmcs::kExitHostAddressSpaceSize |
+                                 vmcs::kExitAcknowledgeInterruptOnExit);
+    w(Field::VmEntryControls, vmcs::kEntryDefault1 | vmcs::kEntryIa32eModeGuest);
+    w(Field::VmcsLinkPointer, ~std::uint64_t{0});
+    // Guest state: the BSP starts at its entry point; APs wait for INIT/SIPI.
+    w(Field::GuestRflags, kRflagsReserved1);
+    w(Field::GuestCsBase, 0);
+    w(Field::GuestRip, v.m_entry);
+    w(Field::GuestActivityState, 0);
+    w(Field::GuestInterruptibilityInfo, 0);
+    w(Field::GuestIntrStatus, 0);
+    refresh_apicv_exec_ctrl(v);
+}
+
+void Kvm::refresh_apicv_exec_ctrl(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    const bool apicv = v.apicv_active();
+    const bool ipiv = v.ipiv_active();
+    std::uint32_t pin = vmcs::kPinDefault1 | vmcs::kPinExternalInterruptExiting | vmcs::kPinNmiExiting |
+                        vmcs::kPinVirtualNmis;
+    if (apicv) pin |= vmcs::kPinProcessPostedInterrupts;
+    std::uint32_t primary = vmcs::kPrimaryDefault1 | vmcs::kPrimaryHltExiting | vmcs::kPrimaryUseTprShadow |
+                            vmcs::kPrimaryUseMsrBitmaps | vmcs::kPrimaryActivateSecondaryControls;
+    std::uint64_t tertiary = ipiv ? vmcs::kTertiaryIpiVirt : 0;
+    if (tertiary) primary |= vmcs::kPrimaryActivateTertiaryControls;
+    std::uint32_t secondary = v.vm().x2apic() ? vmcs::kSecondaryVirtualizeX2apicMode
+                                              : vmcs::kSecondaryVirtualizeApicAccesses;
+    if (apicv) secondary |= vmcs::kSecondaryApicRegisterVirtualization | vmcs::kSecondaryVirtualInterruptDelivery;
+    p.vmwrite(Field::PinBasedVmExecControl, pin);
+    p.vmwrite(Field::CpuBasedVmExecControl, primary);
+    p.vmwrite(Field::SecondaryVmExecControl, secondary);
+    if (m_platform.profile().features.tertiary_controls) p.vmwrite(Field::TertiaryVmExecControl, tertiary);
+    update_msr_bitmap_x2apic(v);
+    v.m_apicv_refresh = false;
+}
+
+void Kvm::update_msr_bitmap_x2apic(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    const std::uint64_t bitmap = p.current_vmcs()->hw_read(Field::MsrBitmap);
+    auto& mem = m_platform.memory();
+    auto set_intercept = [&](std::uint64_t half, std::uint32_t msr, bool intercept) {
+        std::uint8_t b;
+        mem.peek(bitmap + half + msr / 8, &b, 1);
+        b = intercept ? (b | (1u << (msr % 8))) : (b & ~(1u << (msr % 8)));
+        mem.poke(bitmap + half + msr / 8, &b, 1);
+    };
+    const bool x2apic_apicv = v.vm().x2apic() && v.apicv_active();
+    for (std::uint32_t msr = kMsrX2apicFirst; msr <= kMsrX2apicLast; ++msr) {
+        set_intercept(kMsrBitmapReadLow, msr, !x2apic_apicv || msr == kMsrX2apicTmcct);
+        set_intercept(kMsrBitmapWriteLow, msr, true);
+    }
+    if (x2apic_apicv) {
+        set_intercept(kMsrBitmapWriteLow, kMsrX2apicTpr, false);
+        set_intercept(kMsrBitmapWriteLow, kMsrX2apicEoi, false);
+        set_intercept(kMsrBitmapWriteLow, kMsrX2apicSelfIpi, false);
+        // The ICR stays intercepted unless IPIv is active (vmx.c vmx_update_msr_bitmap_x2apic).
+        set_intercept(kMsrBitmapWriteLow, kMsrX2apicIcr, !v.ipiv_active());
+        set_intercept(kMsrBitmapReadLow, kMsrX2apicIcr, !v.ipiv_active());
+    }
+}
+
+// ====================================================================================
+// The vCPU thread (x86.c vcpu_run) and vcpu_enter_guest
+// ====================================================================================
+void Kvm::vcpu_thread(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    const std::uint64_t vmxon_region = m_platform.memory().allocate(model::kPageSize, model::kPageSize);
+    if (!p.in_vmx_operation()) p.vmxon(vmxon_region);
+    // vcpu_load: VMCLEAR + VMPTRLD, then vmx_vcpu_pi_load.
+    p.vmclear(v.m_ctx.vmcs_address);
+    p.vmptrld(v.m_ctx.vmcs_address);
+    init_vmcs(v);
+    m_running[v.m_pcpu] = &v;
+    vmx_vcpu_pi_load(v);
+    for (;;) {
+        if (v.m_mp_state == MpState::Runnable) {
+            if (vcpu_enter_guest(v) == 0) break;
+        } else {
+            kvm_vcpu_block(v);
+            kvm_apic_accept_events(v);
+        }
+    }
+    if (on_guest_finished) on_guest_finished(v);
+}
+
+int Kvm::vcpu_enter_guest(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmEnterGuestPrologue, "vcpu_enter_guest: requests, IRQs off, IN_GUEST_MODE",
+           "x86.c vcpu_enter_guest", "kvm");
+    if (v.m_apicv_refresh) refresh_apicv_exec_ctrl(v);
+    kvm_apic_accept_events(v);
+    if (v.m_mp_state != MpState::Runnable) return 1;
+    if (v.m_req_event && !v.apicv_active()) inject_pending_interrupt(v);
+    v.m_req_event = false;
+    p.local_irq_disable();
+    v.m_mode = VcpuMode::InGuestMode;
+    if (v.apicv_active()) sync_pir_to_irr(v);
+    p.step(Cost::KvmVmxVcpuRunPre, "vmx_vcpu_run: before VMRESUME", "vmx.c vmx_vcpu_run", "kvm");
+    const cpu::EntryResult r = v.m_launched ? p.vmresume() : p.vmlaunch();
+    p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit", "vmx.c vmx_vcpu_run", "kvm");
+    v.m_mode = VcpuMode::OutsideGuestMode;
+    switch (r.outcome) {
+        case cpu::EntryOutcome::GuestFinished:
+            p.local_irq_enable();
+            return 0;
+        case cpu::EntryOutcome::VmFailInvalid:
+            throw cpu::SimulationError(v.m_ctx.name + ": VM entry failed (VMfailInvalid)");
+        case cpu::EntryOutcome::VmFailValid:
+            throw cpu::SimulationError(v.m_ctx.name + ": VM entry failed with VM-instruction error " +
+                                       std::to_string(vmcs::error_number(r.error)) + ": " + r.failed_check);
+        case cpu::EntryOutcome::Exited:
+            break;
+    }
+    v.m_launched = true;
+    ++v.m_exits[r.exit.basic()];
+    if (r.exit.reason & vmcs::kExitReasonEntryFailure)
+        throw cpu::SimulationError(v.m_ctx.name + ": VM entry failed (exit reason " +
+                                   std::to_string(r.exit.basic()) + "): " + r.failed_check);
+    const bool fastpath_handled = handle_exit_irqoff_and_fastpath(v, r.exit);
+    p.step(Cost::KvmExitCommon, "exit common path: IRQs on, accounting, SRCU", "x86.c vcpu_enter_guest",
+           "kvm");
+    p.local_irq_enable();
+    if (!fastpath_handled) {
+        p.step(Cost::KvmHandleExitDispatch, "vmx_handle_exit: dispatch", "vmx.c __vmx_handle_exit", "kvm");
+        handle_exit(v, r.exit);
+    }
+    return 1;
+}
+
+// ====================================================================================
+// Exit handling
+// ====================================================================================
+void Kvm::skip_emulated_instruction(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    const auto rip = p.vmread(Field::GuestRip).value;
+    const auto len = p.vmread(Field::VmExitInstructionLen).value;
+    p.vmwrite(Field::GuestRip, rip + len);
+}
+
+bool Kvm::handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e) {
+    LogicalProcessor& p = lp(v);
+    if (e.basic() == static_cast<std::uint16_t>(ExitReason::ExternalInterrupt)) {
+        // handle_external_interrupt_irqoff: run the host handler of the acknowledged vector.
+        p.step(Cost::KvmHandleExternalInterrupt, "handle_external_interrupt_irqoff", "vmx.c", "kvm");
+        if (e.intr_info & vmcs::kIntrInfoValid) {
+            const auto vec = static_cast<std::uint8_t>(e.intr_info & vmcs::kIntrInfoVectorMask);
+            p.run_host_handler(vec);
+        }
+        return false;
+    }
+    if (e.basic() == static_cast<std::uint16_t>(ExitReason::Wrmsr) && m_params.x2apic_icr_fastpath) {
+        // handle_fastpath_set_msr_irqoff -> handle_fastpath_set_x2apic_icr_irqoff.
+        cpu::GuestContext& g = v.m_ctx;
+        if (static_cast<std::uint32_t>(g.regs.rcx) != kMsrX2apicIcr || !v.vm().x2apic()) return false;
+        const std::uint64_t icr = (g.regs.rdx << 32) | (g.regs.rax & 0xFFFFFFFFu);
+        const apic::Icr f = apic::decode_icr(icr, true);
+        if (f.shorthand != apic::Shorthand::None || f.destination_mode != apic::DestinationMode::Physical ||
+            f.delivery_mode != apic::DeliveryMode::Fixed || f.destination == kX2apicBroadcast)
+            return false;
+        p.step(Cost::KvmFastpathX2apicIcr, "handle_fastpath_set_x2apic_icr_irqoff", "x86.c", "kvm");
+        kvm_x2apic_icr_write(v, icr);
+        skip_emulated_instruction(v);
+        return true;
+    }
+    return false;
+}
+
+void Kvm::handle_exit(Vcpu& v, const cpu::VmExit& e) {
+    LogicalProcessor& p = lp(v);
+    cpu::GuestContext& g = v.m_ctx;
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    switch (static_cast<ExitReason>(e.basic())) {
+        case ExitReason::ExternalInterrupt:
+            return;  // handled with IRQs off
+        case ExitReason::ApicWrite: {
+            // handle_apic_write -> kvm_apic_write_nodecode (trap-like: RIP already advanced).
+            p.step(Cost::KvmApicWriteHandler, "handle_apic_write -> kvm_apic_write_nodecode", "vmx.c, lapic.c", "kvm");
+            const auto offset = static_cast<std::uint32_t>(e.qualification & 0xFF0);
+            if (v.vm().x2apic() && offset == cpu::kVapicIcrLo) {
+                kvm_x2apic_icr_write(v, page.read64(cpu::kVapicIcrLo));
+            } else {
+                kvm_lapic_reg_write(v, offset, page.read32(offset));
+            }
+            return;
+        }
+        case ExitReason::Wrmsr: {
+            p.step(Cost::KvmWrmsrSlowPath, "kvm_emulate_wrmsr -> kvm_set_msr_common", "x86.c", "kvm");
+            const auto msr = static_cast<std::uint32_t>(g.regs.rcx);
+            const std::uint64_t value = (g.regs.rdx << 32) | (g.regs.rax & 0xFFFFFFFFu);
+            if (msr == kMsrX2apicIcr)
+                kvm_x2apic_icr_write(v, value);
+            else if (msr >= kMsrX2apicFirst && msr <= kMsrX2apicLast)
+                kvm_lapic_reg_write(v, (msr - kMsrX2apicFirst) << 4, static_cast<std::uint32_t>(value));
+            skip_emulated_instruction(v);
+            return;
+        }
+        case ExitReason::Rdmsr: {
+            p.step(Cost::KvmApicRegAccess, "kvm_emulate_rdmsr", "x86.c", "kvm");
+            const auto msr = static_cast<std::uint32_t>(g.regs.rcx);
+            std::uint64_t value = 0;
+            if (msr >= kMsrX2apicFirst && msr <= kMsrX2apicLast)
+                value = kvm_lapic_reg_read(v, (msr - kMsrX2apicFirst) << 4);
+            g.regs.rax = value & 0xFFFFFFFFu;
+            g.regs.rdx = value >> 32;
+            skip_emulated_instruction(v);
+            return;
+        }
+        case ExitReason::ApicAccess:
+        case ExitReason::EptMisconfig: {
+            // handle_apic_access / handle_ept_misconfig -> kvm_emulate_instruction -> MMIO.
+            p.step(Cost::KvmEmulateInstruction, "kvm_emulate_instruction (MMIO)", "x86.c", "kvm");
+            if (g.mmio.valid) {
+                const auto offset = static_cast<std::uint32_t>(g.mmio.gpa - cpu::kGuestApicBase);
+                if (g.mmio.write)
+                    kvm_lapic_reg_write(v, offset, static_cast<std::uint32_t>(g.mmio.value));
+                else
+                    g.mmio.value = kvm_lapic_reg_read(v, offset);
+            }
+            skip_emulated_instruction(v);
+            return;
+        }
+        case ExitReason::VirtualizedEoi:
+            p.step(Cost::KvmHandleEoiInduced, "handle_apic_eoi_induced", "vmx.c", "kvm");
+            return;
+        case ExitReason::Hlt:
+            p.step(Cost::KvmHandleHlt, "kvm_emulate_halt", "x86.c", "kvm");
+            skip_emulated_instruction(v);
+            if (!kvm_vcpu_has_events(v)) v.m_mp_state = MpState::Halted;
+            return;
+        case ExitReason::Cpuid:
+            p.step(Cost::KvmHandleCpuid, "kvm_emulate_cpuid", "cpuid.c", "kvm");
+            g.regs.rax = g.regs.rbx = g.regs.rcx = g.regs.rdx = 0;
+            skip_emulated_instruction(v);
+            return;
+        case ExitReason::Vmcall:
+            p.step(Cost::KvmHandleVmcall, "kvm_emulate_hypercall", "x86.c", "kvm");
+            g.regs.rax = 0;
+            skip_emulated_instruction(v);
+            return;
+        case ExitReason::TprBelowThreshold:
+        case ExitReason::InterruptWindow:
+            v.m_req_event = true;
+            return;
+        default:
+            throw cpu::SimulationError(v.m_ctx.name + ": unexpected VM exit, basic reason " +
+                                       std::to_string(e.basic()));
+    }
+}
+
+// ====================================================================================
+// Local APIC emulation (lapic.c)
+// ====================================================================================
+std::uint32_t Kvm::kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset) {
+    lp(v).step(Cost::KvmApicRegAccess, "kvm_lapic_reg_read", "lapic.c", "kvm");
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    return page.read32(offset & 0xFF0);
+}
+
+void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmApicRegAccess, "kvm_lapic_reg_write", "lapic.c", "kvm");
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    switch (offset & 0xFF0) {
+        case cpu::kVapicId:
+            if (v.vm().x2apic()) return;  // read-only in x2APIC mode
+            page.write32(cpu::kVapicId, value & 0xFF000000u);
+            // kvm_recalculate_apic_map: an xAPIC ID that differs from the vCPU ID inhibits
+            // APICv (APICV_INHIBIT_REASON_APIC_ID_MODIFIED) for the whole VM.
+            if ((value >> 24) != (v.m_id & 0xFF)) v.vm().inhibit_apicv("apic_id_modified");
+            return;
+        case cpu::kVapicEoi: {
+            const auto isr = page.highest_bit(cpu::kVapicIsr);
+            if (isr) page.clear_bit(cpu::kVapicIsr, *isr);
+            v.m_req_event = true;
+            return;
+        }
+        case cpu::kVapicIcrLo: {
+            const std::uint32_t lo = value & ~kIcrBusy;
+            const std::uint32_t dest = page.read32(cpu::kVapicIcrHi) >> 24;
+            kvm_apic_send_ipi(v, lo, dest);
+            page.write32(cpu::kVapicIcrLo, lo);
+            return;
+        }
+        case cpu::kVapicIcrHi:
+            page.write32(cpu::kVapicIcrHi, value & 0xFF000000u);
+            return;
+        case cpu::kVapicSelfIpi:
+            kvm_apic_send_ipi(v, (value & 0xFF) | (1u << 18), 0);
+            return;
+        default:
+            page.write32(offset & 0xFF0, value);
+            return;
+    }
+}
+
+void Kvm::kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr) {
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    const std::uint64_t clean = icr & ~std::uint64_t{kIcrBusy};  // also the unused bit 12
+    kvm_apic_send_ipi(v, static_cast<std::uint32_t>(clean), static_cast<std::uint32_t>(clean >> 32));
+    page.write64(cpu::kVapicIcrLo, clean);
+}
+
+void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest) {
+    LogicalProcessor& p = lp(src);
+    p.step(Cost::KvmApicSendIpi, "kvm_apic_send_ipi -> kvm_irq_delivery_to_apic_fast", "lapic.c", "kvm");
+    const bool x2apic = src.vm().x2apic();
+    const std::uint64_t icr = x2apic ? (std::uint64_t{dest} << 32) | icr_lo
+                                     : (std::uint64_t{dest & 0xFF} << 56) | icr_lo;
+    const apic::InterruptMessage msg = apic::message_from_icr(icr, x2apic, src.apic_id());
+    const auto mode = static_cast<std::uint32_t>(msg.delivery_mode);
+    ++m_platform.stats().counter("kvm.ipis_sent", "count", "IPIs KVM delivered for a guest");
+    // The optimized map (physical, no shorthand, not broadcast): phys_map[dest].
+    if (msg.shorthand == apic::Shorthand::None && msg.destination_mode == apic::DestinationMode::Physical &&
+        !msg.broadcast()) {
+        if (Vcpu* t = src.vm().vcpu_by_apic_id(msg.destination)) apic_accept_irq(src, *t, mode, msg.vector);
+        return;
+    }
+    // Slow path: kvm_apic_match_dest against every vCPU.
+    std::vector<apic::DestinationView> views;
+    std::size_t source_index = 0;
+    auto& vcpus = src.vm().vcpus();
+    for (std::size_t i = 0; i < vcpus.size(); ++i) {
+        Vcpu& t = *vcpus[i];
+        p.step(Cost::KvmApicSendIpiSlowMatch, "kvm_apic_match_dest", "lapic.c", "kvm");
+        cpu::VirtualApicPage page(m_platform.memory(), t.m_vapic);
+        apic::DestinationView view;
+        view.apic_id = t.apic_id();
+        view.x2apic = x2apic;
+        view.ldr = page.read32(cpu::kVapicLdr);
+        view.dfr_model = (page.read32(cpu::kVapicDfr) >> 28) & 0xF;
+        if (!x2apic && view.dfr_model == 0) view.dfr_model = 0xF;
+        view.ppr = static_cast<std::uint8_t>(page.read32(cpu::kVapicPpr));
+        views.push_back(view);
+        if (&t == &src) source_index = i;
+    }
+    for (std::size_t i : apic::resolve_destinations(msg, views, source_index))
+        apic_accept_irq(src, *vcpus[i], mode, msg.vector);
+}
+
+void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, std::uint32_t delivery_mode, std::uint8_t vector) {
+    LogicalProcessor& p = lp(src);
+    p.step(Cost::KvmAcceptIrq, "__apic_accept_irq", "lapic.c", "kvm");
+    switch (static_cast<apic::DeliveryMode>(delivery_mode)) {
+        case apic::DeliveryMode::Fixed:
+        case apic::DeliveryMode::LowestPriority:
+            if (target.apicv_active()) {
+                deliver_posted_interrupt(src, target, vector);
+            } else {
+                // kvm_lapic_set_irr + KVM_REQ_EVENT + kvm_vcpu_kick.
+                cpu::VirtualApicPage page(m_platform.memory(), target.m_vapic);
+                if (page.test_bit(cpu::kVapicIrr, vector)) ++m_coalesced;
+                page.set_bit(cpu::kVapicIrr, vector);
+                target.m_req_event = true;
+                kvm_vcpu_kick(src, target);
+            }
+            return;
+        case apic::DeliveryMode::Init:
+            target.m_pending_init = true;
+            target.m_req_event = true;
+            kvm_vcpu_kick(src, target);
+            return;
+        case apic::DeliveryMode::StartUp:
+            target.m_sipi_vector = vector;
+            target.m_pending_sipi = true;
+            target.m_req_event = true;
+            kvm_vcpu_kick(src, target);
+            return;
+        default:
+            return;  // SMI/NMI are not modelled for guests
+    }
+}
+
+void Kvm::deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector) {
+    LogicalProcessor& p = lp(src);
+    p.step(Cost::KvmDeliverPostedInterrupt, "vmx_deliver_posted_interrupt", "vmx.c", "kvm");
+    pid::PostedInterruptDescriptor desc(p.memory(), target.m_pi_desc);
+    if (desc.kvm_test_and_set_pir(vector)) {
+        ++m_coalesced;  // the vector was pending already: the two interrupts coalesce
+        return;
+    }
+    if (desc.kvm_test_and_set_on()) return;  // a notification is outstanding
+    // kvm_vcpu_trigger_posted_interrupt.
+    if (target.m_mode == VcpuMode::InGuestMode && &target != m_running[src.m_pcpu]) {
+        p.step(Cost::KvmSendIpiMask, "apic->send_IPI_mask(POSTED_INTR_VECTOR)", "vmx.c", "kvm");
+        p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kPostedIntrVector);
+        ++m_platform.stats().counter("kvm.notifications_sent", "count", "posted-interrupt notification IPIs sent by KVM");
+        return;
+    }
+    kvm_vcpu_wake_up(src, target);
+}
+
+void Kvm::kvm_vcpu_kick(Vcpu& src, Vcpu& target) {
+    kvm_vcpu_wake_up(src, target);
+    if (target.m_mode == VcpuMode::InGuestMode && &target != m_running[src.m_pcpu]) {
+        LogicalProcessor& p = lp(src);
+        p.step(Cost::KvmSendIpiMask, "smp_send_reschedule", "kvm_main.c kvm_vcpu_kick", "kvm");
+        p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kRescheduleVector);
+    }
+}
+
+void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
+    LogicalProcessor& p = lp(src);
+    p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
+    if (target.m_blocked) target.m_wake_event.notify(sc_core::SC_ZERO_TIME);
+}
+
+void Kvm::sync_pir_to_irr(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmSyncPirToIrr, "vmx_sync_pir_to_irr", "vmx.c", "kvm");
+    pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    if (desc.pi_test_on()) {
+        desc.clear_on();
+        const pid::Pir pir = desc.kvm_sync_pir_words();
+        for (std::uint8_t vec : pir.vectors()) page.set_bit(cpu::kVapicIrr, vec);
+    }
+    const std::uint8_t max_irr = page.highest_bit(cpu::kVapicIrr).value_or(0);
+    const auto status = p.current_vmcs()->hw_read(Field::GuestIntrStatus);
+    if ((status & 0xFF) != max_irr) p.vmwrite(Field::GuestIntrStatus, (status & 0xFF00) | max_irr);
+}
+
+void Kvm::inject_pending_interrupt(Vcpu& v) {
+    // Without APICv: inject the highest IRR through the VM-entry interruption-information
+    // field when the guest can take it, else ask for an interrupt window.
+    LogicalProcessor& p = lp(v);
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    const auto irr = page.highest_bit(cpu::kVapicIrr);
+    if (!irr) return;
+    const auto isr = page.highest_bit(cpu::kVapicIsr);
+    if (isr && (*isr & 0xF0) >= (*irr & 0xF0)) return;
+    const bool if_set = p.current_vmcs()->hw_read(Field::GuestRflags) & (1u << 9);
+    auto primary = p.current_vmcs()->hw_read(Field::CpuBasedVmExecControl);
+    if (!if_set) {
+        p.vmwrite(Field::CpuBasedVmExecControl, primary | vmcs::kPrimaryInterruptWindowExiting);
+        return;
+    }
+    p.vmwrite(Field::CpuBasedVmExecControl, primary & ~std::uint64_t{vmcs::kPrimaryInterruptWindowExiting});
+    p.step(Cost::KvmInjectInterrupt, "vmx_inject_irq", "vmx.c", "kvm");
+    page.clear_bit(cpu::kVapicIrr, *irr);
+    page.set_bit(cpu::kVapicIsr, *irr);
+    p.vmwrite(Field::VmEntryIntrInfoField, *irr | vmcs::kIntrInfoValid);
+}
+
+bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
+    if (v.m_pending_init || v.m_pending_sipi) return true;
+    LogicalProcessor& p = lp(v);
+    pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
+    if (v.apicv_active() && !desc.pir_empty()) return true;
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    const auto irr = page.highest_bit(cpu::kVapicIrr);
+    if (!irr) return false;
+    const auto isr = page.highest_bit(cpu::kVapicIsr);
+    return !isr || (*irr & 0xF0) > (*isr & 0xF0);
+}
+
+void Kvm::kvm_apic_accept_events(Vcpu& v) {
+    if (!v.m_pending_init && !v.m_pending_sipi) return;
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmAcceptEvents, "kvm_apic_accept_events", "lapic.c", "kvm");
+    if (v.m_pending_init) {
+        v.m_pending_init = false;
+        v.m_mp_state = MpState::InitReceived;  // kvm_vcpu_reset for an AP
+    }
+    if (v.m_pending_sipi) {
+        v.m_pending_sipi = false;
+        if (v.m_mp_state == MpState::InitReceived) {
+            // kvm_vcpu_deliver_sipi_vector: CS.selector = vector << 8, CS.base = vector << 12, RIP = 0.
+            p.vmwrite(Field::GuestCsSelector, std::uint64_t{v.m_sipi_vector} << 8);
+            p.vmwrite(Field::GuestCsBase, std::uint64_t{v.m_sipi_vector} << 12);
+            p.vmwrite(Field::GuestRip, 0);
+            v.m_mp_state = MpState::Runnable;
+        }
+    }
+}
+
+// ====================================================================================
+// Blocking and posted-interrupt wakeup (x86.c kvm_vcpu_halt, posted_intr.c)
+// ====================================================================================
+void Kvm::kvm_vcpu_block(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmVcpuBlock, "kvm_vcpu_block", "kvm_main.c", "kvm");
+    if (v.apicv_active()) pi_enable_wakeup_handler(v);
+    v.m_blocked = true;
+    while (!kvm_vcpu_has_events(v)) p.host_wait_for_interrupt(&v.m_wake_event);
+    v.m_blocked = false;
+    p.step(Cost::KvmVcpuUnblock, "vCPU thread scheduled in after wake-up", "kvm_main.c", "kvm");
+    if (v.apicv_active()) vmx_vcpu_pi_load(v);
+    if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
+}
+
+void Kvm::pi_enable_wakeup_handler(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmPiEnableWakeup, "pi_enable_wakeup_handler", "posted_intr.c", "kvm");
+    m_wakeup_list[v.m_pcpu].push_back(&v);
+    pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
+    desc.set_nv(kPostedIntrWakeupVector);
+    // An interrupt posted before NV changed: send the wakeup vector to ourselves.
+    if (desc.pi_test_on()) p.host_send_ipi(p.apic().apic_id(), kPostedIntrWakeupVector);
+}
+
+void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmVcpuPiLoad, "vmx_vcpu_pi_load", "posted_intr.c", "kvm");
+    auto& list = m_wakeup_list[v.m_pcpu];
+    list.erase(std::remove(list.begin(), list.end(), &v), list.end());
+    pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
+    const std::uint32_t apic_id = p.apic().apic_id();
+    const std::uint32_t ndst = p.apic().x2apic_mode() ? pid::ndst_for_x2apic(apic_id)
+                                                      : pid::ndst_for_xapic(static_cast<std::uint8_t>(apic_id));
+    desc.update_notification_info([&](pid::NotificationInfo n) {
+        return n.with_ndst(ndst).with_sn(false).with_nv(kPostedIntrVector);
+    });
+    if (!desc.pir_empty()) desc.kvm_test_and_set_on();
+}
+
+void Kvm::pi_wakeup_handler(unsigned pcpu) {
+    LogicalProcessor& p = m_platform.cpu(pcpu);
+    for (Vcpu* v : m_wakeup_list[pcpu]) {
+        p.step(Cost::KvmPiWakeupHandler, "pi_wakeup_handler: check ON", "posted_intr.c", "kvm");
+        pid::PostedInterruptDescriptor desc(p.memory(), v->m_pi_desc);
+        if (desc.pi_test_on()) {
+            p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
+            if (v->m_blocked) v->m_wake_event.notify(sc_core::SC_ZERO_TIME);
+        }
+    }
+}
+
+}  // namespace vtx::vmm

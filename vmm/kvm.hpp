@@ -1,0 +1,184 @@
+#pragma once
+// The KVM-like VMM: software that runs on the simulated logical processors in VMX root
+// operation, following KVM's paths (kvm-reference.md): vcpu_enter_guest, the exit
+// handlers and the x2APIC ICR fastpath, kvm_apic_send_ipi -> __apic_accept_irq ->
+// vmx_deliver_posted_interrupt, vmx_sync_pir_to_irr, the posted-interrupt wakeup list,
+// IPIv set-up (PID-pointer table, tertiary controls) and APICv inhibits. It reaches the
+// hardware only through the processor's root-mode API; each path charges named costs.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <systemc>
+
+#include "cpu/guest.hpp"
+#include "cpu/guest_context.hpp"
+#include "cpu/platform.hpp"
+
+namespace vtx::vmm {
+
+// Host vectors (arch/x86/include/asm/irq_vectors.h).
+inline constexpr std::uint8_t kPostedIntrVector = 0xF2;
+inline constexpr std::uint8_t kPostedIntrWakeupVector = 0xF1;
+inline constexpr std::uint8_t kRescheduleVector = 0xFD;
+
+// Module-parameter-like knobs, settable by name (`--set kvm.NAME=VALUE`).
+struct KvmParams {
+    bool enable_apicv = true;         // kvm_intel.enable_apicv
+    bool enable_ipiv = true;          // kvm_intel.enable_ipiv (needs a CPU with IPIv)
+    bool x2apic_icr_fastpath = true;  // handle_fastpath_set_x2apic_icr_irqoff (off: pre-2019 path)
+    std::uint32_t max_vcpu_ids = 4096;  // KVM_CAP_MAX_VCPU_ID
+    // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
+    void set(const std::string& name, const std::string& value, const std::string& where);
+    // name, value, description of every knob.
+    std::vector<std::array<std::string, 3>> describe() const;
+};
+
+enum class VcpuMode { OutsideGuestMode, InGuestMode };
+// include/uapi/linux/kvm.h
+enum class MpState { Runnable = 0, Uninitialized = 1, InitReceived = 2, Halted = 3 };
+
+class Kvm;
+class Vm;
+
+class Vcpu {
+public:
+    Vcpu(Vm& vm, unsigned id, unsigned pcpu);
+    unsigned id() const { return m_id; }
+    unsigned pcpu() const { return m_pcpu; }
+    Vm& vm() { return m_vm; }
+    cpu::GuestContext& context() { return m_ctx; }
+    std::uint64_t pi_desc() const { return m_pi_desc; }
+    std::uint64_t vapic_page() const { return m_vapic; }
+    MpState mp_state() const { return m_mp_state; }
+    VcpuMode mode() const { return m_mode; }
+    bool apicv_active() const;
+    bool ipiv_active() const;  // kvm_vcpu_ipiv_active: enable_ipiv && APICv active
+    std::uint32_t apic_id() const;
+    std::uint64_t exits(std::uint16_t reason) const;
+    // Where the vCPU starts (linear address of its program) when it starts RUNNABLE.
+    void set_entry_point(std::uint64_t linear) { m_entry = linear; }
+    std::uint64_t interrupts_received(std::uint8_t vector) const;
+
+private:
+    friend class Kvm;
+    friend class Vm;
+    Vm& m_vm;
+    unsigned m_id;
+    unsigned m_pcpu;
+    cpu::GuestContext m_ctx;
+    std::uint64_t m_vapic = 0;    // KVM's lapic register page = the virtual-APIC page
+    std::uint64_t m_pi_desc = 0;  // struct pi_desc
+    std::uint64_t m_entry = 0;
+    VcpuMode m_mode = VcpuMode::OutsideGuestMode;
+    MpState m_mp_state = MpState::Runnable;
+    bool m_launched = false;
+    bool m_blocked = false;
+    bool m_preempted = false;
+    bool m_pending_init = false;
+    bool m_pending_sipi = false;
+    std::uint8_t m_sipi_vector = 0;
+    bool m_req_event = false;       // KVM_REQ_EVENT
+    bool m_apicv_refresh = false;   // KVM_REQ_APICV_UPDATE
+    sc_core::sc_event m_wake_event;
+    std::map<std::uint16_t, std::uint64_t> m_exits;
+};
+
+class Vm {
+public:
+    Vm(Kvm& kvm, unsigned index, bool x2apic, std::uint64_t memory_bytes);
+    Kvm& kvm() { return m_kvm; }
+    bool x2apic() const { return m_x2apic; }
+    // vCPU creation (kvm_arch_vcpu_precreate + vmx_vcpu_create): refuses an ID at or
+    // above max_vcpu_ids with model::ConfigError. `bsp` starts RUNNABLE at `entry`;
+    // others wait for INIT/SIPI (UNINITIALIZED), unless `start_runnable`.
+    Vcpu& create_vcpu(unsigned id, unsigned pcpu, bool start_runnable = true);
+    std::vector<std::unique_ptr<Vcpu>>& vcpus() { return m_vcpus; }
+    Vcpu* vcpu_by_apic_id(std::uint32_t apic_id);
+    // The VM's code: guest programs registered at linear addresses.
+    void add_code(std::uint64_t linear, cpu::GuestProgram program) { m_code[linear] = std::move(program); }
+    // Guest-physical allocations (data the workloads share).
+    std::uint64_t alloc_guest(std::uint64_t bytes, std::uint64_t align = 64);
+    std::uint64_t gpa_to_hpa(std::uint64_t gpa) const { return m_memory.host_base + gpa; }
+    std::uint64_t pid_table() const { return m_pid_table; }
+    bool apicv_inhibited() const { return m_apicv_inhibited; }
+    // kvm_set_apicv_inhibit(APIC_ID_MODIFIED): APICv off for every vCPU of the VM.
+    void inhibit_apicv(const char* reason);
+
+private:
+    friend class Kvm;
+    friend class Vcpu;
+    Kvm& m_kvm;
+    unsigned m_index;
+    bool m_x2apic;
+    cpu::GuestMemoryMap m_memory;
+    std::uint64_t m_next_gpa = 0x10000;
+    std::uint64_t m_apic_access_page = 0;
+    std::uint64_t m_pid_table = 0;
+    bool m_apicv_inhibited = false;
+    std::vector<std::unique_ptr<Vcpu>> m_vcpus;
+    std::map<std::uint64_t, cpu::GuestProgram> m_code;
+};
+
+class Kvm {
+public:
+    // Throws model::ConfigError if a knob asks for what the CPU profile lacks.
+    Kvm(cpu::Platform& platform, KvmParams params);
+    cpu::Platform& platform() { return m_platform; }
+    const KvmParams& params() const { return m_params; }
+    Vm& create_vm(bool x2apic, std::uint64_t memory_bytes = 16u << 20);
+    std::vector<std::unique_ptr<Vm>>& vms() { return m_vms; }
+    // Installs the vCPU threads as the software of their physical CPUs (1:1 pinning).
+    void start();
+    // Called when a vCPU's guest program returns.
+    std::function<void(Vcpu&)> on_guest_finished;
+
+    // Statistics.
+    std::uint64_t exits(std::uint16_t reason) const;
+    std::uint64_t coalesced_interrupts() const { return m_coalesced; }
+
+private:
+    friend class Vcpu;
+    friend class Vm;
+    // vCPU thread and run loop (x86.c vcpu_run / vcpu_enter_guest).
+    void vcpu_thread(Vcpu& v);
+    int vcpu_enter_guest(Vcpu& v);
+    void init_vmcs(Vcpu& v);
+    void refresh_apicv_exec_ctrl(Vcpu& v);
+    void update_msr_bitmap_x2apic(Vcpu& v);
+    void kvm_vcpu_block(Vcpu& v);
+    bool kvm_vcpu_has_events(Vcpu& v);
+    void kvm_apic_accept_events(Vcpu& v);
+    // Exit handling (vmx.c).
+    bool handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e);
+    void handle_exit(Vcpu& v, const cpu::VmExit& e);
+    void skip_emulated_instruction(Vcpu& v);
+    // Local APIC emulation (lapic.c).
+    void kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value);
+    std::uint32_t kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset);
+    void kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr);
+    void kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest);
+    void apic_accept_irq(Vcpu& src, Vcpu& target, std::uint32_t delivery_mode, std::uint8_t vector);
+    void deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector);
+    void kvm_vcpu_kick(Vcpu& src, Vcpu& target);
+    void kvm_vcpu_wake_up(Vcpu& src, Vcpu& target);
+    void sync_pir_to_irr(Vcpu& v);
+    void inject_pending_interrupt(Vcpu& v);
+    // posted_intr.c
+    void vmx_vcpu_pi_load(Vcpu& v);
+    void pi_enable_wakeup_handler(Vcpu& v);
+    void pi_wakeup_handler(unsigned pcpu);
+    cpu::LogicalProcessor& lp(Vcpu& v) { return m_platform.cpu(v.m_pcpu); }
+
+    cpu::Platform& m_platform;
+    KvmParams m_params;
+    std::vector<std::unique_ptr<Vm>> m_vms;
+    std::vector<std::vector<Vcpu*>> m_wakeup_list;  // per pCPU (wakeup_vcpus_on_cpu)
+    std::vector<Vcpu*> m_running;                   // per pCPU: the loaded vCPU
+    std::uint64_t m_coalesced = 0;
+};
+
+}  // namespace vtx::vmm

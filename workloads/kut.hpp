@@ -1,0 +1,59 @@
+#pragma once
+// The parts of kvm-unit-tests' library (lib/x86/apic.c, smp.c) the workloads use, as
+// guest code: APIC register access in xAPIC or x2APIC mode, on_cpu() with its shared
+// variables, EOI.
+#include <cstdint>
+#include <functional>
+
+#include "cpu/guest.hpp"
+#include "vmm/kvm.hpp"
+
+namespace vtx::workloads::kut {
+
+inline constexpr std::uint8_t kIpiVector = 0x20;  // IPI_VECTOR
+// ICR bits (SDM 11.6.1; kvm-unit-tests apic-defs.h).
+inline constexpr std::uint32_t kApicIntAssert = 1u << 14;
+inline constexpr std::uint32_t kApicDestPhysical = 0;
+inline constexpr std::uint32_t kApicDmFixed = 0;
+inline constexpr std::uint32_t kApicDmInit = 5u << 8;
+inline constexpr std::uint32_t kApicDmStartup = 6u << 8;
+inline constexpr std::uint32_t kApicDestSelf = 1u << 18;
+inline constexpr std::uint32_t kApicDestAllButSelf = 3u << 18;
+inline constexpr std::uint32_t kApicDestAllInc = 2u << 18;
+inline constexpr std::uint32_t kApicIcrBusy = 1u << 12;
+inline constexpr std::uint32_t kApicIcr = 0x300, kApicIcr2 = 0x310, kApicEoi = 0xB0;
+inline constexpr std::uint32_t kX2apicMsrBase = 0x800;
+
+// The shared variables of smp.c. In the test binary they are adjacent statics, so they
+// share one cache line; vtxsim lays them out the same way.
+struct SmpData {
+    std::uint64_t base = 0;  // guest-physical address of the line
+    std::uint64_t ipi_lock() const { return base; }
+    std::uint64_t ipi_done() const { return base + 8; }
+    std::uint64_t ipi_function() const { return base + 16; }
+    std::uint64_t ipi_data() const { return base + 24; }
+    std::uint64_t ipi_wait() const { return base + 32; }
+    std::uint64_t active_cpus() const { return base + 40; }
+};
+
+class Lib {
+public:
+    Lib(cpu::GuestCpu& g, bool x2apic) : m_g(g), m_x2apic(x2apic) {}
+    cpu::GuestCpu& cpu() { return m_g; }
+    std::uint32_t apic_read(std::uint32_t reg);
+    void apic_write(std::uint32_t reg, std::uint32_t value);
+    // apic_icr_write: xAPIC polls ICR busy, writes ICR2 then ICR; x2APIC: mb(); WRMSR 0x830.
+    void apic_icr_write(std::uint32_t value, std::uint32_t dest);
+    void eoi() { apic_write(kApicEoi, 0); }
+
+private:
+    cpu::GuestCpu& m_g;
+    bool m_x2apic;
+};
+
+// __on_cpu(cpu, nop, 0, wait = 1) as smp.c does it.
+void on_cpu_wait(Lib& lib, const SmpData& d, std::uint32_t target_apic_id);
+// The IPI handler (smp.c ipi()) installed at IPI_VECTOR on the target.
+void install_ipi_handler(cpu::GuestCpu& g, bool x2apic, const SmpData& d);
+
+}  // namespace vtx::workloads::kut

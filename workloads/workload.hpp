@@ -1,0 +1,58 @@
+#pragma once
+// Guest workloads: programs written only against the guest API (cpu/guest.hpp), plus the
+// set-up that creates their VM and vCPUs on the KVM-like VMM.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vmm/kvm.hpp"
+
+namespace vtx::workloads {
+
+struct WorkloadConfig {
+    bool x2apic = true;
+    unsigned vcpus = 2;
+    unsigned pcpus = 2;
+    std::uint64_t goal = std::uint64_t{1} << 22;  // TSC ticks a measurement pass must reach
+    std::map<std::string, std::string> params;     // workload-specific `--set workload.NAME=V`
+};
+
+// What a workload measured. Cycle figures come from the guest's own RDTSC readings.
+struct WorkloadResult {
+    double cycles_per_iteration = 0;  // (t2 - t1) / iterations of the last pass
+    std::uint64_t iterations = 0;     // iterations of the last (reported) pass
+    std::uint64_t total_iterations = 0;
+    bool ok = true;                   // the workload's own behavioural check
+    std::string check;                // what was checked (and what failed)
+    std::map<std::string, double> values;  // other named observations
+};
+
+class Workload {
+public:
+    virtual ~Workload() = default;
+    // Creates vCPUs and registers guest code in `vm`.
+    virtual void setup(vmm::Kvm& kvm, vmm::Vm& vm, const WorkloadConfig& cfg) = 0;
+    // Called after the simulation stopped.
+    virtual WorkloadResult result(vmm::Kvm& kvm, vmm::Vm& vm) = 0;
+    // Whether the simulation ends when vCPU 0's program returns (default) .
+    virtual bool stop_when_bsp_finishes() const { return true; }
+};
+
+struct WorkloadInfo {
+    std::string name;
+    std::string description;
+    unsigned default_vcpus;
+    std::function<std::unique_ptr<Workload>()> make;
+};
+
+const std::vector<WorkloadInfo>& workload_registry();
+const WorkloadInfo* find_workload(const std::string& name);
+
+// Guest address of the code of vCPU programs (any distinct linear addresses will do).
+inline constexpr std::uint64_t kBspEntry = 0x100000;
+inline constexpr std::uint64_t kApTrampolineVector = 0x9A;  // SIPI vector: AP code at 0x9A000
+
+}  // namespace vtx::workloads
