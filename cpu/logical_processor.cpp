@@ -133,7 +133,15 @@ std::uint64_t LogicalProcessor::tsc() const {
 void LogicalProcessor::Port::access(model::MemRequest& req) {
     m_lp.sync();
     req.agent = m_lp.m_index;
-    m_lp.m_local += model::tlm_memory_access(m_lp.mem_socket, req, m_lp.clock());
+    const double cycles = model::tlm_memory_access(m_lp.mem_socket, req, m_lp.clock());
+    if (m_lp.m_platform.tracer().any()) {
+        char what[96];
+        std::snprintf(what, sizeof what, "%s 0x%llx", model::mem_op_name(req.op),
+                      static_cast<unsigned long long>(req.address));
+        m_lp.trace("mem", what, cycles > m_lp.costs()[Cost::MemL1Hit] + m_lp.costs()[Cost::MemLockedRmw]
+                                    ? "line transfer" : "", cycles);
+    }
+    m_lp.m_local += cycles;
 }
 
 // ---- helpers ----

@@ -96,7 +96,7 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
         std::vector<std::vector<double>> jac(m, std::vector<double>(n));
         for (std::size_t k = 0; k < n; ++k) {
             std::vector<double> th = theta;
-            const double h = std::max(10.0, 0.05 * theta[k]);
+            const double h = std::max(50.0, 0.1 * theta[k]);  // large enough to see past the poll-loop quantization
             th[k] += h;
             const auto s = simulate(base, t, fitted, th, jobs);
             for (std::size_t i = 0; i < m; ++i) jac[i][k] = (s[i] - current[i]) / h / t.columns[i].mean;

@@ -105,9 +105,9 @@ RunSpec base_spec(const Common& c) {
     std::stringstream ss(c.debug);
     for (std::string f; std::getline(ss, f, ',');)
         if (!f.empty()) {
-            static const std::vector<std::string> kFlags = {"vmx", "pi", "apic", "kvm", "guest"};
+            static const std::vector<std::string> kFlags = {"vmx", "pi", "apic", "kvm", "guest", "mem"};
             if (std::find(kFlags.begin(), kFlags.end(), f) == kFlags.end())
-                throw model::ConfigError("--debug: unknown flag \"" + f + "\" (known: vmx, pi, apic, kvm, guest)");
+                throw model::ConfigError("--debug: unknown flag \"" + f + "\" (known: vmx, pi, apic, kvm, guest, mem)");
             spec.debug_flags.push_back(f);
         }
     if (c.runs == 0) throw model::ConfigError("--runs must be at least 1");
