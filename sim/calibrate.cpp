@@ -9,27 +9,28 @@
 namespace vtx::sim {
 namespace {
 
-// Simulated means of the training configurations for cost values `theta` of `fitted`.
-// Nominal costs (no per-run perturbation): the fit targets the means.
+// Simulated means of the training configurations for cost values `theta` of `fitted`: the
+// mean over `runs` runs of each, as `compare ipi` makes them.
 std::vector<double> simulate(const RunSpec& base, const TrainingSet& t, const std::vector<model::Cost>& fitted,
-                             const std::vector<double>& theta, unsigned jobs) {
-    std::vector<RunSpec> specs;
-    for (const auto& col : t.columns) {
-        RunSpec s = base;
-        s.workload = "ipi";
-        s.config.x2apic = col.apic == "x2apic";
-        s.kvm.enable_ipiv = col.ipiv;
-        for (std::size_t i = 0; i < fitted.size(); ++i) s.profile.costs.set_cycles(fitted[i], theta[i]);
-        for (std::size_t i = 0; i < model::kCostCount; ++i)
-            s.profile.costs.entry(static_cast<model::Cost>(i)).run_variation = 0.0;
-        s.stream = "calibrate";
-        specs.push_back(s);
-    }
+                             const std::vector<double>& theta, unsigned runs, unsigned jobs) {
+    RunSpec b = base;
+    for (std::size_t i = 0; i < fitted.size(); ++i) b.profile.costs.set_cycles(fitted[i], theta[i]);
+    const auto specs = ipi_comparison_specs(b, runs);
     const auto outs = run_many(specs, jobs);
     std::vector<double> means;
-    for (const auto& o : outs) {
-        if (!o.ok) throw cpu::SimulationError("calibration run failed: " + o.error);
-        means.push_back(o.cycles_per_iteration);
+    for (const auto& col : t.columns) {
+        std::size_t k = 0;
+        while (k < std::size(kIpiConfigs) &&
+               !(kIpiConfigs[k].x2apic == (col.apic == "x2apic") && kIpiConfigs[k].ipiv == col.ipiv))
+            ++k;
+        if (k == std::size(kIpiConfigs)) throw model::ConfigError("training column has no simulated configuration");
+        double sum = 0;
+        for (unsigned r = 0; r < runs; ++r) {
+            const auto& o = outs[k * runs + r];
+            if (!o.ok) throw cpu::SimulationError("calibration run failed: " + o.error);
+            sum += o.cycles_per_iteration;
+        }
+        means.push_back(sum / runs);
     }
     return means;
 }
@@ -70,7 +71,8 @@ std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double
 
 }  // namespace
 
-CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned iterations, unsigned jobs) {
+CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned runs, unsigned iterations,
+                            unsigned jobs) {
     std::vector<model::Cost> fitted;
     std::vector<double> theta;
     for (std::size_t i = 0; i < model::kCostCount; ++i) {
@@ -87,7 +89,7 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
                                  std::to_string(kMaxFittedCosts) + " may be");
     std::string text;
     char line[512];
-    auto current = simulate(base, t, fitted, theta, jobs);
+    auto current = simulate(base, t, fitted, theta, runs, jobs);
     double f = cost_fn(current, t);
     double lambda = 1e-2;
     for (unsigned it = 0; it < iterations; ++it) {
@@ -98,7 +100,7 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
             std::vector<double> th = theta;
             const double h = std::max(50.0, 0.1 * theta[k]);  // large enough to see past the poll-loop quantization
             th[k] += h;
-            const auto s = simulate(base, t, fitted, th, jobs);
+            const auto s = simulate(base, t, fitted, th, runs, jobs);
             for (std::size_t i = 0; i < m; ++i) jac[i][k] = (s[i] - current[i]) / h / t.columns[i].mean;
         }
         std::vector<double> r(m);
@@ -117,7 +119,7 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
             const auto step = solve(damped, b);
             std::vector<double> th = theta;
             for (std::size_t p = 0; p < n; ++p) th[p] = std::max(0.0, theta[p] + step[p]);
-            const auto s = simulate(base, t, fitted, th, jobs);
+            const auto s = simulate(base, t, fitted, th, runs, jobs);
             const double nf = cost_fn(s, t);
             if (nf < f) {
                 theta = th;
@@ -139,7 +141,7 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
                       theta[k], base.profile.costs.entry(fitted[k]).cycles);
         text += line;
     }
-    text += "residuals (simulated mean vs training mean, nominal costs):\n";
+    text += "residuals (mean of " + std::to_string(runs) + " simulated runs vs training mean):\n";
     for (std::size_t i = 0; i < current.size(); ++i) {
         std::snprintf(line, sizeof line, "  %-7s %-9s simulated %9.2f  training %9.2f  residual %+7.2f%%\n",
                       t.columns[i].apic.c_str(), t.columns[i].ipiv ? "w/ IPIv" : "w/o IPIv", current[i],

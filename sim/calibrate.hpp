@@ -18,7 +18,9 @@ struct CalibrationReport {
     std::string text;             // residual report
 };
 
-CalibrationReport calibrate(const RunSpec& base, const TrainingSet& training, unsigned iterations,
-                            unsigned jobs);
+// Fits the mean of `runs` runs per configuration (with the per-run variation, the very
+// runs `compare ipi --runs N --seed S` makes) to the training means.
+CalibrationReport calibrate(const RunSpec& base, const TrainingSet& training, unsigned runs,
+                            unsigned iterations, unsigned jobs);
 
 }  // namespace vtx::sim

@@ -267,22 +267,6 @@ const CompareConfig kCompareConfigs[] = {
     {true, true, "x2APIC w/ IPIv"},
 };
 
-std::vector<RunSpec> compare_specs(const RunSpec& base, unsigned runs) {
-    std::vector<RunSpec> specs;
-    for (const auto& cc : kCompareConfigs) {
-        for (unsigned r = 0; r < runs; ++r) {
-            RunSpec s = base;
-            s.workload = "ipi";
-            s.config.x2apic = cc.x2apic;
-            s.kvm.enable_ipiv = cc.ipiv;
-            s.stream = std::string("ipi/") + (cc.x2apic ? "x2apic" : "xapic") + (cc.ipiv ? "/ipiv" : "/noipiv");
-            s.run_index = r;
-            specs.push_back(s);
-        }
-    }
-    return specs;
-}
-
 int cmd_compare(const std::vector<std::string>& args) {
     Common c;
     std::string what;
@@ -303,7 +287,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     apply_sets(c.sets, base);
     if (!base.profile.features.ipi_virtualization)
         throw model::ConfigError("compare ipi: profile \"" + base.profile.name + "\" has no IPI virtualization");
-    const auto specs = compare_specs(base, c.runs);
+    const auto specs = ipi_comparison_specs(base, c.runs);
     const auto outs = run_many(specs, c.jobs);
     check_outcomes(outs);
     std::vector<std::vector<double>> col(4);
@@ -431,12 +415,13 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     Common c;
     std::string training = default_training_file(), out;
     unsigned iterations = 8;
+    const unsigned default_runs = 20;
     po::options_description desc("vtxsim calibrate [options]");
     desc.add_options()("help,h", "this help")
         ("training", po::value(&training)->default_value(training), "training measurements (JSON)")
         ("out", po::value(&out), "write the calibrated profile to FILE (default: PROFILE.calibrated.json)")
         ("iterations", po::value(&iterations)->default_value(iterations), "Levenberg-Marquardt iterations");
-    add_common(desc, c, 1);
+    add_common(desc, c, default_runs);
     auto vm = parse(args, desc, nullptr, &c);
     if (vm.count("help")) {
         std::cout << desc;
@@ -446,7 +431,7 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     apply_sets(c.sets, base);
     if (out.empty()) out = base.profile.name + ".calibrated.json";
     const TrainingSet t = load_training(training);
-    const CalibrationReport rep = calibrate(base, t, iterations, c.jobs);
+    const CalibrationReport rep = calibrate(base, t, c.runs, iterations, c.jobs);
     std::cout << rep.text;
     write_file(out, rep.profile_json.dump(2) + "\n");
     write_file(out + ".residuals.txt", rep.text);

@@ -68,6 +68,22 @@ void apply_run_variation(model::CpuProfile& profile, std::uint64_t seed, const s
     }
 }
 
+std::vector<RunSpec> ipi_comparison_specs(const RunSpec& base, unsigned runs) {
+    std::vector<RunSpec> specs;
+    for (const auto& cc : kIpiConfigs) {
+        for (unsigned r = 0; r < runs; ++r) {
+            RunSpec s = base;
+            s.workload = "ipi";
+            s.config.x2apic = cc.x2apic;
+            s.kvm.enable_ipiv = cc.ipiv;
+            s.stream = std::string("ipi/") + (cc.x2apic ? "x2apic" : "xapic") + (cc.ipiv ? "/ipiv" : "/noipiv");
+            s.run_index = r;
+            specs.push_back(s);
+        }
+    }
+    return specs;
+}
+
 RunOutcome run_in_process(const RunSpec& spec) {
     RunOutcome out;
     const auto* info = workloads::find_workload(spec.workload);

@@ -53,6 +53,16 @@ struct RunOutcome {
 void apply_run_variation(model::CpuProfile& profile, std::uint64_t seed, const std::string& stream,
                          unsigned run_index);
 
+// The four configurations of the IPIv cover letter (xAPIC/x2APIC x without/with IPIv), `runs`
+// runs each, in that order. `compare` and `calibrate` both use it, so a calibration fits
+// exactly the runs the comparison reports.
+struct IpiConfig {
+    bool x2apic;
+    bool ipiv;
+};
+inline constexpr IpiConfig kIpiConfigs[] = {{false, false}, {false, true}, {true, false}, {true, true}};
+std::vector<RunSpec> ipi_comparison_specs(const RunSpec& base, unsigned runs);
+
 // Simulates one run in this process (call at most once per process).
 RunOutcome run_in_process(const RunSpec& spec);
 // Simulates each run in its own child process, `jobs` at a time; outcomes in order.
