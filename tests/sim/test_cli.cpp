@@ -1,0 +1,93 @@
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include "cli_support.hpp"
+#include "sim/options.hpp"
+
+using vtx::test::vtxsim;
+
+TEST_CASE("help lists the subcommands and exits 0", "[cli]") {
+    CHECK(vtxsim({"--help"}).status == 0);
+    CHECK(vtxsim({"run", "--help"}).status == 0);
+    CHECK(vtxsim({"compare", "--help"}).status == 0);
+}
+
+TEST_CASE("an unknown option or subcommand is one clear line and exit 2", "[cli]") {
+    auto r = vtxsim({"--bogus"});
+    CHECK(r.status == 2);
+    CHECK(r.err == "vtxsim: unknown option '--bogus' (see `vtxsim --help`)\n");
+    r = vtxsim({"frobnicate"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("unknown subcommand 'frobnicate'") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--bogus"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("bogus") != std::string::npos);
+}
+
+TEST_CASE("bad run arguments name what is wrong", "[cli]") {
+    auto r = vtxsim({"run", "nosuchworkload"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("unknown workload \"nosuchworkload\"") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--apic", "x3apic"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("--apic must be xapic or x2apic") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "cost.guest.nope=3"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("unknown cost \"guest.nope\"") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "cost.guest.pause=abc"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("is not a number") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "kvm.enable_teleport=on"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("unknown VMM knob \"kvm.enable_teleport\"") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "kvm.x2apic_icr_fastpath=maybe"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("expected on or off") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "nonsense"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("expected KEY=VALUE") != std::string::npos);
+}
+
+TEST_CASE("asking for IPIv on a profile without it is a clear error", "[cli]") {
+    auto r = vtxsim({"run", "ipi", "--profile", "icx", "--ipiv", "on"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("profile \"icx\" has no IPI virtualization") != std::string::npos);
+    r = vtxsim({"compare", "ipi", "--profile", "icx"});
+    CHECK(r.status == 2);
+}
+
+TEST_CASE("a broken profile file gives a message naming file and entry", "[cli]") {
+    nlohmann::json j = vtx::test::read_json(vtx::sim::profile_dir() + "/spr.json");
+    j["costs"][3]["cycles"] = -1;
+    const std::string path = vtx::test::temp_path("broken.json");
+    std::ofstream(path) << j.dump();
+    auto r = vtxsim({"run", "ipi", "--profile", path});
+    CHECK(r.status == 2);
+    const std::string name = j["costs"][3]["name"];
+    CHECK(r.err.find("profile " + path + ": cost \"" + name + "\": cycles must not be negative") !=
+          std::string::npos);
+    r = vtxsim({"run", "ipi", "--profile", "nosuchprofile"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("no profile \"nosuchprofile\"") != std::string::npos);
+    ::unlink(path.c_str());
+}
+
+TEST_CASE("a config file takes the same keys and refuses unknown ones", "[cli]") {
+    const std::string good = vtx::test::temp_path("good.cfg"), bad = vtx::test::temp_path("bad.cfg");
+    const std::string out = vtx::test::temp_path("cfg.json");
+    std::ofstream(good) << "apic = xapic\nipiv = off\nset = workload.goal=100000\nseed = 7\n";
+    std::ofstream(bad) << "apic = xapic\nwarp = 9\n";
+    auto r = vtxsim({"run", "ipi", "--config", good, "--json", out});
+    REQUIRE(r.status == 0);
+    const auto j = vtx::test::read_json(out);
+    CHECK(j["apic"] == "xapic");
+    CHECK(j["ipiv"] == false);
+    CHECK(j["seed"] == 7);
+    r = vtxsim({"run", "ipi", "--config", bad});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("warp") != std::string::npos);
+    ::unlink(good.c_str());
+    ::unlink(bad.c_str());
+    ::unlink(out.c_str());
+}

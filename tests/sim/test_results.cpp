@@ -1,0 +1,107 @@
+// Results that users rely on: exit counts explain the numbers, same seed gives the same
+// output, and the IPIv comparison reproduces the published table (read from the training
+// file, never written in code).
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+
+#include "cli_support.hpp"
+#include "sim/options.hpp"
+
+using vtx::test::read_json;
+using vtx::test::temp_path;
+using vtx::test::vtxsim;
+
+namespace {
+nlohmann::json run_json(std::vector<std::string> args) {
+    const std::string out = temp_path("run.json");
+    args.push_back("--json");
+    args.push_back(out);
+    const auto r = vtxsim(args);
+    REQUIRE(r.status == 0);
+    auto j = read_json(out);
+    ::unlink(out.c_str());
+    return j;
+}
+double exits_per_iteration(const nlohmann::json& j, const std::string& reason, std::uint64_t total) {
+    return j["exits"].contains(reason) ? j["exits"][reason].get<double>() / static_cast<double>(total) : 0.0;
+}
+std::uint64_t total_iterations(const nlohmann::json& j) {
+    // ipi runs passes of 64, 128, ... iterations up to the reported one: 2 * last - 64.
+    std::uint64_t t = 0;
+    for (const auto& n : j["iterations"]) t += 2 * n.get<std::uint64_t>() - 64;
+    return t;
+}
+}  // namespace
+
+TEST_CASE("run --json has the documented fields", "[results]") {
+    const auto j = run_json({"run", "ipi", "--runs", "2", "--set", "workload.goal=200000"});
+    for (const char* k : {"workload", "apic", "ipiv", "profile", "seed", "runs", "iterations", "mean",
+                          "stddev", "exits", "notifications", "host_seconds", "config"})
+        CHECK(j.contains(k));
+    CHECK(j["runs"].size() == 2);
+    CHECK(j["config"]["costs"].contains("vmx.exit_save_guest"));
+    CHECK(j["config"]["knobs"]["kvm.enable_ipiv"] == "on");
+}
+
+TEST_CASE("exit counts explain the numbers", "[results]") {
+    SECTION("x2APIC without IPIv: one WRMSR exit per IPI, no APIC-write exits") {
+        const auto j = run_json({"run", "ipi", "--apic", "x2apic", "--ipiv", "off", "--set", "workload.goal=300000"});
+        const auto n = total_iterations(j);
+        CHECK(exits_per_iteration(j, "32", n) == Approx(1.0).margin(0.01));
+        CHECK(exits_per_iteration(j, "56", n) == 0.0);
+    }
+    SECTION("xAPIC without IPIv: one APIC-write exit per IPI") {
+        const auto j = run_json({"run", "ipi", "--apic", "xapic", "--ipiv", "off", "--set", "workload.goal=300000"});
+        const auto n = total_iterations(j);
+        CHECK(exits_per_iteration(j, "56", n) == Approx(1.0).margin(0.01));
+        CHECK(exits_per_iteration(j, "44", n) == 0.0);
+    }
+    SECTION("with IPIv: no exit on the sender, one notification per IPI") {
+        for (const char* apic : {"xapic", "x2apic"}) {
+            const auto j = run_json({"run", "ipi", "--apic", apic, "--ipiv", "on", "--set", "workload.goal=300000"});
+            CHECK(j["exits"].empty());
+            CHECK(j["notifications"].get<double>() == Approx(static_cast<double>(total_iterations(j))).margin(1));
+        }
+    }
+}
+
+TEST_CASE("the same seed gives the same output byte for byte", "[results]") {
+    auto a = run_json({"run", "ipi", "--runs", "3", "--seed", "11", "--set", "workload.goal=200000"});
+    auto b = run_json({"run", "ipi", "--runs", "3", "--seed", "11", "--set", "workload.goal=200000"});
+    auto c = run_json({"run", "ipi", "--runs", "3", "--seed", "12", "--set", "workload.goal=200000"});
+    a.erase("host_seconds");
+    b.erase("host_seconds");
+    CHECK(a.dump() == b.dump());
+    CHECK(a["runs"] != c["runs"]);
+}
+
+TEST_CASE("compare ipi reproduces the IPIv cover-letter table", "[results][published]") {
+    const std::string out = temp_path("compare.json");
+    REQUIRE(vtxsim({"compare", "ipi", "--runs", "20", "--json", out}).status == 0);
+    const auto j = read_json(out);
+    ::unlink(out.c_str());
+    const auto training = vtx::sim::load_training(vtx::sim::default_training_file());
+    REQUIRE(j["configs"].size() == 4);
+    std::map<std::string, double> sim_mean;
+    for (const auto& c : j["configs"]) {
+        const std::string key = c["apic"].get<std::string>() + (c["ipiv"].get<bool>() ? "+ipiv" : "");
+        sim_mean[key] = c["mean"];
+        const double sd = c["stddev"];
+        CHECK(sd >= 50.0);
+        CHECK(sd <= 250.0);
+        CHECK(c["runs"].size() == 20);
+    }
+    std::map<std::string, double> pub;
+    for (const auto& col : training.columns) pub[col.apic + (col.ipiv ? "+ipiv" : "")] = col.mean;
+    for (const auto& [key, m] : pub) {
+        INFO(key);
+        CHECK(std::fabs(sim_mean.at(key) - m) / m < 0.03);
+    }
+    const double pub_x = 100.0 * (pub["xapic"] - pub["xapic+ipiv"]) / pub["xapic"];
+    const double pub_x2 = 100.0 * (pub["x2apic"] - pub["x2apic+ipiv"]) / pub["x2apic"];
+    CHECK(std::fabs(j["reduction_percent"]["xapic"].get<double>() - pub_x) < 2.0);
+    CHECK(std::fabs(j["reduction_percent"]["x2apic"].get<double>() - pub_x2) < 2.0);
+}
