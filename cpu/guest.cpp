@@ -150,6 +150,10 @@ void GuestCpu::spin_until(const std::function<bool()>& done, std::optional<std::
     m_ctx.lp->exec_spin(m_ctx, done, watch_gpa, pause);
 }
 
+void GuestCpu::idle_loop() {
+    for (;;) m_ctx.lp->exec_spin(m_ctx, [] { return false; }, std::nullopt, true, true);
+}
+
 void GuestCpu::mfence() {
     retire([&](LogicalProcessor& lp) { return lp.exec_simple(m_ctx, model::Cost::GuestMfence, 3); });
 }

@@ -51,6 +51,8 @@ public:
     // `pause`: the loop body executes PAUSE (its period); otherwise a tight load loop.
     void spin_until(const std::function<bool()>& done, std::optional<std::uint64_t> watch_gpa = {},
                     bool pause = true);
+    // for (;;) pause; : an idle loop that only interrupts interrupt (never returns).
+    [[noreturn]] void idle_loop();
     // A spin lock (test-and-set with PAUSE), as kvm-unit-tests' spin_lock().
     void spin_lock(std::uint64_t gpa);
     void spin_unlock(std::uint64_t gpa);

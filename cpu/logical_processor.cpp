@@ -995,7 +995,7 @@ bool LogicalProcessor::exec_memory(GuestContext& g, model::MemRequest& req) {
 }
 
 void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& done,
-                                 std::optional<std::uint64_t> watch_gpa, bool pause) {
+                                 std::optional<std::uint64_t> watch_gpa, bool pause, bool done_never) {
     // A PAUSE loop: each iteration polls `done()` and executes PAUSE; interrupts are
     // taken at the loop's instruction boundaries. Instead of simulating every
     // iteration, the loop sleeps until something it could observe changes (the watched
@@ -1010,6 +1010,12 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
         const double period = pause ? cur.costs()[Cost::GuestPause]
                                     : cur.costs()[Cost::MemL1Hit] + cur.costs()[Cost::GuestInstruction];
         const double t0 = cur.now_cycles();
+        if (!watch_gpa && !done_never) {
+            // done() depends on something this loop cannot watch (time): one iteration.
+            cur.charge_cycles(period);
+            g.instructions += 2;
+            continue;
+        }
         if (watch_gpa) {
             auto& line_ev = cur.m_platform.memory_target().line_written_event(
                 cur.translate(g, *watch_gpa));

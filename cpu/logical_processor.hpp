@@ -155,11 +155,13 @@ public:
     bool exec_memory(GuestContext& g, model::MemRequest& req);  // loads, stores, atomics
     void exec_sti(GuestContext& g);
     void exec_cli(GuestContext& g);
-    // A loop of PAUSE that ends when `done()` holds (checked at each iteration),
-    // taking interrupts at its instruction boundaries. `watch_gpa`, if set, is the
-    // location `done()` polls: the loop then sleeps until that line is written.
+    // A loop of PAUSE (or a tight load loop) that ends when `done()` holds (checked at
+    // each iteration), taking interrupts at its instruction boundaries. `watch_gpa`, if
+    // set, is the location `done()` polls: the loop then sleeps until that line is
+    // written. Without it the loop runs iteration by iteration, unless `done_never`
+    // (an idle loop that only interrupts interrupt), when it sleeps until an interrupt.
     void exec_spin(GuestContext& g, const std::function<bool()>& done,
-                   std::optional<std::uint64_t> watch_gpa, bool pause);
+                   std::optional<std::uint64_t> watch_gpa, bool pause, bool done_never = false);
     // Instruction boundary: recognizes and delivers pending events (VM exits, posted-
     // interrupt processing, virtual-interrupt delivery). Returns false if a VM exit
     // happened (the guest thread was suspended and has been resumed since).

@@ -46,6 +46,16 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
     if (name == "enable_apicv" || name == "enable_ipiv" || name == "x2apic_icr_fastpath") {
         if (!parse_bool(value, b)) bad("expected on or off");
         (name == "enable_apicv" ? enable_apicv : name == "enable_ipiv" ? enable_ipiv : x2apic_icr_fastpath) = b;
+    } else if (name == "sched_slice_cycles") {
+        std::size_t used = 0;
+        unsigned long long n = 0;
+        try {
+            n = std::stoull(value, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used != value.size() || n < 1000) bad("expected a number of cycles >= 1000");
+        sched_slice_cycles = n;
     } else if (name == "max_vcpu_ids") {
         std::size_t used = 0;
         unsigned long n = 0;
@@ -58,7 +68,7 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         max_vcpu_ids = static_cast<std::uint32_t>(n);
     } else {
         throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
-                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids)");
+                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles)");
     }
 }
 
@@ -69,6 +79,7 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
         {"kvm.enable_ipiv", onoff(enable_ipiv), "IPI virtualization (needs APICv and a CPU profile with IPIv)"},
         {"kvm.x2apic_icr_fastpath", onoff(x2apic_icr_fastpath), "handle unicast x2APIC ICR writes in the IRQs-off fastpath"},
         {"kvm.max_vcpu_ids", std::to_string(max_vcpu_ids), "KVM_CAP_MAX_VCPU_ID: PID-pointer table entries, last PID-pointer index + 1"},
+        {"kvm.sched_slice_cycles", std::to_string(sched_slice_cycles), "host scheduler time slice when vCPUs share a physical CPU"},
     };
 }
 
@@ -178,7 +189,9 @@ Kvm::Kvm(cpu::Platform& platform, KvmParams params) : m_platform(platform), m_pa
     if (m_params.enable_ipiv && !m_params.enable_apicv)
         throw model::ConfigError("kvm.enable_ipiv=on needs kvm.enable_apicv=on (IPIv is used only with APICv)");
     m_wakeup_list.resize(platform.cpu_count());
-    m_running.assign(platform.cpu_count(), nullptr);
+    m_vmxon.assign(platform.cpu_count(), false);
+    for (unsigned c = 0; c < platform.cpu_count(); ++c)
+        m_sched.push_back(std::make_unique<HostScheduler>(platform.cpu(c), static_cast<double>(m_params.sched_slice_cycles)));
     for (unsigned c = 0; c < platform.cpu_count(); ++c) {
         LogicalProcessor& p = platform.cpu(c);
         // sysvec_kvm_posted_intr_ipi: acknowledge only; the PIR is synced at the next entry.
@@ -203,11 +216,17 @@ std::uint64_t Kvm::exits(std::uint16_t reason) const {
 }
 
 void Kvm::start() {
+    for (unsigned c = 0; c < m_platform.cpu_count(); ++c) {
+        HostScheduler* s = m_sched[c].get();
+        m_platform.cpu(c).set_software([s] { s->idle_loop(); });
+    }
     for (auto& vm : m_vms)
         for (auto& v : vm->m_vcpus) {
             Vcpu* vp = v.get();
-            LogicalProcessor& p = m_platform.cpu(vp->m_pcpu);
-            p.set_software([this, vp] { vcpu_thread(*vp); });
+            std::string name = vp->m_ctx.name + "_thread";
+            for (char& ch : name)
+                if (ch == '.') ch = '_';
+            sc_core::sc_spawn([this, vp] { vcpu_thread(*vp); }, sc_core::sc_gen_unique_name(name.c_str()));
         }
 }
 
@@ -299,23 +318,49 @@ void Kvm::update_msr_bitmap_x2apic(Vcpu& v) {
 // ====================================================================================
 void Kvm::vcpu_thread(Vcpu& v) {
     LogicalProcessor& p = lp(v);
-    const std::uint64_t vmxon_region = m_platform.memory().allocate(model::kPageSize, model::kPageSize);
-    if (!p.in_vmx_operation()) p.vmxon(vmxon_region);
-    // vcpu_load: VMCLEAR + VMPTRLD, then vmx_vcpu_pi_load.
+    HostScheduler& sched = *m_sched[v.m_pcpu];
+    sched.acquire(v);
+    if (!m_vmxon[v.m_pcpu]) {
+        // hardware_enable: VMXON once per CPU.
+        p.vmxon(m_platform.memory().allocate(model::kPageSize, model::kPageSize));
+        m_vmxon[v.m_pcpu] = true;
+    }
+    // vmx_vcpu_create / first vcpu_load: VMCLEAR, VMPTRLD, init_vmcs, then vmx_vcpu_pi_load.
     p.vmclear(v.m_ctx.vmcs_address);
     p.vmptrld(v.m_ctx.vmcs_address);
     init_vmcs(v);
-    m_running[v.m_pcpu] = &v;
     vmx_vcpu_pi_load(v);
     for (;;) {
         if (v.m_mp_state == MpState::Runnable) {
+            if (sched.need_resched()) {
+                // Preempted at the end of its slice: vcpu_put (SN := 1), then back in.
+                vmx_vcpu_pi_put(v, true);
+                sched.yield(v);
+                vcpu_load(v);
+            }
             if (vcpu_enter_guest(v) == 0) break;
         } else {
             kvm_vcpu_block(v);
             kvm_apic_accept_events(v);
         }
     }
+    sched.release(v);
     if (on_guest_finished) on_guest_finished(v);
+}
+
+void Kvm::vcpu_load(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmVcpuLoadPut, "vcpu_load", "kvm_main.c, vmx.c vmx_vcpu_load", "kvm");
+    if (p.current_context() != &v.m_ctx) p.vmptrld(v.m_ctx.vmcs_address);
+    vmx_vcpu_pi_load(v);
+}
+
+void Kvm::vmx_vcpu_pi_put(Vcpu& v, bool preempted) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmVcpuLoadPut, "vcpu_put", "kvm_main.c, posted_intr.c vmx_vcpu_pi_put", "kvm");
+    // vmx_vcpu_pi_put: a preempted vCPU gets its notifications suppressed.
+    if (preempted && v.apicv_active()) pid::PostedInterruptDescriptor(p.memory(), v.m_pi_desc).set_sn();
+    v.m_preempted = preempted;
 }
 
 int Kvm::vcpu_enter_guest(Vcpu& v) {
@@ -615,7 +660,7 @@ void Kvm::deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector)
     }
     if (desc.kvm_test_and_set_on()) return;  // a notification is outstanding
     // kvm_vcpu_trigger_posted_interrupt.
-    if (target.m_mode == VcpuMode::InGuestMode && &target != m_running[src.m_pcpu]) {
+    if (target.m_mode == VcpuMode::InGuestMode && &target != &src) {
         p.step(Cost::KvmSendIpiMask, "apic->send_IPI_mask(POSTED_INTR_VECTOR)", "vmx.c", "kvm");
         p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kPostedIntrVector);
         ++m_platform.stats().counter("kvm.notifications_sent", "count", "posted-interrupt notification IPIs sent by KVM");
@@ -626,7 +671,7 @@ void Kvm::deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector)
 
 void Kvm::kvm_vcpu_kick(Vcpu& src, Vcpu& target) {
     kvm_vcpu_wake_up(src, target);
-    if (target.m_mode == VcpuMode::InGuestMode && &target != m_running[src.m_pcpu]) {
+    if (target.m_mode == VcpuMode::InGuestMode && &target != &src) {
         LogicalProcessor& p = lp(src);
         p.step(Cost::KvmSendIpiMask, "smp_send_reschedule", "kvm_main.c kvm_vcpu_kick", "kvm");
         p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kRescheduleVector);
@@ -678,9 +723,10 @@ void Kvm::inject_pending_interrupt(Vcpu& v) {
 
 bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
     if (v.m_pending_init || v.m_pending_sipi) return true;
-    LogicalProcessor& p = lp(v);
-    pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
-    if (v.apicv_active() && !desc.pir_empty()) return true;
+    // Plain reads: a blocked thread checks without running on the CPU.
+    std::uint64_t pir[4];
+    m_platform.memory().peek(v.m_pi_desc, pir, sizeof pir);
+    if (v.apicv_active() && (pir[0] | pir[1] | pir[2] | pir[3])) return true;
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
     const auto irr = page.highest_bit(cpu::kVapicIrr);
     if (!irr) return false;
@@ -713,13 +759,18 @@ void Kvm::kvm_apic_accept_events(Vcpu& v) {
 // ====================================================================================
 void Kvm::kvm_vcpu_block(Vcpu& v) {
     LogicalProcessor& p = lp(v);
+    HostScheduler& sched = *m_sched[v.m_pcpu];
     p.step(Cost::KvmVcpuBlock, "kvm_vcpu_block", "kvm_main.c", "kvm");
     if (v.apicv_active()) pi_enable_wakeup_handler(v);
     v.m_blocked = true;
-    while (!kvm_vcpu_has_events(v)) p.host_wait_for_interrupt(&v.m_wake_event);
+    // schedule(): the CPU goes to another vCPU thread or the idle task, which takes the
+    // wakeup interrupt; this thread sleeps until kvm_vcpu_wake_up.
+    sched.release(v);
+    while (!kvm_vcpu_has_events(v)) sc_core::wait(v.m_wake_event);
     v.m_blocked = false;
+    sched.acquire(v);
     p.step(Cost::KvmVcpuUnblock, "vCPU thread scheduled in after wake-up", "kvm_main.c", "kvm");
-    if (v.apicv_active()) vmx_vcpu_pi_load(v);
+    vcpu_load(v);
     if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
 }
 

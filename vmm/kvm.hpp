@@ -17,6 +17,7 @@
 #include "cpu/guest.hpp"
 #include "cpu/guest_context.hpp"
 #include "cpu/platform.hpp"
+#include "vmm/scheduler.hpp"
 
 namespace vtx::vmm {
 
@@ -31,6 +32,7 @@ struct KvmParams {
     bool enable_ipiv = true;          // kvm_intel.enable_ipiv (needs a CPU with IPIv)
     bool x2apic_icr_fastpath = true;  // handle_fastpath_set_x2apic_icr_irqoff (off: pre-2019 path)
     std::uint32_t max_vcpu_ids = 4096;  // KVM_CAP_MAX_VCPU_ID
+    std::uint64_t sched_slice_cycles = 2000000;  // host scheduler time slice (overcommit)
     // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
     void set(const std::string& name, const std::string& value, const std::string& where);
     // name, value, description of every knob.
@@ -131,8 +133,10 @@ public:
     const KvmParams& params() const { return m_params; }
     Vm& create_vm(bool x2apic, std::uint64_t memory_bytes = 16u << 20);
     std::vector<std::unique_ptr<Vm>>& vms() { return m_vms; }
-    // Installs the vCPU threads as the software of their physical CPUs (1:1 pinning).
+    // Starts the host: an idle task on every physical CPU and one thread per vCPU, pinned
+    // to its CPU; vCPUs sharing a CPU take turns in time slices (HostScheduler).
     void start();
+    HostScheduler& scheduler(unsigned pcpu) { return *m_sched.at(pcpu); }
     // Called when a vCPU's guest program returns.
     std::function<void(Vcpu&)> on_guest_finished;
 
@@ -169,6 +173,8 @@ private:
     void inject_pending_interrupt(Vcpu& v);
     // posted_intr.c
     void vmx_vcpu_pi_load(Vcpu& v);
+    void vmx_vcpu_pi_put(Vcpu& v, bool preempted);
+    void vcpu_load(Vcpu& v);
     void pi_enable_wakeup_handler(Vcpu& v);
     void pi_wakeup_handler(unsigned pcpu);
     cpu::LogicalProcessor& lp(Vcpu& v) { return m_platform.cpu(v.m_pcpu); }
@@ -177,7 +183,8 @@ private:
     KvmParams m_params;
     std::vector<std::unique_ptr<Vm>> m_vms;
     std::vector<std::vector<Vcpu*>> m_wakeup_list;  // per pCPU (wakeup_vcpus_on_cpu)
-    std::vector<Vcpu*> m_running;                   // per pCPU: the loaded vCPU
+    std::vector<std::unique_ptr<HostScheduler>> m_sched;  // per pCPU
+    std::vector<bool> m_vmxon;                             // per pCPU: VMXON done
     std::uint64_t m_coalesced = 0;
 };
 

@@ -80,7 +80,7 @@ private:
         if (m_halt) {
             for (;;) g.hlt();  // ap_online(): for (;;) hlt;
         }
-        g.spin_until([] { return false; });  // the series' AP: idle loop instead of HLT
+        g.idle_loop();  // the series' AP: idle loop instead of HLT
     }
 
     bool m_halt;

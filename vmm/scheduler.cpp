@@ -1,0 +1,85 @@
+#include "vmm/scheduler.hpp"
+
+#include <algorithm>
+
+#include "apic/registers.hpp"
+#include "cpu/platform.hpp"
+
+namespace vtx::vmm {
+
+using model::Cost;
+
+namespace {
+constexpr std::uint64_t kTimerDivideBy1 = 0xB;  // divide configuration 1011b
+}  // namespace
+
+HostScheduler::HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles)
+    : m_cpu(cpu), m_slice(slice_cycles) {
+    cpu.set_host_handler(kLocalTimerVector, [this](std::uint8_t) { timer_tick(); });
+}
+
+void HostScheduler::acquire(Vcpu& v) {
+    if (m_owner == &v) return;
+    m_queue.push_back(&v);
+    m_changed.notify(sc_core::SC_ZERO_TIME);  // the idle task hands over
+    while (!(m_owner == nullptr && m_queue.front() == &v)) sc_core::wait(m_changed);
+    m_queue.pop_front();
+    m_owner = &v;
+    m_need_resched = false;
+    if (m_last != &v) {
+        m_cpu.step(Cost::HostContextSwitch, "schedule: switch to the vCPU thread", "kernel/sched", "kvm");
+        ++m_switches;
+        m_last = &v;
+    }
+    if (!m_queue.empty()) arm_slice_timer();
+}
+
+void HostScheduler::release(Vcpu& v) {
+    if (m_owner != &v) return;
+    m_cpu.sync();
+    m_owner = nullptr;
+    m_changed.notify(sc_core::SC_ZERO_TIME);
+}
+
+void HostScheduler::yield(Vcpu& v) {
+    ++m_preemptions;
+    ++m_cpu.platform().stats().counter("host.preemptions", "count", "vCPU threads preempted at the end of a slice");
+    release(v);
+    acquire(v);
+}
+
+void HostScheduler::arm_slice_timer() {
+    auto& apic = m_cpu.apic();
+    m_cpu.sync();
+    m_cpu.charge_cycles(apic.wrmsr(apic::kX2ApicMsrTimerDivide, kTimerDivideBy1).cycles);
+    m_cpu.charge_cycles(apic.wrmsr(apic::kX2ApicMsrLvtTimer, kLocalTimerVector).cycles);
+    m_cpu.charge_cycles(apic.wrmsr(apic::kX2ApicMsrTimerInitialCount,
+                                   static_cast<std::uint64_t>(m_slice)).cycles);
+}
+
+void HostScheduler::timer_tick() {
+    m_cpu.step(Cost::HostTimerTick, "scheduler tick", "kernel/sched", "kvm");
+    if (!m_queue.empty())
+        m_need_resched = true;
+    else if (m_owner)
+        arm_slice_timer();
+}
+
+void HostScheduler::idle_loop() {
+    // The idle task touches the CPU (its time, its APIC) only while no vCPU thread owns it.
+    for (;;) {
+        if (!m_owner) {
+            m_cpu.local_irq_enable();  // runs the handlers of pending host interrupts
+            m_cpu.sync();
+            if (!m_owner && m_cpu.host_interrupt_pending()) continue;
+        }
+        if (!m_owner && !m_queue.empty()) {
+            m_changed.notify(sc_core::SC_ZERO_TIME);
+            sc_core::wait(m_changed);
+            continue;
+        }
+        sc_core::wait(m_cpu.apic().interrupt_event() | m_changed);
+    }
+}
+
+}  // namespace vtx::vmm

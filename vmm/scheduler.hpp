@@ -1,0 +1,53 @@
+#pragma once
+// The host scheduler of one physical CPU: KVM's vCPU threads are ordinary host threads, and
+// when several are pinned to one CPU (overcommit) they take turns in time slices. The
+// idle task takes host interrupts while no vCPU thread runs (e.g. the posted-interrupt
+// wakeup vector that wakes a blocked vCPU). A slice ends with the host timer interrupt
+// (LOCAL_TIMER_VECTOR through the local APIC timer), which makes a running guest exit.
+#include <deque>
+
+#include <systemc>
+
+#include "cpu/logical_processor.hpp"
+
+namespace vtx::vmm {
+
+class Vcpu;
+
+inline constexpr std::uint8_t kLocalTimerVector = 0xEC;  // LOCAL_TIMER_VECTOR
+
+class HostScheduler {
+public:
+    HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles);
+
+    // schedule() in: waits until this CPU runs `v` (first in, first out), then pays the
+    // context switch. Arms the slice timer when others are waiting.
+    void acquire(Vcpu& v);
+    // schedule() out: the CPU goes to the next waiting thread, or to the idle task.
+    void release(Vcpu& v);
+    // Preemption at the end of a slice: to the back of the queue, then in again.
+    void yield(Vcpu& v);
+    bool need_resched() const { return m_need_resched; }
+    bool contended() const { return !m_queue.empty(); }
+    Vcpu* owner() const { return m_owner; }
+    // The idle task: runs as the CPU's software; takes host interrupts when no vCPU runs.
+    void idle_loop();
+    // LOCAL_TIMER_VECTOR handler.
+    void timer_tick();
+    std::uint64_t switches() const { return m_switches; }
+    std::uint64_t preemptions() const { return m_preemptions; }
+
+private:
+    void arm_slice_timer();
+    cpu::LogicalProcessor& m_cpu;
+    double m_slice;
+    std::deque<Vcpu*> m_queue;
+    Vcpu* m_owner = nullptr;
+    Vcpu* m_last = nullptr;
+    bool m_need_resched = false;
+    sc_core::sc_event m_changed;
+    std::uint64_t m_switches = 0;
+    std::uint64_t m_preemptions = 0;
+};
+
+}  // namespace vtx::vmm
