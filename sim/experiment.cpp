@@ -108,7 +108,9 @@ RunOutcome run_in_process(const RunSpec& spec) {
     vmm::Kvm kvm(*platform, spec.kvm);
     vmm::Vm& vm = kvm.create_vm(spec.config.x2apic);
     std::unique_ptr<workloads::Workload> workload = info->make();
-    workload->setup(kvm, vm, spec.config);
+    workloads::WorkloadConfig config = spec.config;
+    config.seed = spec.seed * 1000003u + spec.run_index;
+    workload->setup(kvm, vm, config);
     bool finished = false;
     kvm.on_guest_finished = [&](vmm::Vcpu& v) {
         if (v.id() == 0 && workload->stop_when_bsp_finishes()) {

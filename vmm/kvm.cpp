@@ -216,8 +216,12 @@ std::uint64_t Kvm::exits(std::uint16_t reason) const {
 }
 
 void Kvm::start() {
+    std::vector<unsigned> pinned(m_platform.cpu_count(), 0);
+    for (auto& vm : m_vms)
+        for (auto& v : vm->m_vcpus) ++pinned[v->m_pcpu];
     for (unsigned c = 0; c < m_platform.cpu_count(); ++c) {
         HostScheduler* s = m_sched[c].get();
+        s->set_shared(pinned[c] > 1);
         m_platform.cpu(c).set_software([s] { s->idle_loop(); });
     }
     for (auto& vm : m_vms)

@@ -31,7 +31,7 @@ void HostScheduler::acquire(Vcpu& v) {
         ++m_switches;
         m_last = &v;
     }
-    if (!m_queue.empty()) arm_slice_timer();
+    if (m_shared) arm_slice_timer();
 }
 
 void HostScheduler::release(Vcpu& v) {
@@ -61,7 +61,7 @@ void HostScheduler::timer_tick() {
     m_cpu.step(Cost::HostTimerTick, "scheduler tick", "kernel/sched", "kvm");
     if (!m_queue.empty())
         m_need_resched = true;
-    else if (m_owner)
+    else if (m_owner && m_shared)
         arm_slice_timer();
 }
 

@@ -34,6 +34,9 @@ public:
     void idle_loop();
     // LOCAL_TIMER_VECTOR handler.
     void timer_tick();
+    // More than one vCPU thread is pinned here: the scheduler tick runs (otherwise the
+    // CPU is tickless, as with nohz_full, and a vCPU runs until it blocks).
+    void set_shared(bool shared) { m_shared = shared; }
     std::uint64_t switches() const { return m_switches; }
     std::uint64_t preemptions() const { return m_preemptions; }
 
@@ -45,6 +48,7 @@ private:
     Vcpu* m_owner = nullptr;
     Vcpu* m_last = nullptr;
     bool m_need_resched = false;
+    bool m_shared = false;
     sc_core::sc_event m_changed;
     std::uint64_t m_switches = 0;
     std::uint64_t m_preemptions = 0;

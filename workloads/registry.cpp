@@ -4,11 +4,13 @@ namespace vtx::workloads {
 
 std::unique_ptr<Workload> make_ipi();
 std::unique_ptr<Workload> make_ipi_halt();
+std::unique_ptr<Workload> make_overcommit();
 
 const std::vector<WorkloadInfo>& workload_registry() {
     static const std::vector<WorkloadInfo> kWorkloads = {
         {"ipi", "kvm-unit-tests vmexit ipi: unicast IPI to a busy-idling vCPU (the IPIv series' setup)", 2, make_ipi},
         {"ipi_halt", "kvm-unit-tests vmexit ipi_halt: unicast IPI to a halted vCPU, then 2000 TSC ticks", 2, make_ipi_halt},
+        {"overcommit", "random IPIs among more vCPUs than CPUs (use --pcpus); checks none is lost", 4, make_overcommit},
     };
     return kWorkloads;
 }

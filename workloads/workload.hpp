@@ -18,6 +18,7 @@ struct WorkloadConfig {
     unsigned pcpus = 2;
     std::uint64_t goal = std::uint64_t{1} << 22;  // TSC ticks a measurement pass must reach
     std::map<std::string, std::string> params;     // workload-specific `--set workload.NAME=V`
+    std::uint64_t seed = 1;                        // for workloads that draw random choices
 };
 
 // What a workload measured. Cycle figures come from the guest's own RDTSC readings.
