@@ -33,7 +33,7 @@ constexpr unsigned kX2apicIcrDestShift = 32;         // ICR[63:32]
 constexpr std::uint32_t kApicSlotMask = 0xF;         // offset within a 16-byte slot
 // Instruction lengths the exits report (encodings of the modelled instructions).
 constexpr unsigned kLenWrmsr = 2, kLenRdmsr = 2, kLenCpuid = 2, kLenVmcall = 3, kLenHlt = 1,
-                   kLenMovMmio = 6, kLenPause = 2, kLenRdtsc = 2;
+                   kLenMovMmio = 6, kLenPause = 2, kLenRdtsc = 2, kLenStraightLine = 1;
 // MSR-bitmap layout (SDM 24.6.9): read-low, read-high, write-low, write-high, 1 KiB each.
 constexpr std::uint64_t kMsrBitmapReadLow = 0, kMsrBitmapReadHigh = 1024,
                         kMsrBitmapWriteLow = 2048, kMsrBitmapWriteHigh = 3072;
@@ -337,6 +337,7 @@ EntryResult LogicalProcessor::vm_entry(bool launch) {
     // Hand the processor to the guest thread; control returns here at the next VM exit.
     g.lp = this;
     m_guest_finished = false;
+    m_platform.timeline().begin(now_cycles(), m_index, g.name, "guest");
     if (!g.thread_started)
         start_guest_thread(g);
     else
@@ -379,6 +380,7 @@ void LogicalProcessor::guest_thread_body(GuestContext* gp) {
     LogicalProcessor& lp = *g.lp;
     lp.sync();
     g.finished = true;
+    lp.m_platform.timeline().end(lp.now_cycles(), lp.m_index);
     lp.m_guest_finished = true;
     lp.m_non_root = false;
     lp.m_exit_event.notify(sc_core::SC_ZERO_TIME);
@@ -405,6 +407,12 @@ void LogicalProcessor::vm_exit(GuestContext& g, std::uint32_t reason, std::uint6
     const auto basic = static_cast<std::uint16_t>(reason & vmcs::kExitReasonBasicMask);
     count_exit(basic);
     m_last_exit = VmExit{reason, qualification, intr_info, length};
+    if (m_platform.timeline().enabled()) {
+        m_platform.timeline().end(now_cycles(), m_index);
+        m_platform.timeline().instant(now_cycles(), m_index,
+                                      "VM exit " + std::string(vmcs::exit_reason_name(static_cast<vmcs::ExitReason>(basic))),
+                                      "vmx", {{"reason", basic}, {"qualification", qualification}});
+    }
     m_exit_event.notify(sc_core::SC_ZERO_TIME);
     // The guest thread sleeps until the VMM enters this context again (possibly on
     // another processor).
@@ -531,11 +539,16 @@ void LogicalProcessor::deliver_guest_interrupt(GuestContext& g, std::uint8_t vec
         throw SimulationError(g.name + ": interrupt vector " + std::to_string(vector) +
                               " delivered with no guest IDT handler");
     const std::uint64_t rflags = g.vmcs.hw_read(Field::GuestRflags);
+    // The delivery pushes RIP (the frame); the handler runs elsewhere; IRET pops it.
+    const std::uint64_t outer_return_rip = g.return_rip;
+    g.return_rip = rip(g);
     g.vmcs.hw_write(Field::GuestRflags, rflags & ~kRflagsIf);  // interrupt gate
     handler(*g.api, vector);
     // IRET, on whichever processor the vCPU now runs.
     LogicalProcessor& lp = *g.lp;
     lp.step(Cost::GuestIret, "IRET", "SDM 6.14", "guest");
+    lp.set_rip(g, g.return_rip);
+    g.return_rip = outer_return_rip;
     g.vmcs.hw_write(Field::GuestRflags, g.vmcs.hw_read(Field::GuestRflags) | (rflags & kRflagsIf));
 }
 
@@ -607,6 +620,7 @@ bool LogicalProcessor::virtualize_ipi(GuestContext& g, std::uint8_t vector, std:
 
 void LogicalProcessor::send_notification(std::uint8_t nv, std::uint32_t ndst) {
     ++m_notifications_sent;
+    m_platform.timeline().instant(now_cycles(), m_index, "IPIv notification", "ipiv", {{"nv", nv}, {"ndst", ndst}});
     ++m_platform.stats().counter("notifications.sent", "count",
                                  "posted-interrupt notification IPIs sent by IPIv");
     sync();
@@ -638,9 +652,8 @@ bool LogicalProcessor::apic_access_mmio(GuestContext& g, std::uint32_t offset, u
         if (write)
             virtualize = slot == kVapicTpr || (vid && (slot == kVapicEoi || slot == kVapicIcrLo)) ||
                          (ipiv && slot == kVapicIcrLo) || (reg_virt && apic_reg_virt_write_offset(offset));
-        else
-            virtualize = slot == kVapicTpr || (vid && (slot == kVapicEoi || slot == kVapicIcrLo)) ||
-                         (reg_virt && apic_reg_virt_read_offset(offset));
+        else  // SDM16 29.4.2: without APIC-register virtualization only the TPR is read
+            virtualize = reg_virt ? apic_reg_virt_read_offset(offset) : slot == kVapicTpr;
     }
     if (!virtualize) {
         // APIC-access VM exit: fault-like, qualification = offset | access type.
@@ -851,6 +864,14 @@ bool LogicalProcessor::exec_rdtsc(GuestContext& g, std::uint64_t& out) {
 
 bool LogicalProcessor::exec_pause(GuestContext& g) { return exec_simple(g, Cost::GuestPause, kLenPause); }
 
+bool LogicalProcessor::exec_compute(GuestContext& g, double cycles) {
+    // Straight-line work: its cycles, and at least one retired instruction (which ends an
+    // STI or MOV-SS blocking window, SDM 6.8.3).
+    charge_cycles(cycles);
+    advance_rip(g, kLenStraightLine);
+    return true;
+}
+
 bool LogicalProcessor::exec_cpuid(GuestContext& g) {
     vm_exit(g, static_cast<std::uint32_t>(ExitReason::Cpuid), 0, 0, kLenCpuid);
     return false;
@@ -1009,6 +1030,15 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
         // The loop period: PAUSE, or a load and a branch for a tight loop.
         const double period = pause ? cur.costs()[Cost::GuestPause]
                                     : cur.costs()[Cost::MemL1Hit] + cur.costs()[Cost::GuestInstruction];
+        // Inside an STI / MOV-SS blocking window (the loop right after STI), one iteration
+        // retires first: that ends the window, and an interrupt held back by it is taken
+        // at the next boundary without waiting for a new one (SDM 6.8.3).
+        if (g.vmcs.hw_read(Field::GuestInterruptibilityInfo) &
+            (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs)) {
+            cur.charge_cycles(period);
+            cur.advance_rip(g, pause ? kLenPause : kLenStraightLine);
+            continue;
+        }
         const double t0 = cur.now_cycles();
         if (!watch_gpa && !done_never) {
             // done() depends on something this loop cannot watch (time): one iteration.

@@ -16,6 +16,7 @@
 #include "model/memory_target.hpp"
 #include "model/profile.hpp"
 #include "model/stats.hpp"
+#include "model/timeline.hpp"
 #include "model/trace.hpp"
 #include "vmcs/capabilities.hpp"
 
@@ -49,6 +50,7 @@ public:
     vmcs::VmxCapabilities& capabilities() { return m_caps; }
     model::Stats& stats() { return m_stats; }
     model::Tracer& tracer() { return m_tracer; }
+    model::Timeline& timeline() { return m_timeline; }
 
     // Gives a vCPU context a VMCS region in physical memory (4 KiB, revision identifier
     // in its first 4 bytes) so that VMCLEAR/VMPTRLD can name it by address.
@@ -62,6 +64,7 @@ private:
     model::PhysicalMemory m_memory;
     model::Stats m_stats;
     model::Tracer m_tracer;
+    model::Timeline m_timeline;
     std::unique_ptr<model::MemoryTarget> m_memory_target;
     std::unique_ptr<apic::InterruptBus> m_bus;
     std::vector<std::unique_ptr<LogicalProcessor>> m_cpus;

@@ -155,7 +155,7 @@ void check_outcomes(const std::vector<RunOutcome>& outs) {
 // ---------------------------------------------------------------------------- run
 int cmd_run(const std::vector<std::string>& args) {
     Common c;
-    std::string workload, apic = "x2apic", ipiv;
+    std::string workload, apic = "x2apic", ipiv, timeline;
     unsigned vcpus = 0, pcpus = 0;
     po::options_description desc("vtxsim run WORKLOAD [options]");
     desc.add_options()("help,h", "this help")
@@ -163,7 +163,8 @@ int cmd_run(const std::vector<std::string>& args) {
         ("apic", po::value(&apic)->default_value(apic), "guest APIC mode: xapic or x2apic")
         ("ipiv", po::value(&ipiv), "IPI virtualization: on or off (default: on if the profile has it)")
         ("vcpus", po::value(&vcpus), "number of vCPUs (default: the workload's)")
-        ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)");
+        ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)")
+        ("timeline", po::value(&timeline), "write a Chrome/Perfetto trace-event timeline of run 1 to FILE");
     add_common(desc, c, 1);
     po::positional_options_description pos;
     pos.add("workload", 1);
@@ -194,6 +195,7 @@ int cmd_run(const std::vector<std::string>& args) {
         specs.push_back(spec);
         specs.back().run_index = r;
     }
+    specs[0].timeline_path = timeline;
     const std::vector<RunOutcome> all = run_many(specs, c.trace || !c.debug.empty() ? 1 : c.jobs);
     check_outcomes(all);
     const auto cyc = cycles_of(all);

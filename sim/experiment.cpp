@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <memory>
 
@@ -98,6 +99,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     auto platform = std::make_unique<cpu::Platform>("platform", profile, spec.config.pcpus);
     if (spec.trace) platform->tracer().enable_all();
     for (const auto& f : spec.debug_flags) platform->tracer().enable(f);
+    if (!spec.timeline_path.empty()) platform->timeline().enable();
     // The host runs its local APICs in x2APIC mode, as Linux does on these servers.
     for (unsigned c = 0; c < platform->cpu_count(); ++c) {
         auto& a = platform->cpu(c).apic();
@@ -132,6 +134,19 @@ RunOutcome run_in_process(const RunSpec& spec) {
         out.error = "workload \"" + spec.workload + "\" did not finish within " +
                     std::to_string(spec.max_simulated_seconds) + " simulated seconds";
         return out;
+    }
+    if (!spec.timeline_path.empty()) {
+        // Interrupt messages each local APIC accepted, from its delivery log.
+        for (unsigned c = 0; c < platform->cpu_count(); ++c)
+            for (const auto& d : platform->cpu(c).apic().delivery_log())
+                platform->timeline().instant(d.cycle, static_cast<int>(c), "APIC accepts vector " + std::to_string(d.vector),
+                                             "apic", {{"source", d.source_id}, {"vector", d.vector}});
+        std::ofstream tl(spec.timeline_path);
+        if (!tl) {
+            out.error = "cannot write timeline " + spec.timeline_path;
+            return out;
+        }
+        tl << platform->timeline().to_json(platform->clock().ghz()).dump() << "\n";
     }
     const workloads::WorkloadResult r = workload->result(kvm, vm);
     out.ok = true;

@@ -24,6 +24,7 @@ struct RunSpec {
     std::string stream;  // names the configuration, so each one draws its own perturbation
     bool trace = false;
     std::vector<std::string> debug_flags;
+    std::string timeline_path;  // write a Chrome/Perfetto trace-event timeline here
     double max_simulated_seconds = 60.0;  // a run that has not finished by then is an error
 };
 

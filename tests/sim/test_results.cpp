@@ -131,3 +131,22 @@ TEST_CASE("ipi_halt wakes a halted target through the posted-interrupt wakeup ve
     // Without IPIv KVM wakes the blocked vCPU directly: no notification IPI at all.
     CHECK(off["notifications"] == 0);
 }
+
+TEST_CASE("run --timeline writes a trace-event timeline of guest runs and exits", "[results]") {
+    const std::string tl = temp_path("timeline.json");
+    REQUIRE(vtxsim({"run", "ipi", "--ipiv", "off", "--set", "workload.goal=1", "--timeline", tl}).status == 0);
+    const auto j = read_json(tl);
+    ::unlink(tl.c_str());
+    int begins = 0, ends = 0, wrmsr_exits = 0, accepts = 0;
+    for (const auto& e : j["traceEvents"]) {
+        const std::string ph = e["ph"];
+        begins += ph == "B";
+        ends += ph == "E";
+        if (ph == "i" && e["cat"] == "vmx" && e["args"]["reason"] == 32) ++wrmsr_exits;
+        if (ph == "i" && e["cat"] == "apic") ++accepts;
+    }
+    CHECK(begins > 0);
+    CHECK(begins == ends);
+    CHECK(wrmsr_exits >= 64);  // one per IPI of the 64-iteration pass
+    CHECK(accepts >= 64);
+}
