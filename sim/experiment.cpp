@@ -136,6 +136,9 @@ RunOutcome run_in_process(const RunSpec& spec) {
         return out;
     }
     if (!spec.timeline_path.empty()) {
+        // Guests still running when the simulation stopped: close their slices.
+        for (unsigned c = 0; c < platform->cpu_count(); ++c)
+            if (platform->cpu(c).in_non_root()) platform->timeline().end(out.simulated_cycles, static_cast<int>(c));
         // Interrupt messages each local APIC accepted, from its delivery log.
         for (unsigned c = 0; c < platform->cpu_count(); ++c)
             for (const auto& d : platform->cpu(c).apic().delivery_log())
