@@ -53,10 +53,7 @@ void GuestCpu::pause() {
 }
 
 void GuestCpu::compute(std::uint64_t cycles) {
-    retire([&](LogicalProcessor& lp) {
-        lp.charge_cycles(static_cast<double>(cycles));
-        return true;
-    });
+    retire([&](LogicalProcessor& lp) { return lp.exec_compute(m_ctx, static_cast<double>(cycles)); });
 }
 
 void GuestCpu::sti() {

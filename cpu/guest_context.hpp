@@ -76,6 +76,9 @@ public:
     sc_core::sc_event resume_event;
     std::unique_ptr<GuestCpu> api;
     int pending_injection = -1;  // vector injected by VM entry, delivered before any instruction
+    // RIP in the frame of the interrupt or exception being handled: what IRET returns to.
+    // An exception handler may change it (as kvm-unit-tests' exception fixups do).
+    std::uint64_t return_rip = 0;
     std::uint64_t instructions = 0;
     std::uint64_t delivered_interrupts = 0;
 };

@@ -143,6 +143,7 @@ public:
     // Every instruction returns whether it completed (true) or caused a VM exit after
     // which the VMM resumed the guest (false: the caller re-checks RIP).
     bool exec_simple(GuestContext& g, model::Cost c, unsigned length);
+    bool exec_compute(GuestContext& g, double cycles);  // straight-line work
     bool exec_rdtsc(GuestContext& g, std::uint64_t& out);
     bool exec_cpuid(GuestContext& g);
     bool exec_vmcall(GuestContext& g);
