@@ -85,7 +85,7 @@ TEST_CASE("broken profiles name file and entry", "[profile]") {
     }
 }
 
-TEST_CASE("--set cost.NAME=VALUE overrides one entry", "[profile]") {
+TEST_CASE("a cost can be overridden by name as with --set cost.NAME=VALUE", "[profile]") {
     CpuProfile p = CpuProfile::load(profile_path("spr"));
     p.override_cost("guest.pause", "77", "--set");
     CHECK(p.costs[Cost::GuestPause] == 77.0);
