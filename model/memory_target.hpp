@@ -48,6 +48,12 @@ double tlm_memory_access(Socket& socket, MemRequest& req, const Clock& clock) {
     MemOpExtension ext;
     ext.request = &req;
     gp.set_extension(&ext);
+    // The extension lives on this stack: take it off the payload on every path out.
+    struct Detach {
+        tlm::tlm_generic_payload& gp;
+        MemOpExtension* ext;
+        ~Detach() { gp.clear_extension(ext); }
+    } detach{gp, &ext};
     gp.set_command(req.op == MemOp::Read ? tlm::TLM_READ_COMMAND : tlm::TLM_WRITE_COMMAND);
     gp.set_address(req.address);
     gp.set_data_ptr(req.data);
@@ -56,7 +62,6 @@ double tlm_memory_access(Socket& socket, MemRequest& req, const Clock& clock) {
     gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
     sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
     socket->b_transport(gp, delay);
-    gp.clear_extension(&ext);
     if (gp.get_response_status() == tlm::TLM_ADDRESS_ERROR_RESPONSE)
         throw MemoryError(req.address, req.size,
                           "TLM address error: physical address outside memory");

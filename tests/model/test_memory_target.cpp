@@ -1,0 +1,84 @@
+// The TLM-2.0 face of simulated memory: transactions through a socket, latency as the
+// annotated delay, an access outside memory answered with TLM_ADDRESS_ERROR_RESPONSE.
+#include <catch2/catch.hpp>
+
+#include <systemc>
+#include <tlm_utils/simple_initiator_socket.h>
+
+#include "model/memory_target.hpp"
+
+using namespace vtx::model;
+
+namespace {
+struct Initiator : sc_core::sc_module {
+    tlm_utils::simple_initiator_socket<Initiator> socket{"socket"};
+    explicit Initiator(sc_core::sc_module_name n) : sc_module(n) {}
+};
+CostTable costs() {
+    CostTable t;
+    t.set_cycles(Cost::MemL1Hit, 5);
+    t.set_cycles(Cost::MemLineTransfer, 100);
+    t.set_cycles(Cost::MemLockedRmw, 20);
+    t.set_cycles(Cost::MemUncachedAccess, 200);
+    return t;
+}
+}  // namespace
+
+TEST_CASE("memory answers TLM transactions with latency and address errors", "[memory][tlm]") {
+    CostTable t = costs();
+    Clock clock(2.0);
+    PhysicalMemory mem(0x10000, &t);
+    MemoryTarget target("memory", mem, clock);
+    Initiator a("a"), b("b");
+    a.socket.bind(target.socket);
+    b.socket.bind(target.socket);
+    sc_core::sc_start(sc_core::SC_ZERO_TIME);  // end of elaboration binds the multi-socket
+
+    MemRequest w;
+    w.op = MemOp::Write;
+    w.address = 0x100;
+    w.size = 8;
+    w.agent = 0;
+    w.data[0] = 0x2A;
+    CHECK(tlm_memory_access(a.socket, w, clock) == Approx(100));  // first touch: transfer
+    MemRequest r;
+    r.op = MemOp::Read;
+    r.address = 0x100;
+    r.size = 8;
+    r.agent = 1;
+    CHECK(tlm_memory_access(b.socket, r, clock) == Approx(100));  // line held by agent 0
+    CHECK(r.data[0] == 0x2A);
+    MemRequest lock;
+    lock.op = MemOp::LockedBts;
+    lock.address = 0x200;
+    lock.operand = 3;
+    lock.size = 1;
+    lock.agent = 1;
+    tlm_memory_access(b.socket, lock, clock);
+    CHECK(lock.result == 0);
+    CHECK(mem.peek64(0x200) == 8);
+
+    MemRequest bad;
+    bad.op = MemOp::Read;
+    bad.address = 0x10000;
+    bad.size = 8;
+    CHECK_THROWS_AS(tlm_memory_access(a.socket, bad, clock), MemoryError);
+
+    // A plain TLM read without the extension is a device access.
+    tlm::tlm_generic_payload gp;
+    std::uint64_t value = 0;
+    gp.set_command(tlm::TLM_READ_COMMAND);
+    gp.set_address(0x100);
+    gp.set_data_ptr(reinterpret_cast<unsigned char*>(&value));
+    gp.set_data_length(8);
+    gp.set_streaming_width(8);
+    sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
+    a.socket->b_transport(gp, delay);
+    CHECK(gp.is_response_ok());
+    CHECK(value == 0x2A);
+    CHECK(clock.to_cycles(delay) == Approx(200));
+    gp.set_address(0x20000);
+    gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+    a.socket->b_transport(gp, delay);
+    CHECK(gp.get_response_status() == tlm::TLM_ADDRESS_ERROR_RESPONSE);
+}
