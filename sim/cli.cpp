@@ -53,7 +53,7 @@ struct Common {
     std::uint64_t seed = 1;
     unsigned runs = 1;
     unsigned jobs = 2;
-    std::string json, csv, config;
+    std::string json, csv, config, stats;
     bool trace = false;
     std::string debug;
 };
@@ -68,6 +68,7 @@ void add_common(po::options_description& d, Common& c, unsigned default_runs) {
         ("jobs", po::value(&c.jobs)->default_value(c.jobs), "simulations in parallel (processes)")
         ("json", po::value(&c.json), "write results as JSON to FILE")
         ("csv", po::value(&c.csv), "write per-run results as CSV to FILE")
+        ("stats", po::value(&c.stats), "write run 1's statistics (gem5 stats.txt style) to FILE")
         ("config", po::value(&c.config), "read these options (key = value lines) from FILE")
         ("trace", po::bool_switch(&c.trace), "print every microcode step and VMM path (cycle, cpu, mode, step, section)")
         ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest");
@@ -242,9 +243,11 @@ int cmd_run(const std::vector<std::string>& args) {
                             {"notifications", notifications},
                             {"host_seconds", host},
                             {"checks_ok", ok},
+                            {"stats", all[0].stats},
                             {"config", resolved_config(spec)}};
         write_file(c.json, j.dump(2) + "\n");
     }
+    if (!c.stats.empty()) write_file(c.stats, all[0].stats_text);
     if (!c.csv.empty()) {
         std::string csv = "run,cycles_per_iteration,iterations,total_iterations,notifications\n";
         for (std::size_t i = 0; i < all.size(); ++i)

@@ -21,6 +21,9 @@ namespace vtx::sim {
 
 namespace {
 constexpr std::uint32_t kHostSvr = 0x1FF;
+void st_simulated(model::Stats& st, double cycles) {
+    st.counter("sim.cycles", "cycles", "simulated core cycles") += static_cast<std::uint64_t>(cycles);
+}
 }  // namespace
 
 nlohmann::json RunOutcome::to_json() const {
@@ -36,7 +39,8 @@ nlohmann::json RunOutcome::to_json() const {
             {"check_ok", check_ok},
             {"check", check},
             {"values", values},
-            {"stats", stats}};
+            {"stats", stats},
+            {"stats_text", stats_text}};
 }
 
 RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
@@ -54,6 +58,7 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
     o.check = j.at("check");
     o.values = j.at("values").get<std::map<std::string, double>>();
     o.stats = j.at("stats");
+    o.stats_text = j.at("stats_text");
     return o;
 }
 
@@ -163,7 +168,17 @@ RunOutcome run_in_process(const RunSpec& spec) {
         if (auto n = kvm.exits(reason)) out.exits[std::to_string(reason)] = n;
     for (unsigned c = 0; c < platform->cpu_count(); ++c) out.notifications += platform->cpu(c).notifications_sent();
     out.notifications += platform->stats().value("kvm.notifications_sent");
+    platform->bus().export_stats(platform->stats());
+    for (unsigned c = 0; c < platform->cpu_count(); ++c) {
+        auto& st = platform->stats();
+        st.counter("cpu" + std::to_string(c) + ".host.switches", "count", "host context switches") +=
+            kvm.scheduler(c).switches();
+        st.counter("cpu" + std::to_string(c) + ".host.preemptions", "count", "vCPU preemptions at slice end") +=
+            kvm.scheduler(c).preemptions();
+    }
+    st_simulated(platform->stats(), out.simulated_cycles);
     out.stats = platform->stats().to_json();
+    out.stats_text = platform->stats().dump_text();
     return out;
 }
 

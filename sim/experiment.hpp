@@ -42,6 +42,7 @@ struct RunOutcome {
     std::string check;
     std::map<std::string, double> values;
     nlohmann::json stats;
+    std::string stats_text;  // gem5 stats.txt style
     nlohmann::json to_json() const;
     static RunOutcome from_json(const nlohmann::json& j);
 };
