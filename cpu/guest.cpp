@@ -142,6 +142,47 @@ std::uint64_t GuestCpu::lock_add(std::uint64_t gpa, std::uint64_t delta) {
     return memory_op(model::MemOp::LockedAdd, gpa, 8, delta);
 }
 
+// ---- VMX instructions ----
+namespace {
+constexpr std::uint64_t kRflagsCf = 1u << 0, kRflagsZf = 1u << 6;
+// Instruction lengths: VMLAUNCH/VMRESUME 0F 01 C2/C3, VMREAD/VMWRITE 0F 78/79 /r,
+// VMPTRLD 0F C7 /6, VMXON F3 0F C7 /6, VMCLEAR 66 0F C7 /6, VMXOFF 0F 01 C4.
+constexpr unsigned kLenVmx3 = 3, kLenVmx4 = 4;
+}  // namespace
+
+bool GuestCpu::vmx_instruction(std::uint16_t basic_reason, unsigned length) {
+    const auto reason = static_cast<vmcs::ExitReason>(basic_reason);
+    retire([&](LogicalProcessor& lp) { return lp.exec_vmx_instruction(m_ctx, reason, length); });
+    return (m_ctx.vmcs.hw_read(Field::GuestRflags) & (kRflagsCf | kRflagsZf)) == 0;
+}
+
+bool GuestCpu::vmxon(std::uint64_t region) {
+    m_ctx.regs.rax = region;
+    return vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmxon), kLenVmx4);
+}
+bool GuestCpu::vmxoff() { return vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmxoff), kLenVmx3); }
+bool GuestCpu::vmclear(std::uint64_t vmcs_address) {
+    m_ctx.regs.rax = vmcs_address;
+    return vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmclear), kLenVmx4);
+}
+bool GuestCpu::vmptrld(std::uint64_t vmcs_address) {
+    m_ctx.regs.rax = vmcs_address;
+    return vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmptrld), kLenVmx3);
+}
+bool GuestCpu::vmread(std::uint64_t encoding, std::uint64_t& value) {
+    m_ctx.regs.rdx = encoding;
+    const bool ok = vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmread), kLenVmx3);
+    if (ok) value = m_ctx.regs.rax;
+    return ok;
+}
+bool GuestCpu::vmwrite(std::uint64_t encoding, std::uint64_t value) {
+    m_ctx.regs.rdx = encoding;
+    m_ctx.regs.rax = value;
+    return vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmwrite), kLenVmx3);
+}
+bool GuestCpu::vmlaunch() { return vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmlaunch), kLenVmx3); }
+bool GuestCpu::vmresume() { return vmx_instruction(static_cast<std::uint16_t>(vmcs::ExitReason::Vmresume), kLenVmx3); }
+
 void GuestCpu::spin_until(const std::function<bool()>& done, std::optional<std::uint64_t> watch_gpa,
                           bool pause) {
     m_ctx.lp->exec_spin(m_ctx, done, watch_gpa, pause);

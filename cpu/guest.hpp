@@ -1,7 +1,8 @@
 #pragma once
 // The guest API: what a guest program (workloads/) can do. The guest never sees VMX:
 // whether an operation is virtualized or causes a VM exit is decided by the processor
-// from the current VMCS, as hardware does.
+// from the current VMCS, as hardware does. (An L1 hypervisor program uses VMX
+// instructions of its own, below; the VMM emulates them for it.)
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -45,6 +46,28 @@ public:
     std::uint64_t lock_cmpxchg(std::uint64_t gpa, std::uint64_t expected, std::uint64_t desired);
     std::uint64_t lock_add(std::uint64_t gpa, std::uint64_t delta);  // LOCK XADD; returns the old value
 
+    // ---- VMX instructions (for an L1 hypervisor program) ----
+    // In VMX non-root operation each one is a VM exit that the VMM emulates (nested VMX).
+    // Operands (the simulated guest has no instruction bytes to decode): VMXON, VMCLEAR,
+    // VMPTRLD take the 64-bit physical address their memory operand holds, in RAX; VMREAD
+    // and VMWRITE take the field encoding in RDX and the value in RAX. Each returns
+    // whether it ended with VMsucceed (CF = ZF = 0). VMLAUNCH/VMRESUME return when control
+    // comes back to the next instruction: true after a VM exit of the L2 guest (read it
+    // with VMREAD), false on VMfail.
+    bool vmxon(std::uint64_t region);
+    bool vmxoff();
+    bool vmclear(std::uint64_t vmcs);
+    bool vmptrld(std::uint64_t vmcs);
+    bool vmread(std::uint64_t encoding, std::uint64_t& value);
+    bool vmwrite(std::uint64_t encoding, std::uint64_t value);
+    std::uint64_t vmread(vmcs::Field f) {  // 0 on VMfail
+        std::uint64_t v = 0;
+        return vmread(vmcs::encoding(f), v) ? v : 0;
+    }
+    bool vmwrite(vmcs::Field f, std::uint64_t value) { return vmwrite(vmcs::encoding(f), value); }
+    bool vmlaunch();
+    bool vmresume();
+
     // ---- loops ----
     // PAUSE loop until done() (interrupts are taken at its boundaries). `watch_gpa` is
     // the location done() polls, if any.
@@ -66,6 +89,7 @@ private:
     // VMM moved RIP past it (emulation).
     template <class F>
     void retire(F attempt);
+    bool vmx_instruction(std::uint16_t basic_reason, unsigned length);
     std::uint64_t memory_op(model::MemOp op, std::uint64_t gpa, unsigned size,
                             std::uint64_t operand = 0, std::uint64_t compare = 0);
 

@@ -334,6 +334,21 @@ EntryResult LogicalProcessor::vm_entry(bool launch) {
         g.pending_injection = static_cast<int>(entry_info & vmcs::kIntrInfoVectorMask);
         v.hw_write(Field::GuestActivityState, static_cast<std::uint64_t>(ActivityState::Active));
     }
+    // 26.7.7 (SDM16 26.6.7) VM exits induced by the TPR threshold: with "use TPR shadow"
+    // and "virtualize APIC accesses" 1 and virtual-interrupt delivery 0, a TPR-below-
+    // threshold VM exit occurs immediately after VM entry (after any event injection) if
+    // TPR threshold[3:0] > VTPR[7:4]. (With "virtualize APIC accesses" 0 the entry checks
+    // rule that case out.)
+    {
+        const std::uint32_t sec = secondary();
+        if ((primary() & vmcs::kPrimaryUseTprShadow) && (sec & vmcs::kSecondaryVirtualizeApicAccesses) &&
+            !(sec & vmcs::kSecondaryVirtualInterruptDelivery)) {
+            const auto threshold = v.hw_read(Field::TprThreshold) & vmcs::kTprThresholdMask;
+            m_tpr_threshold_exit_pending = threshold > ((vapic().read32(kVapicTpr) >> 4) & 0xF);
+        } else {
+            m_tpr_threshold_exit_pending = false;
+        }
+    }
     // Hand the processor to the guest thread; control returns here at the next VM exit.
     g.lp = this;
     m_guest_finished = false;
@@ -432,6 +447,12 @@ bool LogicalProcessor::event_window(GuestContext& g) {
                    v.hw_read(Field::VmEntryIntrInfoField) & ~std::uint64_t{vmcs::kIntrInfoValid});
         trace("vmx", "VM entry: deliver injected event", "SDM 26.6", 0);
         deliver_guest_interrupt(g, vec);
+        return false;
+    }
+    if (m_tpr_threshold_exit_pending) {
+        m_tpr_threshold_exit_pending = false;
+        trace("vmx", "TPR threshold above VTPR after VM entry: VM exit", "SDM 26.7.7", 0);
+        vm_exit(g, static_cast<std::uint32_t>(ExitReason::TprBelowThreshold), 0);
         return false;
     }
     for (;;) {
@@ -879,6 +900,11 @@ bool LogicalProcessor::exec_cpuid(GuestContext& g) {
 
 bool LogicalProcessor::exec_vmcall(GuestContext& g) {
     vm_exit(g, static_cast<std::uint32_t>(ExitReason::Vmcall), 0, 0, kLenVmcall);
+    return false;
+}
+
+bool LogicalProcessor::exec_vmx_instruction(GuestContext& g, ExitReason reason, unsigned length) {
+    vm_exit(g, static_cast<std::uint32_t>(reason), 0, 0, length);
     return false;
 }
 

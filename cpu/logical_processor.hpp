@@ -147,6 +147,9 @@ public:
     bool exec_rdtsc(GuestContext& g, std::uint64_t& out);
     bool exec_cpuid(GuestContext& g);
     bool exec_vmcall(GuestContext& g);
+    // A VMX instruction (VMCLEAR ... VMXON) in VMX non-root operation: a VM exit with that
+    // basic reason, always (SDM 25.1.2); the VMM decodes the operands from g.regs.
+    bool exec_vmx_instruction(GuestContext& g, vmcs::ExitReason reason, unsigned length);
     bool exec_hlt(GuestContext& g);
     bool exec_pause(GuestContext& g);
     bool exec_rdmsr(GuestContext& g);  // ECX in regs.rcx; result in regs.rax/rdx
@@ -253,6 +256,7 @@ private:
     sc_core::sc_event m_exit_event;
     VmExit m_last_exit;
     bool m_guest_finished = false;
+    bool m_tpr_threshold_exit_pending = false;  // set by VM entry (SDM 26.7.7)
 
     std::map<std::uint16_t, std::uint64_t> m_exits;
     std::uint64_t m_notifications_sent = 0;

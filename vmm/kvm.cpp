@@ -355,7 +355,8 @@ void Kvm::vcpu_thread(Vcpu& v) {
 void Kvm::vcpu_load(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmVcpuLoadPut, "vcpu_load", "kvm_main.c, vmx.c vmx_vcpu_load", "kvm");
-    if (p.current_context() != &v.m_ctx) p.vmptrld(v.m_ctx.vmcs_address);
+    cpu::GuestContext& loaded = v.loaded_context();  // vmcs02 while L2 is active
+    if (p.current_context() != &loaded) p.vmptrld(loaded.vmcs_address);
     vmx_vcpu_pi_load(v);
 }
 
@@ -371,9 +372,10 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmEnterGuestPrologue, "vcpu_enter_guest: requests, IRQs off, IN_GUEST_MODE",
            "x86.c vcpu_enter_guest", "kvm");
-    if (v.m_apicv_refresh) refresh_apicv_exec_ctrl(v);
+    if (v.m_apicv_refresh && !v.guest_mode()) refresh_apicv_exec_ctrl(v);  // vmcs01 only
     kvm_apic_accept_events(v);
     if (v.m_mp_state != MpState::Runnable) return 1;
+    if (v.guest_mode()) return nested_vcpu_run_l2(v);  // L2 on vmcs02 (vmm/nested.cpp)
     if (v.m_req_event && !v.apicv_active()) inject_pending_interrupt(v);
     v.m_req_event = false;
     p.local_irq_disable();
@@ -524,6 +526,17 @@ void Kvm::handle_exit(Vcpu& v, const cpu::VmExit& e) {
         case ExitReason::TprBelowThreshold:
         case ExitReason::InterruptWindow:
             v.m_req_event = true;
+            return;
+        case ExitReason::Vmclear:
+        case ExitReason::Vmlaunch:
+        case ExitReason::Vmptrld:
+        case ExitReason::Vmptrst:
+        case ExitReason::Vmread:
+        case ExitReason::Vmresume:
+        case ExitReason::Vmwrite:
+        case ExitReason::Vmxoff:
+        case ExitReason::Vmxon:
+            handle_vmx_instruction(v, e);  // vmm/nested.cpp
             return;
         default:
             throw cpu::SimulationError(v.m_ctx.name + ": unexpected VM exit, basic reason " +
@@ -726,7 +739,7 @@ void Kvm::inject_pending_interrupt(Vcpu& v) {
 }
 
 bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
-    if (v.m_pending_init || v.m_pending_sipi) return true;
+    if ((v.m_pending_init || v.m_pending_sipi) && !nested_init_blocked(v)) return true;
     // Plain reads: a blocked thread checks without running on the CPU.
     std::uint64_t pir[4];
     m_platform.memory().peek(v.m_pi_desc, pir, sizeof pir);
@@ -742,6 +755,9 @@ void Kvm::kvm_apic_accept_events(Vcpu& v) {
     if (!v.m_pending_init && !v.m_pending_sipi) return;
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmAcceptEvents, "kvm_apic_accept_events", "lapic.c", "kvm");
+    // Nested VMX first: in guest mode INIT/SIPI become VM exits to L1; in L1's VMX root
+    // operation INIT stays latched and SIPIs are dropped (vmm/nested.cpp).
+    if (nested_apic_accept_events(v)) return;
     if (v.m_pending_init) {
         v.m_pending_init = false;
         v.m_mp_state = MpState::InitReceived;  // kvm_vcpu_reset for an AP

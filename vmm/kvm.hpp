@@ -17,6 +17,7 @@
 #include "cpu/guest.hpp"
 #include "cpu/guest_context.hpp"
 #include "cpu/platform.hpp"
+#include "vmm/nested.hpp"
 #include "vmm/scheduler.hpp"
 
 namespace vtx::vmm {
@@ -64,6 +65,11 @@ public:
     // Where the vCPU starts (linear address of its program) when it starts RUNNABLE.
     void set_entry_point(std::uint64_t linear) { m_entry = linear; }
     std::uint64_t interrupts_received(std::uint8_t vector) const;
+    // Nested VMX (vmm/nested.cpp): null until L1 executes VMXON.
+    const NestedVmx* nested() const { return m_nested.get(); }
+    bool guest_mode() const { return m_nested && m_nested->guest_mode; }  // is_guest_mode()
+    // The VMCS KVM runs this vCPU on (loaded_vmcs): vmcs02 while L2 is active, else vmcs01.
+    cpu::GuestContext& loaded_context() { return guest_mode() ? m_nested->vmcs02 : m_ctx; }
 
 private:
     friend class Kvm;
@@ -87,6 +93,7 @@ private:
     bool m_apicv_refresh = false;   // KVM_REQ_APICV_UPDATE
     sc_core::sc_event m_wake_event;
     std::map<std::uint16_t, std::uint64_t> m_exits;
+    std::unique_ptr<NestedVmx> m_nested;
 };
 
 class Vm {
@@ -177,6 +184,18 @@ private:
     void vcpu_load(Vcpu& v);
     void pi_enable_wakeup_handler(Vcpu& v);
     void pi_wakeup_handler(unsigned pcpu);
+    // Nested VMX (vmm/nested.cpp; KVM's vmx/nested.c).
+    void handle_vmx_instruction(Vcpu& v, const cpu::VmExit& e);  // L1 exits 19-27
+    void nested_vmx_run(Vcpu& v, bool launch);
+    void prepare_vmcs02(Vcpu& v);
+    void nested_vmx_vmexit(Vcpu& v, std::uint32_t reason, std::uint64_t qualification,
+                           std::uint32_t intr_info = 0, std::uint32_t instruction_length = 0);
+    int nested_vcpu_run_l2(Vcpu& v);  // vcpu_enter_guest's entry and exit part for L2
+    void nested_handle_l2_exit(Vcpu& v, const cpu::VmExit& e);
+    bool nested_exit_handled_msr(Vcpu& v, std::uint32_t msr, bool write);
+    bool kvm_check_nested_events(Vcpu& v);      // false: -EBUSY
+    bool nested_apic_accept_events(Vcpu& v);    // true: nested VMX decided this call
+    bool nested_init_blocked(const Vcpu& v) const;
     cpu::LogicalProcessor& lp(Vcpu& v) { return m_platform.cpu(v.m_pcpu); }
 
     cpu::Platform& m_platform;
