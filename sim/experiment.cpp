@@ -113,6 +113,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
         a.wrmsr(apic::kX2ApicMsrSvr, kHostSvr);  // software-enabled, spurious vector 0xFF
     }
     vmm::Kvm kvm(*platform, spec.kvm);
+    kvm.set_vmcs_overrides(spec.vmcs_overrides);
     vmm::Vm& vm = kvm.create_vm(spec.config.x2apic);
     std::unique_ptr<workloads::Workload> workload = info->make();
     workloads::WorkloadConfig config = spec.config;
@@ -130,7 +131,12 @@ RunOutcome run_in_process(const RunSpec& spec) {
     try {
         sc_core::sc_start(sc_core::sc_time(spec.max_simulated_seconds, sc_core::SC_SEC));
     } catch (const std::exception& e) {
-        out.error = e.what();
+        // SystemC wraps an exception that left a process in a report: keep its message.
+        std::string what = e.what();
+        const std::string tag = "uncaught exception: ";
+        if (const auto at = what.find(tag); at != std::string::npos) what = what.substr(at + tag.size());
+        if (const auto at = what.find("\nIn file:"); at != std::string::npos) what = what.substr(0, at);
+        out.error = what;
         return out;
     }
     out.host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -25,6 +25,7 @@ struct RunSpec {
     bool trace = false;
     std::vector<std::string> debug_flags;
     std::string timeline_path;  // write a Chrome/Perfetto trace-event timeline here
+    std::vector<std::pair<vmcs::Field, std::uint64_t>> vmcs_overrides;  // --set vmcs.FIELD=VALUE
     double max_simulated_seconds = 60.0;  // a run that has not finished by then is an error
 };
 

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "model/error.hpp"
+#include "vmcs/fields.hpp"
 
 #ifndef VTX_SOURCE_DIR_DEFAULT
 #define VTX_SOURCE_DIR_DEFAULT "."
@@ -60,6 +61,19 @@ void apply_sets(const std::vector<std::string>& sets, RunSpec& spec) {
             spec.profile.override_cost(name, value, where);
         } else if (scope == "kvm" && !name.empty()) {
             spec.kvm.set(name, value, where);
+        } else if (scope == "vmcs" && !name.empty()) {
+            const auto field = vmcs::find_field_by_name(name);
+            if (!field) throw model::ConfigError(where + ": unknown VMCS field \"" + name + "\"");
+            std::size_t used = 0;
+            unsigned long long v = 0;
+            try {
+                v = std::stoull(value, &used, 0);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used == 0 || used != value.size())
+                throw model::ConfigError(where + ": VMCS value \"" + value + "\" is not an integer");
+            spec.vmcs_overrides.emplace_back(*field, v);
         } else if (scope == "workload" && name == "goal") {
             std::size_t used = 0;
             unsigned long long g = 0;
@@ -74,7 +88,7 @@ void apply_sets(const std::vector<std::string>& sets, RunSpec& spec) {
             spec.config.params[name] = value;
         } else {
             throw model::ConfigError(where + ": unknown key \"" + key +
-                                     "\" (keys are cost.NAME, kvm.NAME, workload.NAME; see `vtxsim list`)");
+                                     "\" (keys are cost.NAME, kvm.NAME, vmcs.FIELD, workload.NAME; see `vtxsim list`)");
         }
     }
 }

@@ -28,6 +28,9 @@ constexpr std::uint32_t kIcrBusy = 1u << 12;             // delivery status
 constexpr std::uint32_t kX2apicBroadcast = 0xFFFFFFFF;
 constexpr std::uint64_t kMsrBitmapWriteLow = 2048, kMsrBitmapReadLow = 0;
 constexpr unsigned kApicVersion = 0x50014;                 // version 0x14, max LVT 5
+constexpr std::uint32_t kApicDfrResetFlat = 0xFFFFFFFF;     // DFR after reset: flat model
+constexpr std::uint64_t kRflagsIf = 1u << 9;
+constexpr std::uint8_t kPriorityClassMask = 0xF0;
 bool parse_bool(const std::string& v, bool& out) {
     if (v == "on" || v == "1" || v == "true" || v == "yes" || v == "Y") return out = true, true;
     if (v == "off" || v == "0" || v == "false" || v == "no" || v == "N") return out = false, true;
@@ -153,6 +156,7 @@ Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
     }
     const std::uint32_t svr = 0x1FF;  // software enabled, spurious vector 0xFF
     mem.poke(v->m_vapic + cpu::kVapicSvr, &svr, 4);
+    if (!m_x2apic) mem.poke(v->m_vapic + cpu::kVapicDfr, &kApicDfrResetFlat, 4);
     // vmx_vcpu_create: pid_table[vcpu_id] = __pa(pi_desc) | PID_TABLE_ENTRY_VALID.
     if (m_pid_table) {
         model::DirectMemoryPort port(mem, model::kDeviceAgent);
@@ -268,6 +272,17 @@ void Kvm::init_vmcs(Vcpu& v) {
     w(Field::GuestInterruptibilityInfo, 0);
     w(Field::GuestIntrStatus, 0);
     refresh_apicv_exec_ctrl(v);
+    // What-if values for VMCS fields (`--set vmcs.FIELD=VALUE`), written last with VMWRITE,
+    // so they get the architectural answer: a VMWRITE error here, an entry failure later.
+    for (const auto& [field, value] : m_vmcs_overrides) {
+        const vmcs::VmxResult r = p.vmwrite(field, value);
+        if (!r.succeeded())
+            throw model::ConfigError("--set vmcs." + std::string(vmcs::field_name(field)) + ": VMWRITE failed with " +
+                                     (r.status == vmcs::VmxStatus::FailValid
+                                          ? "VMfailValid(" + std::to_string(vmcs::error_number(r.error)) + ", " +
+                                                std::string(vmcs::vm_instruction_error_name(r.error)) + ")"
+                                          : std::string("VMfailInvalid")));
+    }
 }
 
 void Kvm::refresh_apicv_exec_ctrl(Vcpu& v) {
@@ -307,8 +322,13 @@ void Kvm::update_msr_bitmap_x2apic(Vcpu& v) {
         set_intercept(kMsrBitmapReadLow, msr, !x2apic_apicv || msr == kMsrX2apicTmcct);
         set_intercept(kMsrBitmapWriteLow, msr, true);
     }
-    if (x2apic_apicv) {
+    if (v.vm().x2apic()) {
+        // "TPR reads and writes can be virtualized even if virtual interrupt delivery is
+        // not in use": with virtualize x2APIC mode the TPR MSR is never intercepted.
+        set_intercept(kMsrBitmapReadLow, kMsrX2apicTpr, false);
         set_intercept(kMsrBitmapWriteLow, kMsrX2apicTpr, false);
+    }
+    if (x2apic_apicv) {
         set_intercept(kMsrBitmapWriteLow, kMsrX2apicEoi, false);
         set_intercept(kMsrBitmapWriteLow, kMsrX2apicSelfIpi, false);
         // The ICR stays intercepted unless IPIv is active (vmx.c vmx_update_msr_bitmap_x2apic).
@@ -376,10 +396,15 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     kvm_apic_accept_events(v);
     if (v.m_mp_state != MpState::Runnable) return 1;
     if (v.guest_mode()) return nested_vcpu_run_l2(v);  // L2 on vmcs02 (vmm/nested.cpp)
+    // Without APICv, interrupts posted to the PIR (before an APICv inhibit, or by a
+    // sender still running with IPIv) are moved to the IRR and injected like any other.
+    if (!v.apicv_active() && sync_pir_to_irr(v)) v.m_req_event = true;
     if (v.m_req_event && !v.apicv_active()) inject_pending_interrupt(v);
     v.m_req_event = false;
     p.local_irq_disable();
     v.m_mode = VcpuMode::InGuestMode;
+    // x86.c: "Assigned devices can use the POSTED_INTR_VECTOR even if APICv is disabled,
+    // so do it even if APICv is disabled on this vCPU" (kvm_lapic_enabled only).
     if (v.apicv_active()) sync_pir_to_irr(v);
     p.step(Cost::KvmVmxVcpuRunPre, "vmx_vcpu_run: before VMRESUME", "vmx.c vmx_vcpu_run", "kvm");
     const cpu::EntryResult r = v.m_launched ? p.vmresume() : p.vmlaunch();
@@ -421,6 +446,12 @@ void Kvm::skip_emulated_instruction(Vcpu& v) {
     const auto rip = p.vmread(Field::GuestRip).value;
     const auto len = p.vmread(Field::VmExitInstructionLen).value;
     p.vmwrite(Field::GuestRip, rip + len);
+    // vmx_set_interrupt_shadow(vcpu, 0): the emulated instruction ends an STI / MOV-SS
+    // blocking window, as executing it would have.
+    const auto intr = p.vmread(Field::GuestInterruptibilityInfo).value;
+    if (intr & (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs))
+        p.vmwrite(Field::GuestInterruptibilityInfo,
+                  intr & ~std::uint64_t{vmcs::kBlockingBySti | vmcs::kBlockingByMovSs});
 }
 
 bool Kvm::handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e) {
@@ -444,6 +475,8 @@ bool Kvm::handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e) {
             f.delivery_mode != apic::DeliveryMode::Fixed || f.destination == kX2apicBroadcast)
             return false;
         p.step(Cost::KvmFastpathX2apicIcr, "handle_fastpath_set_x2apic_icr_irqoff", "x86.c", "kvm");
+        ++m_platform.stats().counter("kvm.x2apic_icr_fastpath", "count",
+                                     "x2APIC ICR writes handled in the IRQs-off fastpath");
         kvm_x2apic_icr_write(v, icr);
         skip_emulated_instruction(v);
         return true;
@@ -563,7 +596,13 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
             page.write32(cpu::kVapicId, value & 0xFF000000u);
             // kvm_recalculate_apic_map: an xAPIC ID that differs from the vCPU ID inhibits
             // APICv (APICV_INHIBIT_REASON_APIC_ID_MODIFIED) for the whole VM.
-            if ((value >> 24) != (v.m_id & 0xFF)) v.vm().inhibit_apicv("apic_id_modified");
+            if ((value >> 24) != (v.m_id & 0xFF) && !v.vm().apicv_inhibited()) {
+                v.vm().inhibit_apicv("apic_id_modified");
+                // kvm_make_all_cpus_request(KVM_REQ_APICV_UPDATE): kick every vCPU so
+                // that each one refreshes its controls (IPIv off) before it runs again.
+                for (auto& t : v.vm().vcpus())
+                    if (t.get() != &v) kvm_vcpu_kick(v, *t);
+            }
             return;
         case cpu::kVapicEoi: {
             const auto isr = page.highest_bit(cpu::kVapicIsr);
@@ -583,6 +622,11 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
             return;
         case cpu::kVapicSelfIpi:
             kvm_apic_send_ipi(v, (value & 0xFF) | (1u << 18), 0);
+            return;
+        case cpu::kVapicTpr:
+            // apic_set_tpr -> apic_update_ppr: a lower PPR may unmask a pending interrupt.
+            page.write32(cpu::kVapicTpr, value & 0xFF);
+            v.m_req_event = true;
             return;
         default:
             page.write32(offset & 0xFF0, value);
@@ -625,7 +669,6 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
         view.x2apic = x2apic;
         view.ldr = page.read32(cpu::kVapicLdr);
         view.dfr_model = (page.read32(cpu::kVapicDfr) >> 28) & 0xF;
-        if (!x2apic && view.dfr_model == 0) view.dfr_model = 0xF;
         view.ppr = static_cast<std::uint8_t>(page.read32(cpu::kVapicPpr));
         views.push_back(view);
         if (&t == &src) source_index = i;
@@ -701,38 +744,68 @@ void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
     if (target.m_blocked) target.m_wake_event.notify(sc_core::SC_ZERO_TIME);
 }
 
-void Kvm::sync_pir_to_irr(Vcpu& v) {
+bool Kvm::sync_pir_to_irr(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmSyncPirToIrr, "vmx_sync_pir_to_irr", "vmx.c", "kvm");
     pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    bool got_posted_interrupt = false;
     if (desc.pi_test_on()) {
         desc.clear_on();
         const pid::Pir pir = desc.kvm_sync_pir_words();
-        for (std::uint8_t vec : pir.vectors()) page.set_bit(cpu::kVapicIrr, vec);
+        for (std::uint8_t vec : pir.vectors()) {
+            // __kvm_apic_update_irr ORs the PIR into the IRR: a vector pending in both
+            // is one interrupt from then on.
+            if (page.test_bit(cpu::kVapicIrr, vec)) ++m_coalesced;
+            page.set_bit(cpu::kVapicIrr, vec);
+            got_posted_interrupt = true;
+        }
     }
+    if (!v.apicv_active()) return got_posted_interrupt;  // KVM_REQ_EVENT: the caller injects
     const std::uint8_t max_irr = page.highest_bit(cpu::kVapicIrr).value_or(0);
     const auto status = p.current_vmcs()->hw_read(Field::GuestIntrStatus);
     if ((status & 0xFF) != max_irr) p.vmwrite(Field::GuestIntrStatus, (status & 0xFF00) | max_irr);
+    return got_posted_interrupt;
+}
+
+std::uint8_t Kvm::apic_ppr(Vcpu& v) {
+    // __apic_update_ppr: PPR = TPR if TPR[7:4] >= ISRV[7:4], else ISRV[7:4] << 4.
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    const auto tpr = static_cast<std::uint8_t>(page.read32(cpu::kVapicTpr));
+    const std::uint8_t isrv = page.highest_bit(cpu::kVapicIsr).value_or(0);
+    return (tpr & kPriorityClassMask) >= (isrv & kPriorityClassMask) ? tpr
+                                                                     : static_cast<std::uint8_t>(isrv & kPriorityClassMask);
 }
 
 void Kvm::inject_pending_interrupt(Vcpu& v) {
-    // Without APICv: inject the highest IRR through the VM-entry interruption-information
-    // field when the guest can take it, else ask for an interrupt window.
+    // Without APICv (kvm_check_and_inject_events, update_cr8_intercept): inject the highest
+    // IRR vector that the PPR lets through, through the VM-entry interruption-information
+    // field when the guest can take it, else ask for an interrupt window; an IRR vector
+    // masked by the TPR sets the TPR threshold, so that lowering the TPR below it exits.
     LogicalProcessor& p = lp(v);
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
-    const auto irr = page.highest_bit(cpu::kVapicIrr);
-    if (!irr) return;
-    const auto isr = page.highest_bit(cpu::kVapicIsr);
-    if (isr && (*isr & 0xF0) >= (*irr & 0xF0)) return;
-    const bool if_set = p.current_vmcs()->hw_read(Field::GuestRflags) & (1u << 9);
     auto primary = p.current_vmcs()->hw_read(Field::CpuBasedVmExecControl);
-    if (!if_set) {
+    const auto irr = page.highest_bit(cpu::kVapicIrr);
+    const std::uint8_t tpr_class = (page.read32(cpu::kVapicTpr) >> 4) & 0xF;
+    const std::uint8_t irr_class = irr ? (*irr >> 4) : 0;
+    // vmx_update_cr8_intercept: threshold = the IRR's class if the TPR masks it, else 0.
+    p.vmwrite(Field::TprThreshold, irr && tpr_class >= irr_class ? irr_class : 0);
+    if (!irr || (*irr & kPriorityClassMask) <= (apic_ppr(v) & kPriorityClassMask)) {
+        p.vmwrite(Field::CpuBasedVmExecControl, primary & ~std::uint64_t{vmcs::kPrimaryInterruptWindowExiting});
+        return;
+    }
+    // vmx_interrupt_blocked: RFLAGS.IF = 0, or blocking by STI / MOV SS.
+    const bool if_set = p.current_vmcs()->hw_read(Field::GuestRflags) & kRflagsIf;
+    const bool shadow = p.current_vmcs()->hw_read(Field::GuestInterruptibilityInfo) &
+                        (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs);
+    if (!if_set || shadow) {
         p.vmwrite(Field::CpuBasedVmExecControl, primary | vmcs::kPrimaryInterruptWindowExiting);
         return;
     }
     p.vmwrite(Field::CpuBasedVmExecControl, primary & ~std::uint64_t{vmcs::kPrimaryInterruptWindowExiting});
     p.step(Cost::KvmInjectInterrupt, "vmx_inject_irq", "vmx.c", "kvm");
+    ++m_platform.stats().counter("kvm.interrupts_injected", "count",
+                                 "interrupts KVM injected through VM entry (APICv inactive)");
     page.clear_bit(cpu::kVapicIrr, *irr);
     page.set_bit(cpu::kVapicIsr, *irr);
     p.vmwrite(Field::VmEntryIntrInfoField, *irr | vmcs::kIntrInfoValid);
@@ -740,15 +813,27 @@ void Kvm::inject_pending_interrupt(Vcpu& v) {
 
 bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
     if ((v.m_pending_init || v.m_pending_sipi) && !nested_init_blocked(v)) return true;
-    // Plain reads: a blocked thread checks without running on the CPU.
+    // kvm_arch_interrupt_allowed: a vCPU that halted with interrupts disabled stays halted.
+    // (Plain reads of its VMCS and pages: a blocked thread checks without running on the CPU.)
+    const vmcs::Vmcs& vmcs = v.loaded_context().vmcs;
+    if (!(vmcs.hw_read(Field::GuestRflags) & kRflagsIf) ||
+        (vmcs.hw_read(Field::GuestInterruptibilityInfo) & (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs)))
+        return false;
+    // kvm_cpu_has_interrupt -> apic_has_interrupt_for_ppr: the highest of IRR and the
+    // not yet synced PIR (sync_pir_to_irr runs whether or not APICv is active) must be
+    // above the PPR.
     std::uint64_t pir[4];
     m_platform.memory().peek(v.m_pi_desc, pir, sizeof pir);
-    if (v.apicv_active() && (pir[0] | pir[1] | pir[2] | pir[3])) return true;
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
     const auto irr = page.highest_bit(cpu::kVapicIrr);
-    if (!irr) return false;
-    const auto isr = page.highest_bit(cpu::kVapicIsr);
-    return !isr || (*irr & 0xF0) > (*isr & 0xF0);
+    int highest = irr ? *irr : -1;
+    for (int vec = 255; vec > highest; --vec)
+        if ((pir[vec / 64] >> (vec % 64)) & 1u) {
+            highest = vec;
+            break;
+        }
+    if (highest < 0) return false;
+    return (highest & kPriorityClassMask) > (apic_ppr(v) & kPriorityClassMask);
 }
 
 void Kvm::kvm_apic_accept_events(Vcpu& v) {
@@ -821,10 +906,14 @@ void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
 
 void Kvm::pi_wakeup_handler(unsigned pcpu) {
     LogicalProcessor& p = m_platform.cpu(pcpu);
+    ++m_platform.stats().counter("kvm.pi_wakeup_handler", "count",
+                                 "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)");
     for (Vcpu* v : m_wakeup_list[pcpu]) {
         p.step(Cost::KvmPiWakeupHandler, "pi_wakeup_handler: check ON", "posted_intr.c", "kvm");
         pid::PostedInterruptDescriptor desc(p.memory(), v->m_pi_desc);
         if (desc.pi_test_on()) {
+            ++m_platform.stats().counter("kvm.pi_wakeups", "count",
+                                         "blocked vCPUs woken by pi_wakeup_handler (PID.ON set)");
             p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
             if (v->m_blocked) v->m_wake_event.notify(sc_core::SC_ZERO_TIME);
         }

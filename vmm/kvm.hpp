@@ -144,12 +144,20 @@ public:
     // to its CPU; vCPUs sharing a CPU take turns in time slices (HostScheduler).
     void start();
     HostScheduler& scheduler(unsigned pcpu) { return *m_sched.at(pcpu); }
+    // VMCS values a user sets by name, VMWRITTEN after KVM's own set-up of every vCPU.
+    void set_vmcs_overrides(std::vector<std::pair<vmcs::Field, std::uint64_t>> o) { m_vmcs_overrides = std::move(o); }
     // Called when a vCPU's guest program returns.
     std::function<void(Vcpu&)> on_guest_finished;
 
     // Statistics.
     std::uint64_t exits(std::uint16_t reason) const;
+    // Interrupts absorbed by one already pending with the same vector on KVM's paths: the
+    // PIR bit was set when KVM posted, the IRR bit was set when KVM set it (no APICv), or
+    // a PIR bit KVM synced was already in the IRR. Coalescing done by the processor
+    // (IPIv, posted-interrupt processing) is not visible to KVM (docs/vmm.md).
     std::uint64_t coalesced_interrupts() const { return m_coalesced; }
+    // wakeup_vcpus_on_cpu of a physical CPU: vCPUs blocked with NV = the wakeup vector.
+    const std::vector<Vcpu*>& wakeup_list(unsigned pcpu) const { return m_wakeup_list.at(pcpu); }
 
 private:
     friend class Vcpu;
@@ -176,7 +184,8 @@ private:
     void deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector);
     void kvm_vcpu_kick(Vcpu& src, Vcpu& target);
     void kvm_vcpu_wake_up(Vcpu& src, Vcpu& target);
-    void sync_pir_to_irr(Vcpu& v);
+    bool sync_pir_to_irr(Vcpu& v);  // true: a posted interrupt arrived in the IRR
+    std::uint8_t apic_ppr(Vcpu& v);  // __apic_update_ppr, from the lapic page
     void inject_pending_interrupt(Vcpu& v);
     // posted_intr.c
     void vmx_vcpu_pi_load(Vcpu& v);
@@ -204,6 +213,7 @@ private:
     std::vector<std::vector<Vcpu*>> m_wakeup_list;  // per pCPU (wakeup_vcpus_on_cpu)
     std::vector<std::unique_ptr<HostScheduler>> m_sched;  // per pCPU
     std::vector<bool> m_vmxon;                             // per pCPU: VMXON done
+    std::vector<std::pair<vmcs::Field, std::uint64_t>> m_vmcs_overrides;
     std::uint64_t m_coalesced = 0;
 };
 

@@ -16,6 +16,29 @@ void Lib::apic_write(std::uint32_t reg, std::uint32_t value) {
         m_g.mmio_write32(cpu::kGuestApicBase + reg, value);
 }
 
+std::uint32_t Lib::apic_id() {
+    const std::uint32_t id = apic_read(kApicId);
+    return m_x2apic ? id : id >> 24;
+}
+
+PassResult do_test(cpu::GuestCpu& g, std::uint64_t goal, const std::function<void()>& start_pass,
+                   const std::function<void()>& func) {
+    PassResult r;
+    std::uint64_t iterations = 32;  // doubled before each pass
+    std::uint64_t t1 = 0, t2 = 0;
+    do {
+        if (start_pass) start_pass();
+        iterations *= 2;
+        t1 = g.rdtsc();
+        for (std::uint64_t i = 0; i < iterations; ++i) func();
+        t2 = g.rdtsc();
+        r.total += iterations;
+    } while (t2 - t1 < goal);
+    r.iterations = iterations;
+    r.ticks = t2 - t1;
+    return r;
+}
+
 void Lib::apic_icr_write(std::uint32_t value, std::uint32_t dest) {
     if (m_x2apic) {
         m_g.mfence();

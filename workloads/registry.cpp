@@ -5,6 +5,22 @@ namespace vtx::workloads {
 std::unique_ptr<Workload> make_ipi();
 std::unique_ptr<Workload> make_ipi_halt();
 std::unique_ptr<Workload> make_overcommit();
+std::unique_ptr<Workload> make_cpuid();
+std::unique_ptr<Workload> make_vmcall();
+std::unique_ptr<Workload> make_self_ipi_sti_nop();
+std::unique_ptr<Workload> make_self_ipi_sti_hlt();
+std::unique_ptr<Workload> make_self_ipi_tpr();
+std::unique_ptr<Workload> make_self_ipi_tpr_sti_nop();
+std::unique_ptr<Workload> make_self_ipi_tpr_sti_hlt();
+std::unique_ptr<Workload> make_x2apic_self_ipi_sti_nop();
+std::unique_ptr<Workload> make_x2apic_self_ipi_sti_hlt();
+std::unique_ptr<Workload> make_x2apic_self_ipi_tpr();
+std::unique_ptr<Workload> make_x2apic_self_ipi_tpr_sti_nop();
+std::unique_ptr<Workload> make_x2apic_self_ipi_tpr_sti_hlt();
+std::unique_ptr<Workload> make_ap_boot();
+std::unique_ptr<Workload> make_multicast();
+std::unique_ptr<Workload> make_broadcast();
+std::unique_ptr<Workload> make_random_ipi();
 std::unique_ptr<Workload> make_nested_ap_boot();
 
 const std::vector<WorkloadInfo>& workload_registry() {
@@ -12,6 +28,22 @@ const std::vector<WorkloadInfo>& workload_registry() {
         {"ipi", "kvm-unit-tests vmexit ipi: unicast IPI to a busy-idling vCPU (the IPIv series' setup)", 2, make_ipi},
         {"ipi_halt", "kvm-unit-tests vmexit ipi_halt: unicast IPI to a halted vCPU, then 2000 TSC ticks", 2, make_ipi_halt},
         {"overcommit", "random IPIs among more vCPUs than CPUs (use --pcpus); checks none is lost", 4, make_overcommit},
+        {"cpuid", "kvm-unit-tests vmexit cpuid: a CPUID (VM exit 10) per iteration", 1, make_cpuid},
+        {"vmcall", "kvm-unit-tests vmexit vmcall: a VMCALL (VM exit 18) per iteration", 1, make_vmcall},
+        {"self_ipi_sti_nop", "vmexit self_ipi_sti_nop: CLI, self IPI 0xB0 through the ICR (self shorthand), STI; NOP", 1, make_self_ipi_sti_nop},
+        {"self_ipi_sti_hlt", "vmexit self_ipi_sti_hlt: CLI, self IPI 0xB0 through the ICR, STI; HLT", 1, make_self_ipi_sti_hlt},
+        {"self_ipi_tpr", "vmexit self_ipi_tpr: TPR 0xF0, self IPI 0xB0 through the ICR, TPR 0, NOP", 1, make_self_ipi_tpr},
+        {"self_ipi_tpr_sti_nop", "vmexit self_ipi_tpr_sti_nop: CLI, TPR 0xF0, self IPI through the ICR, TPR 0, STI; NOP", 1, make_self_ipi_tpr_sti_nop},
+        {"self_ipi_tpr_sti_hlt", "vmexit self_ipi_tpr_sti_hlt: CLI, TPR 0xF0, self IPI through the ICR, TPR 0, STI; HLT", 1, make_self_ipi_tpr_sti_hlt},
+        {"x2apic_self_ipi_sti_nop", "vmexit x2apic_self_ipi_sti_nop: CLI, WRMSR 0x83F (x2APIC SELF IPI) 0xB0, STI; NOP", 1, make_x2apic_self_ipi_sti_nop},
+        {"x2apic_self_ipi_sti_hlt", "vmexit x2apic_self_ipi_sti_hlt: CLI, WRMSR 0x83F 0xB0, STI; HLT", 1, make_x2apic_self_ipi_sti_hlt},
+        {"x2apic_self_ipi_tpr", "vmexit x2apic_self_ipi_tpr: TPR 0xF0, WRMSR 0x83F 0xB0, TPR 0, NOP", 1, make_x2apic_self_ipi_tpr},
+        {"x2apic_self_ipi_tpr_sti_nop", "vmexit x2apic_self_ipi_tpr_sti_nop: CLI, TPR 0xF0, WRMSR 0x83F, TPR 0, STI; NOP", 1, make_x2apic_self_ipi_tpr_sti_nop},
+        {"x2apic_self_ipi_tpr_sti_hlt", "vmexit x2apic_self_ipi_tpr_sti_hlt: CLI, TPR 0xF0, WRMSR 0x83F, TPR 0, STI; HLT", 1, make_x2apic_self_ipi_tpr_sti_hlt},
+        {"ap_boot", "the BSP starts N-1 APs (UNINITIALIZED) with INIT-SIPI-SIPI; checks each comes online exactly once", 4, make_ap_boot},
+        {"multicast", "logical-destination fixed IPIs to random sets of the other vCPUs; checks each target gets each once", 4, make_multicast},
+        {"broadcast", "all-excluding-self fixed IPIs; checks every other vCPU gets each once", 4, make_broadcast},
+        {"random_ipi", "seeded random IPIs (bursts) among N vCPUs with random halts; checks delivery exactly once but for counted coalescing", 4, make_random_ipi},
         {"nested_ap_boot", "an L1 hypervisor that does not monitor the APIC starts its L2 guest's APs with INIT-SIPI-SIPI (nested INIT/SIPI VM exits, wait-for-SIPI)", 4, make_nested_ap_boot},
     };
     return kWorkloads;

@@ -11,7 +11,8 @@
 
 namespace {
 
-vtx::sim::RunOutcome run_nested(bool x2apic, const std::string& ap_start, unsigned vcpus) {
+vtx::sim::RunOutcome run_nested(bool x2apic, const std::string& ap_start, unsigned vcpus,
+                                const std::string& sipi_delay = "") {
     vtx::sim::RunSpec spec;
     spec.workload = "nested_ap_boot";
     spec.profile = vtx::model::CpuProfile::load(std::string(VTX_SOURCE_DIR) + "/profiles/spr.json");
@@ -19,6 +20,7 @@ vtx::sim::RunOutcome run_nested(bool x2apic, const std::string& ap_start, unsign
     spec.config.vcpus = vcpus;
     spec.config.pcpus = vcpus;
     if (!ap_start.empty()) spec.config.params["ap_start"] = ap_start;
+    if (!sipi_delay.empty()) spec.config.params["sipi_delay"] = sipi_delay;
     spec.stream = "nested";
     return vtx::sim::run_in_process(spec);
 }
@@ -53,4 +55,17 @@ TEST_CASE("nested_ap_boot: APs parked in wait-for-SIPI get no INIT exit", "[nest
     CHECK(o.check_ok);
     CHECK(o.values.at("inits_in_wait_for_sipi") == 2);
     CHECK_FALSE(o.stats.contains("kvm.nested.l1_exits.3"));
+}
+
+TEST_CASE("nested_ap_boot: SIPIs sent before the AP is back in wait-for-SIPI are lost", "[nested]") {
+    // 2000 cycles after the INIT, the APs' L1s are still handling the INIT exit (VMX root
+    // operation, INIT blocked): both SIPIs are dropped, no AP comes online, the check fails.
+    const auto o = run_nested(true, "", 3, "2000");
+    INFO(o.error << " | " << o.check);
+    REQUIRE(o.ok);
+    CHECK_FALSE(o.check_ok);
+    CHECK(o.values.at("aps_online") == 0);
+    CHECK(o.stats["kvm.nested.l1_exits.3"]["value"] == 2);
+    CHECK_FALSE(o.stats.contains("kvm.nested.l1_exits.4"));
+    CHECK(o.stats["kvm.nested.sipi_dropped_in_root"]["value"] == 4);
 }

@@ -1,0 +1,151 @@
+// The VMM's IPI paths, each checked by the exits it takes and by who receives which vector
+// when (tests/vmm/ping.hpp: vCPU 0 sends 0x40 + i % 16 to vCPU 1 and waits for each).
+#include <catch2/catch.hpp>
+
+#include "cpu/guest_context.hpp"
+#include "vmcs/controls.hpp"
+#include "vmcs/exit_info.hpp"
+#include "vmm/ping.hpp"
+
+using namespace vtx;
+using test::KvmRig;
+using test::PingLog;
+using vmcs::ExitReason;
+
+namespace {
+constexpr unsigned kIpis = 40;
+std::uint16_t r(ExitReason e) { return static_cast<std::uint16_t>(e); }
+vmm::KvmParams params(bool apicv, bool ipiv, bool fastpath = true) {
+    vmm::KvmParams p;
+    p.enable_apicv = apicv;
+    p.enable_ipiv = ipiv;
+    p.x2apic_icr_fastpath = fastpath;
+    return p;
+}
+}  // namespace
+
+TEST_CASE("x2APIC without IPIv: one WRMSR exit per IPI on the sender, through the fastpath, no APIC-write exit") {
+    KvmRig rig(2, params(true, false), /*x2apic=*/true);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK(rig.vcpu(0).exits(r(ExitReason::Wrmsr)) == kIpis);
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicWrite)) == 0);
+    CHECK(rig.stat("kvm.x2apic_icr_fastpath") == kIpis);
+    // KVM posts each IPI and notifies the running target: no exit on the target.
+    CHECK(rig.stat("kvm.notifications_sent") == kIpis);
+    CHECK(rig.vcpu(1).exits(r(ExitReason::ExternalInterrupt)) == 0);
+    CHECK(rig.vcpu(1).exits(r(ExitReason::Wrmsr)) == 0);  // EOI virtualized
+}
+
+TEST_CASE("xAPIC without IPIv: one APIC-write exit per IPI on the sender, ICR2 virtualized") {
+    KvmRig rig(2, params(true, false), /*x2apic=*/false);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicWrite)) == kIpis);
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicAccess)) == 0);
+    CHECK(rig.stat("kvm.notifications_sent") == kIpis);
+    CHECK(rig.vcpu(1).exits(r(ExitReason::ApicAccess)) == 0);  // EOI virtualized
+    CHECK(rig.vcpu(1).exits(r(ExitReason::ExternalInterrupt)) == 0);
+}
+
+TEST_CASE("IPIv in x2APIC mode: the sender takes no VM exit, the processor posts and notifies") {
+    KvmRig rig(2, params(true, true), /*x2apic=*/true);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK(rig.vcpu(0).exits(r(ExitReason::Wrmsr)) == 0);
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicWrite)) == 0);
+    CHECK(rig.stat("ipiv.virtualized") == kIpis);
+    CHECK(rig.stat("notifications.sent") == kIpis);
+    CHECK(rig.stat("kvm.ipis_sent") == 0);
+    CHECK(rig.vcpu(1).exits(r(ExitReason::ExternalInterrupt)) == 0);
+}
+
+TEST_CASE("IPIv in xAPIC mode: the sender takes no VM exit") {
+    KvmRig rig(2, params(true, true), /*x2apic=*/false);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicWrite)) == 0);
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicAccess)) == 0);
+    CHECK(rig.stat("ipiv.virtualized") == kIpis);
+    CHECK(rig.stat("kvm.ipis_sent") == 0);
+}
+
+TEST_CASE("x2APIC ICR fastpath off: IPIs still delivered through the slow WRMSR path") {
+    KvmRig rig(2, params(true, false, /*fastpath=*/false), /*x2apic=*/true);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK(rig.vcpu(0).exits(r(ExitReason::Wrmsr)) == kIpis);
+    CHECK(rig.stat("kvm.x2apic_icr_fastpath") == 0);
+    CHECK(rig.stat("kvm.ipis_sent") == kIpis);
+}
+
+TEST_CASE("APICv off in x2APIC mode: IPIs through WRMSR exits, delivered by interrupt injection") {
+    KvmRig rig(2, params(false, false), /*x2apic=*/true);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK(rig.vcpu(0).exits(r(ExitReason::Wrmsr)) == kIpis);
+    CHECK(rig.vcpu(1).exits(r(ExitReason::Wrmsr)) == kIpis);  // the EOI MSR is intercepted
+    CHECK(rig.stat("kvm.interrupts_injected") == kIpis);
+    CHECK(rig.stat("kvm.notifications_sent") == 0);
+    const auto& vmcs = rig.vcpu(1).context().vmcs;
+    CHECK((vmcs.hw_read(vmcs::Field::PinBasedVmExecControl) & vmcs::kPinProcessPostedInterrupts) == 0);
+    CHECK((vmcs.hw_read(vmcs::Field::SecondaryVmExecControl) & vmcs::kSecondaryVirtualInterruptDelivery) == 0);
+}
+
+TEST_CASE("APICv off in xAPIC mode: IPIs through APIC-access exits, delivered by interrupt injection") {
+    KvmRig rig(2, params(false, false), /*x2apic=*/false);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicAccess)) == 2 * kIpis);  // ICR2 and ICR writes
+    CHECK(rig.vcpu(0).exits(r(ExitReason::ApicWrite)) == 0);
+    CHECK(rig.vcpu(1).exits(r(ExitReason::ApicAccess)) == kIpis);  // EOI writes
+    CHECK(rig.stat("kvm.interrupts_injected") == kIpis);
+}
+
+TEST_CASE("APICv off: an IPI masked by the target's TPR waits for the TPR to drop (TPR threshold)") {
+    // vCPU 1 raises its TPR above the IPI's class, vCPU 0 sends, vCPU 1 lowers the TPR
+    // later: the interrupt must arrive only after that (TPR-below-threshold exit, 43).
+    vmm::KvmParams p = params(false, false);
+    KvmRig rig(2, p, /*x2apic=*/true);
+    const std::uint64_t flags = rig.alloc_line();
+    std::uint64_t lowered_at = 0, received_at = 0;
+    rig.add_vcpu(0, 0, [&](cpu::GuestCpu& g) {
+        g.spin_until([&] { return g.load64(flags) == 1; }, flags);
+        test::send_ipi(g, true, test::kIcrAssert | 0x50, 1);
+        g.store64(flags, 2);
+        g.spin_until([&] { return g.load64(flags) == 3; }, flags);
+    });
+    rig.add_vcpu(1, 1, [&](cpu::GuestCpu& g) {
+        g.set_handler(0x50, [&](cpu::GuestCpu& c, std::uint8_t) {
+            received_at = c.rdtsc();
+            test::send_eoi(c, true);
+            c.store64(flags, 3);
+        });
+        g.wrmsr(0x808, 0x60);  // TPR class 6 masks vector 0x50
+        g.sti();
+        g.store64(flags, 1);
+        g.spin_until([&] { return g.load64(flags) == 2; }, flags);
+        g.compute(20000);
+        lowered_at = g.rdtsc();
+        g.wrmsr(0x808, 0);
+        g.idle_loop();
+    });
+    REQUIRE(rig.run());
+    CHECK(received_at > lowered_at);
+    CHECK(rig.vcpu(1).exits(r(ExitReason::TprBelowThreshold)) == 1);
+    CHECK(rig.stat("kvm.interrupts_injected") == 1);
+}
