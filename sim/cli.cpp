@@ -366,8 +366,10 @@ int cmd_list(const std::vector<std::string>& args) {
     if (!args.empty() && args[0] != "--help" && args[0] != "-h")
         throw model::ConfigError("list: unexpected argument \"" + args[0] + "\"");
     std::printf("workloads:\n");
+    int width = 0;
+    for (const auto& w : workloads::workload_registry()) width = std::max(width, static_cast<int>(w.name.size()));
     for (const auto& w : workloads::workload_registry())
-        std::printf("  %-16s %s\n", w.name.c_str(), w.description.c_str());
+        std::printf("  %-*s  %s\n", width, w.name.c_str(), w.description.c_str());
     std::printf("profiles (%s):\n", profile_dir().c_str());
     for (const auto& p : profile_names()) std::printf("  %s\n", p.c_str());
     std::printf("VMM knobs (--set kvm.NAME=VALUE):\n");
@@ -376,6 +378,8 @@ int cmd_list(const std::vector<std::string>& args) {
     std::printf("workload parameters (--set workload.NAME=VALUE):\n  %-26s %-6s %s\n", "workload.goal",
                 std::to_string(workloads::WorkloadConfig{}.goal).c_str(),
                 "TSC ticks a measurement pass must reach (kvm-unit-tests uses 2^30)");
+    std::printf("VMCS fields (--set vmcs.FIELD=VALUE, VMWRITTEN after KVM's set-up of each vCPU), e.g.\n"
+                "  vmcs.LAST_PID_POINTER_INDEX=0   vmcs.TERTIARY_VM_EXEC_CONTROL=0   (names as in Linux's asm/vmx.h)\n");
     std::printf("costs (--set cost.NAME=CYCLES):\n");
     for (std::size_t i = 0; i < model::kCostCount; ++i) {
         const auto c = static_cast<model::Cost>(i);
