@@ -564,7 +564,15 @@ void LogicalProcessor::deliver_guest_interrupt(GuestContext& g, std::uint8_t vec
     const std::uint64_t outer_return_rip = g.return_rip;
     g.return_rip = rip(g);
     g.vmcs.hw_write(Field::GuestRflags, rflags & ~kRflagsIf);  // interrupt gate
+    // The handler saves and restores the registers it uses (as an ISR stub pushes and
+    // pops them): the interrupted instruction's operands (e.g. WRMSR's ECX, EDX:EAX, set
+    // before the boundary where the interrupt was taken) and its decoded MMIO access must
+    // survive the handler's own instructions.
+    const GuestRegisters saved_regs = g.regs;
+    const DecodedMmio saved_mmio = g.mmio;
     handler(*g.api, vector);
+    g.regs = saved_regs;
+    g.mmio = saved_mmio;
     // IRET, on whichever processor the vCPU now runs.
     LogicalProcessor& lp = *g.lp;
     lp.step(Cost::GuestIret, "IRET", "SDM 6.14", "guest");

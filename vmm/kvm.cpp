@@ -819,21 +819,35 @@ bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
     if (!(vmcs.hw_read(Field::GuestRflags) & kRflagsIf) ||
         (vmcs.hw_read(Field::GuestInterruptibilityInfo) & (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs)))
         return false;
-    // kvm_cpu_has_interrupt -> apic_has_interrupt_for_ppr: the highest of IRR and the
-    // not yet synced PIR (sync_pir_to_irr runs whether or not APICv is active) must be
-    // above the PPR.
-    std::uint64_t pir[4];
-    m_platform.memory().peek(v.m_pi_desc, pir, sizeof pir);
+    // kvm_cpu_has_interrupt -> apic_has_interrupt_for_ppr -> vmx_sync_pir_to_irr: the
+    // check itself clears ON and moves the PIR into the IRR. Clearing ON matters: ON can be
+    // left set with an empty PIR (a poster set PIR and ON between posted-interrupt
+    // processing's clear of ON and its fetch of PIR), and every later poster that finds ON
+    // set neither notifies nor wakes the vCPU.
+    if (pir_to_irr_while_blocked(v)) v.m_req_event = true;
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
     const auto irr = page.highest_bit(cpu::kVapicIrr);
-    int highest = irr ? *irr : -1;
-    for (int vec = 255; vec > highest; --vec)
-        if ((pir[vec / 64] >> (vec % 64)) & 1u) {
-            highest = vec;
-            break;
-        }
-    if (highest < 0) return false;
-    return (highest & kPriorityClassMask) > (apic_ppr(v) & kPriorityClassMask);
+    if (!irr) return false;
+    return (*irr & kPriorityClassMask) > (apic_ppr(v) & kPriorityClassMask);
+}
+
+bool Kvm::pir_to_irr_while_blocked(Vcpu& v) {
+    // The same steps as sync_pir_to_irr, as plain (untimed) accesses: the check runs on a
+    // vCPU thread that does not own the CPU, and must not yield between it and the wait
+    // for a wake-up (a wake-up in between would be lost).
+    model::DirectMemoryPort port(m_platform.memory(), model::kDeviceAgent);
+    pid::PostedInterruptDescriptor desc(port, v.m_pi_desc);
+    if (!desc.pi_test_on()) return false;
+    desc.clear_on();
+    const pid::Pir pir = desc.kvm_sync_pir_words();
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    bool any = false;
+    for (std::uint8_t vec : pir.vectors()) {
+        if (page.test_bit(cpu::kVapicIrr, vec)) ++m_coalesced;
+        page.set_bit(cpu::kVapicIrr, vec);
+        any = true;
+    }
+    return any;
 }
 
 void Kvm::kvm_apic_accept_events(Vcpu& v) {

@@ -185,6 +185,7 @@ private:
     void kvm_vcpu_kick(Vcpu& src, Vcpu& target);
     void kvm_vcpu_wake_up(Vcpu& src, Vcpu& target);
     bool sync_pir_to_irr(Vcpu& v);  // true: a posted interrupt arrived in the IRR
+    bool pir_to_irr_while_blocked(Vcpu& v);  // the same, untimed (kvm_vcpu_has_events)
     std::uint8_t apic_ppr(Vcpu& v);  // __apic_update_ppr, from the lapic page
     void inject_pending_interrupt(Vcpu& v);
     // posted_intr.c

@@ -33,7 +33,10 @@ namespace {
 
 constexpr std::uint64_t kLine = 64;
 constexpr std::uint8_t kFenceVector = 0x30, kDataVector = 0x40, kWakeVector = 0x80;
-constexpr unsigned kMaxVcpus = 7;  // the halted flags and the done count share one line
+constexpr unsigned kMaxVcpus = 16;  // fence vectors 0x30 + sender stay below the data vectors
+// The control word: bit v = vCPU v is halted (or about to be), bits 63:32 = vCPUs done. One
+// word, so that vCPU 0's wait reads everything it waits for with a single load.
+constexpr unsigned kDoneShift = 32;
 constexpr std::uint64_t kDefaultIpis = 30, kDefaultBurst = 1, kDefaultHaltPercent = 25;
 constexpr std::uint64_t kMaxComputeCycles = 20000;
 
@@ -157,8 +160,10 @@ private:
     // Counters, one line each: data[t][s] and fence[t][s] received by t from s;
     // wake_sent[w][t] by w to t; wake_recv[t][w] by t from w.
     std::uint64_t pair(std::uint64_t base, unsigned a, unsigned b) const { return base + kLine * (a * m_n + b); }
-    std::uint64_t halted_flag(unsigned v) const { return m_ctrl + 8 * v; }
-    std::uint64_t done_count() const { return m_ctrl + 8 * kMaxVcpus; }
+    std::uint64_t others_halted(std::uint64_t ctrl, unsigned self) const {
+        return ctrl & ((std::uint64_t{1} << m_n) - 1) & ~(std::uint64_t{1} << self);
+    }
+    unsigned done_count(std::uint64_t ctrl) const { return static_cast<unsigned>(ctrl >> kDoneShift); }
 
     void install_handlers(cpu::GuestCpu& g, unsigned self) {
         for (unsigned s = 0; s < m_n; ++s) {
@@ -177,20 +182,15 @@ private:
     // Wakes every other vCPU whose halted flag is set, unless this vCPU's previous wake IPI
     // to it is still outstanding (that one will wake it).
     void wake_halted(cpu::GuestCpu& g, kut::Lib& lib, unsigned self) {
+        const std::uint64_t halted = others_halted(g.load64(m_ctrl), self);
         for (unsigned j = 0; j < m_n; ++j) {
-            if (j == self || g.load64(halted_flag(j)) == 0) continue;
+            if (!((halted >> j) & 1u)) continue;
             const std::uint64_t sent = g.load64(pair(m_wake_sent, self, j));
             if (g.load64(pair(m_wake_recv, j, self)) < sent) continue;
-            if (g.lock_cmpxchg(halted_flag(j), 1, 0) != 1) continue;  // someone else won
+            if (!g.lock_btr(m_ctrl, j)) continue;  // someone else won
             g.store64(pair(m_wake_sent, self, j), sent + 1);
             lib.apic_icr_write(kut::kApicIntAssert | (kWakeVector + self), j);
         }
-    }
-
-    bool any_halted(cpu::GuestCpu& g, unsigned self) {
-        for (unsigned j = 0; j < m_n; ++j)
-            if (j != self && g.load64(halted_flag(j)) != 0) return true;
-        return false;
     }
 
     void vcpu_main(cpu::GuestCpu& g, unsigned self) {
@@ -212,10 +212,10 @@ private:
             wake_halted(g, lib, self);
             if (st.halt) {
                 g.cli();
-                g.store64(halted_flag(self), 1);
+                g.lock_bts(m_ctrl, self);
                 ++m_halts;
                 g.sti_hlt();
-                g.lock_cmpxchg(halted_flag(self), 1, 0);  // woken by another IPI first
+                g.lock_btr(m_ctrl, self);  // woken by another IPI first
             }
         }
         // Fences: each other vCPU has handled every data IPI of ours once it handles this.
@@ -227,13 +227,17 @@ private:
         }
         if (self == 0)
             m_cycles = static_cast<double>(g.rdtsc() - t1) / static_cast<double>(m_plan[0].size());
-        g.lock_add(done_count(), 1);
+        g.lock_add(m_ctrl, std::uint64_t{1} << kDoneShift);
         if (self != 0) g.idle_loop();
         // vCPU 0: wake halted vCPUs until everyone is done, then wait for the wakes in flight.
         for (;;) {
-            g.spin_until([&] { return g.load64(done_count()) == m_n || any_halted(g, self); }, m_ctrl);
+            std::uint64_t ctrl = 0;
+            g.spin_until([&] {
+                ctrl = g.load64(m_ctrl);
+                return done_count(ctrl) == m_n || others_halted(ctrl, self) != 0;
+            }, m_ctrl);
+            if (done_count(ctrl) == m_n) break;
             wake_halted(g, lib, self);
-            if (g.load64(done_count()) == m_n) break;
         }
         for (unsigned w = 0; w < m_n; ++w)
             for (unsigned j = 0; j < m_n; ++j) {

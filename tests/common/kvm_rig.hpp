@@ -34,9 +34,11 @@ inline constexpr std::uint64_t rig_entry(unsigned id) { return kRigEntry + 0x100
 class KvmRig {
 public:
     explicit KvmRig(unsigned pcpus, vmm::KvmParams params = {}, bool x2apic = true,
-                    const std::string& profile = "spr") {
+                    const std::string& profile = "spr")
+        : KvmRig(pcpus, params, x2apic, load_profile(profile)) {}
+    KvmRig(unsigned pcpus, vmm::KvmParams params, bool x2apic, const model::CpuProfile& profile) {
         sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
-        m_platform = std::make_unique<cpu::Platform>("platform", load_profile(profile), pcpus);
+        m_platform = std::make_unique<cpu::Platform>("platform", profile, pcpus);
         // The host runs its local APICs in x2APIC mode (as run_in_process does).
         for (unsigned c = 0; c < pcpus; ++c) {
             auto& a = m_platform->cpu(c).apic();

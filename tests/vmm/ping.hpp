@@ -54,7 +54,7 @@ struct PingLog {
     }
 };
 
-// vCPU 0 on CPU 0 sends, vCPU 1 on CPU 1 receives. `gap_cycles`: work between IPIs (lets
+// vCPU 0 on CPU 0 sends, vCPU 1 on CPU 1 receives. `gap_cycles`: work before each IPI (lets
 // a halting target go back to sleep).
 inline void add_ping(KvmRig& rig, unsigned count, bool target_halts, PingLog& log, std::uint64_t gap_cycles = 0) {
     const bool x2apic = rig.vm().x2apic();
@@ -64,11 +64,12 @@ inline void add_ping(KvmRig& rig, unsigned count, bool target_halts, PingLog& lo
     rig.add_vcpu(0, 0, [=, &log](cpu::GuestCpu& g) {
         g.spin_until([&] { return g.load64(ready) != 0; }, ready);
         for (unsigned i = 0; i < count; ++i) {
+            if (gap_cycles) g.compute(gap_cycles);
             log.send_tsc.push_back(g.rdtsc());
             send_ipi(g, x2apic, kIcrAssert | (kPingVector + i % kPingVectors), 1);
             g.spin_until([&] { return g.load64(counter) >= i + 1; }, counter);
-            if (gap_cycles) g.compute(gap_cycles);
         }
+        if (gap_cycles) g.compute(gap_cycles);  // the target halts again before the end
     });
     rig.add_vcpu(1, 1, [=, &log](cpu::GuestCpu& g) {
         for (unsigned v = 0; v < kPingVectors; ++v)

@@ -149,3 +149,40 @@ TEST_CASE("APICv off: an IPI masked by the target's TPR waits for the TPR to dro
     CHECK(rig.vcpu(1).exits(r(ExitReason::TprBelowThreshold)) == 1);
     CHECK(rig.stat("kvm.interrupts_injected") == 1);
 }
+
+TEST_CASE("an interrupt taken just before a WRMSR does not change the WRMSR's operands (the handler's own WRMSR EOI)") {
+    // vCPU 0 has an IPI pending when it reaches WRMSR(ICR): the interrupt is delivered at
+    // that boundary, its handler writes the EOI MSR, and the ICR write must still be one.
+    KvmRig rig(2, params(true, false), /*x2apic=*/true);
+    const std::uint64_t flags = rig.alloc_line();
+    bool got0 = false, got1 = false;
+    rig.add_vcpu(0, 0, [&](cpu::GuestCpu& g) {
+        g.set_handler(0x60, [&](cpu::GuestCpu& c, std::uint8_t) {
+            got0 = true;
+            test::send_eoi(c, true);
+        });
+        g.store64(flags, 1);
+        g.spin_until([&] { return g.load64(flags) == 2; }, flags);  // IF = 0: 0x60 stays pending
+        g.sti();
+        g.compute(1);  // ends the STI shadow: 0x60 is taken at the next boundary
+        test::send_ipi(g, true, test::kIcrAssert | 0x61, 1);
+        g.spin_until([&] { return g.load64(flags) == 3; }, flags);
+    });
+    rig.add_vcpu(1, 1, [&](cpu::GuestCpu& g) {
+        g.set_handler(0x61, [&](cpu::GuestCpu& c, std::uint8_t) {
+            got1 = true;
+            test::send_eoi(c, true);
+            c.store64(flags, 3);
+        });
+        g.sti();
+        g.spin_until([&] { return g.load64(flags) == 1; }, flags);
+        test::send_ipi(g, true, test::kIcrAssert | 0x60, 0);
+        g.compute(5000);
+        g.store64(flags, 2);
+        g.idle_loop();
+    });
+    REQUIRE(rig.run());
+    CHECK(got0);
+    CHECK(got1);
+    CHECK(rig.vcpu(0).exits(r(ExitReason::Wrmsr)) == 1);  // the ICR write
+}
