@@ -9,8 +9,16 @@ MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, co
     socket.register_b_transport(this, &MemoryTarget::b_transport);
     m_mem.set_store_observer([this](std::uint64_t line, int) {
         auto it = m_line_events.find(line);
-        if (it != m_line_events.end()) it->second->notify(sc_core::SC_ZERO_TIME);
+        if (it != m_line_events.end()) {
+            ++m_line_writes[line];
+            it->second->notify(sc_core::SC_ZERO_TIME);
+        }
     });
+}
+
+std::uint64_t MemoryTarget::line_write_count(std::uint64_t line_address) const {
+    auto it = m_line_writes.find(line_address & ~(kCacheLineSize - 1));
+    return it == m_line_writes.end() ? 0 : it->second;
 }
 
 sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) {

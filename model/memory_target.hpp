@@ -32,12 +32,16 @@ public:
 
     // Notified (at the current time) whenever a line is stored to: spin-waits use it.
     sc_core::sc_event& line_written_event(std::uint64_t line_address);
+    // How many stores the line has seen so far: a poller that reads it before and after
+    // evaluating its condition knows whether a store slipped in between.
+    std::uint64_t line_write_count(std::uint64_t line_address) const;
 
 private:
     void b_transport(int id, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
     PhysicalMemory& m_mem;
     const Clock& m_clock;
     std::map<std::uint64_t, std::unique_ptr<sc_core::sc_event>> m_line_events;
+    std::map<std::uint64_t, std::uint64_t> m_line_writes;  // lines someone waits on
 };
 
 // Performs one MemRequest through an initiator socket; returns the access latency in cycles.
