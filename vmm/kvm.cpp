@@ -441,6 +441,19 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
 // ====================================================================================
 // Exit handling
 // ====================================================================================
+void Kvm::emulate_apic_mmio(Vcpu& v, const char* step_name) {
+    lp(v).step(Cost::KvmEmulateInstruction, step_name, "x86.c", "kvm");
+    cpu::GuestContext& g = v.loaded_context();
+    if (g.mmio.valid) {
+        const auto offset = static_cast<std::uint32_t>(g.mmio.gpa - cpu::kGuestApicBase);
+        if (g.mmio.write)
+            kvm_lapic_reg_write(v, offset, static_cast<std::uint32_t>(g.mmio.value));
+        else
+            g.mmio.value = kvm_lapic_reg_read(v, offset);
+    }
+    skip_emulated_instruction(v);
+}
+
 void Kvm::skip_emulated_instruction(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     const auto rip = p.vmread(Field::GuestRip).value;
@@ -527,15 +540,7 @@ void Kvm::handle_exit(Vcpu& v, const cpu::VmExit& e) {
         case ExitReason::ApicAccess:
         case ExitReason::EptMisconfig: {
             // handle_apic_access / handle_ept_misconfig -> kvm_emulate_instruction -> MMIO.
-            p.step(Cost::KvmEmulateInstruction, "kvm_emulate_instruction (MMIO)", "x86.c", "kvm");
-            if (g.mmio.valid) {
-                const auto offset = static_cast<std::uint32_t>(g.mmio.gpa - cpu::kGuestApicBase);
-                if (g.mmio.write)
-                    kvm_lapic_reg_write(v, offset, static_cast<std::uint32_t>(g.mmio.value));
-                else
-                    g.mmio.value = kvm_lapic_reg_read(v, offset);
-            }
-            skip_emulated_instruction(v);
+            emulate_apic_mmio(v, "kvm_emulate_instruction (MMIO)");
             return;
         }
         case ExitReason::VirtualizedEoi:

@@ -175,6 +175,8 @@ private:
     bool handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e);
     void handle_exit(Vcpu& v, const cpu::VmExit& e);
     void skip_emulated_instruction(Vcpu& v);
+    // kvm_emulate_instruction of the decoded MMIO access to the APIC page, then skip it.
+    void emulate_apic_mmio(Vcpu& v, const char* step_name);
     // Local APIC emulation (lapic.c).
     void kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value);
     std::uint32_t kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset);

@@ -527,15 +527,7 @@ void Kvm::nested_handle_l2_exit(Vcpu& v, const cpu::VmExit& e) {
         case ExitReason::EptMisconfig: {
             // L2's access to the APIC page, which L1 maps to its own local APIC: L0
             // emulates it on the vCPU's APIC (kvm_emulate_instruction -> MMIO).
-            p.step(Cost::KvmEmulateInstruction, "kvm_emulate_instruction (L2 MMIO to the APIC)", "x86.c", "kvm");
-            if (g.mmio.valid) {
-                const auto offset = static_cast<std::uint32_t>(g.mmio.gpa - cpu::kGuestApicBase);
-                if (g.mmio.write)
-                    kvm_lapic_reg_write(v, offset, static_cast<std::uint32_t>(g.mmio.value));
-                else
-                    g.mmio.value = kvm_lapic_reg_read(v, offset);
-            }
-            skip_emulated_instruction(v);
+            emulate_apic_mmio(v, "kvm_emulate_instruction (L2 MMIO to the APIC)");
             return;
         }
         default:
