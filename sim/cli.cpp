@@ -149,8 +149,11 @@ std::vector<double> cycles_of(const std::vector<RunOutcome>& outs) {
 }
 
 void check_outcomes(const std::vector<RunOutcome>& outs) {
-    for (std::size_t i = 0; i < outs.size(); ++i)
-        if (!outs[i].ok) throw cpu::SimulationError("run " + std::to_string(i + 1) + ": " + outs[i].error);
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+        if (outs[i].ok) continue;
+        if (outs[i].bad_input) throw model::ConfigError(outs[i].error);
+        throw cpu::SimulationError("run " + std::to_string(i + 1) + ": " + outs[i].error);
+    }
 }
 
 // ---------------------------------------------------------------------------- run

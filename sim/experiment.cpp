@@ -29,6 +29,7 @@ void st_simulated(model::Stats& st, double cycles) {
 nlohmann::json RunOutcome::to_json() const {
     return {{"ok", ok},
             {"error", error},
+            {"bad_input", bad_input},
             {"cycles_per_iteration", cycles_per_iteration},
             {"iterations", iterations},
             {"total_iterations", total_iterations},
@@ -47,6 +48,7 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
     RunOutcome o;
     o.ok = j.at("ok");
     o.error = j.at("error");
+    o.bad_input = j.at("bad_input");
     o.cycles_per_iteration = j.at("cycles_per_iteration");
     o.iterations = j.at("iterations");
     o.total_iterations = j.at("total_iterations");
@@ -193,6 +195,10 @@ RunOutcome run_child(const RunSpec& spec, int fd) {
     RunOutcome o;
     try {
         o = run_in_process(spec);
+    } catch (const model::ConfigError& e) {
+        o.ok = false;
+        o.error = e.what();
+        o.bad_input = true;
     } catch (const std::exception& e) {
         o.ok = false;
         o.error = e.what();

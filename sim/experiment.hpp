@@ -32,6 +32,7 @@ struct RunSpec {
 struct RunOutcome {
     bool ok = false;
     std::string error;
+    bool bad_input = false;  // the error is the user's input (exit 2), not the simulation's
     double cycles_per_iteration = 0;
     std::uint64_t iterations = 0;
     std::uint64_t total_iterations = 0;

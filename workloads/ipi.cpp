@@ -18,6 +18,7 @@ public:
     explicit IpiWorkload(bool halt_target) : m_halt(halt_target) {}
 
     void setup(vmm::Kvm&, vmm::Vm& vm, const WorkloadConfig& cfg) override {
+        check_params(m_halt ? "ipi_halt" : "ipi", cfg, {});
         m_x2apic = cfg.x2apic;
         m_goal = cfg.goal;
         m_smp.base = vm.alloc_guest(64, 64);

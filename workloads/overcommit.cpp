@@ -23,8 +23,9 @@ public:
     void setup(vmm::Kvm& kvm, vmm::Vm& vm, const WorkloadConfig& cfg) override {
         m_n = cfg.vcpus;
         if (m_n < 2 || m_n > 64) throw model::ConfigError("overcommit: --vcpus must be 2..64");
+        check_params("overcommit", cfg, {"ipis"});
         auto it = cfg.params.find("ipis");
-        m_ipis = it == cfg.params.end() ? kDefaultIpisPerVcpu : std::stoull(it->second);
+        m_ipis = it == cfg.params.end() ? kDefaultIpisPerVcpu : parse_param("overcommit", "ipis", it->second, 1, 1u << 16);
         m_x2apic = cfg.x2apic;
         m_counts = vm.alloc_guest(64 * m_n * m_n, 64);  // recv[dst][src], one line per counter
         m_done = vm.alloc_guest(64, 64);

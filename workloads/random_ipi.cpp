@@ -40,20 +40,6 @@ constexpr unsigned kDoneShift = 32;
 constexpr std::uint64_t kDefaultIpis = 30, kDefaultBurst = 1, kDefaultHaltPercent = 25;
 constexpr std::uint64_t kMaxComputeCycles = 20000;
 
-std::uint64_t parse_count(const std::string& key, const std::string& value, std::uint64_t min, std::uint64_t max) {
-    std::size_t used = 0;
-    unsigned long long n = 0;
-    try {
-        n = std::stoull(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != value.size() || value.empty() || n < min || n > max)
-        throw model::ConfigError("random_ipi: workload." + key + " = \"" + value + "\": expected an integer " +
-                                 std::to_string(min) + ".." + std::to_string(max));
-    return n;
-}
-
 class RandomIpi : public Workload {
 public:
     void setup(vmm::Kvm&, vmm::Vm& vm, const WorkloadConfig& cfg) override {
@@ -62,11 +48,11 @@ public:
             throw model::ConfigError("random_ipi: --vcpus must be 2.." + std::to_string(kMaxVcpus));
         for (const auto& [key, value] : cfg.params) {
             if (key == "ipis")
-                m_ipis = parse_count(key, value, 1, 1u << 20);
+                m_ipis = parse_param("random_ipi", key, value, 1, 1u << 20);
             else if (key == "burst")
-                m_burst = parse_count(key, value, 1, 16);
+                m_burst = parse_param("random_ipi", key, value, 1, 16);
             else if (key == "halt_percent")
-                m_halt_percent = parse_count(key, value, 0, 100);
+                m_halt_percent = parse_param("random_ipi", key, value, 0, 100);
             else
                 throw model::ConfigError("random_ipi: unknown parameter workload." + key +
                                          " (known: ipis, burst, halt_percent)");

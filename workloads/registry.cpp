@@ -1,5 +1,9 @@
 #include "workloads/workload.hpp"
 
+#include <algorithm>
+
+#include "model/error.hpp"
+
 namespace vtx::workloads {
 
 std::unique_ptr<Workload> make_ipi();
@@ -47,6 +51,31 @@ const std::vector<WorkloadInfo>& workload_registry() {
         {"nested_ap_boot", "an L1 hypervisor that does not monitor the APIC starts its L2 guest's APs with INIT-SIPI-SIPI (nested INIT/SIPI VM exits, wait-for-SIPI)", 4, make_nested_ap_boot},
     };
     return kWorkloads;
+}
+
+std::uint64_t parse_param(const std::string& workload, const std::string& key, const std::string& value,
+                          std::uint64_t min, std::uint64_t max) {
+    std::size_t used = 0;
+    unsigned long long n = 0;
+    try {
+        n = std::stoull(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != value.size() || value.empty() || n < min || n > max)
+        throw model::ConfigError(workload + ": workload." + key + " = \"" + value + "\": expected an integer " +
+                                 std::to_string(min) + ".." + std::to_string(max));
+    return n;
+}
+
+void check_params(const std::string& workload, const WorkloadConfig& cfg, const std::vector<std::string>& known) {
+    for (const auto& [key, value] : cfg.params)
+        if (std::find(known.begin(), known.end(), key) == known.end()) {
+            std::string list;
+            for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+            throw model::ConfigError(workload + ": unknown parameter workload." + key +
+                                     (list.empty() ? " (it has none besides workload.goal)" : " (known: " + list + ")"));
+        }
 }
 
 const WorkloadInfo* find_workload(const std::string& name) {

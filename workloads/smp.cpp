@@ -38,19 +38,6 @@ constexpr unsigned kInitToSipiFactor = 10;                           // "10 ms" 
 constexpr unsigned kXapicFlatMaxVcpus = 8;     // flat model: one LDR bit per APIC
 constexpr unsigned kX2apicClusterMaxVcpus = 16;  // x2APIC cluster 0: IDs 0..15
 
-std::uint64_t parse_count(const std::string& workload, const std::string& key, const std::string& value) {
-    std::size_t used = 0;
-    unsigned long long n = 0;
-    try {
-        n = std::stoull(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != value.size() || value.empty())
-        throw model::ConfigError(workload + ": workload." + key + " = \"" + value + "\": expected a non-negative integer");
-    return n;
-}
-
 // ---- ap_boot ---------------------------------------------------------------------------
 class ApBoot : public Workload {
 public:
@@ -59,7 +46,7 @@ public:
         if (m_n < 2 || m_n > 64) throw model::ConfigError("ap_boot: --vcpus must be 2..64");
         for (const auto& [key, value] : cfg.params) {
             if (key == "sipi_delay")
-                m_sipi_delay = parse_count("ap_boot", key, value);
+                m_sipi_delay = parse_param("ap_boot", key, value);
             else
                 throw model::ConfigError("ap_boot: unknown parameter workload." + key + " (known: sipi_delay)");
         }

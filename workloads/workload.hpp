@@ -50,6 +50,13 @@ struct WorkloadInfo {
 };
 
 const std::vector<WorkloadInfo>& workload_registry();
+
+// A workload parameter (`--set workload.KEY=VALUE`) that must be an integer in
+// [min, max]; throws model::ConfigError naming the workload, key and range.
+std::uint64_t parse_param(const std::string& workload, const std::string& key, const std::string& value,
+                          std::uint64_t min = 0, std::uint64_t max = ~std::uint64_t{0});
+// Refuses any parameter but `known` (comma-separated list for the message).
+void check_params(const std::string& workload, const WorkloadConfig& cfg, const std::vector<std::string>& known);
 const WorkloadInfo* find_workload(const std::string& name);
 
 // Guest address of the code of vCPU programs (any distinct linear addresses will do).
