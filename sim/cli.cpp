@@ -62,7 +62,7 @@ void add_common(po::options_description& d, Common& c, unsigned default_runs) {
     c.runs = default_runs;
     d.add_options()
         ("profile", po::value(&c.profile)->default_value(c.profile), "CPU profile: a name in profiles/ or a JSON file")
-        ("set", po::value(&c.sets)->composing(), "KEY=VALUE: cost.NAME, kvm.NAME or workload.NAME (repeatable)")
+        ("set", po::value(&c.sets)->composing(), "KEY=VALUE: cost.NAME, kvm.NAME, vmcs.FIELD or workload.NAME (repeatable)")
         ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the per-run variation")
         ("runs", po::value(&c.runs)->default_value(default_runs), "runs per configuration")
         ("jobs", po::value(&c.jobs)->default_value(c.jobs), "simulations in parallel (processes)")
@@ -71,7 +71,7 @@ void add_common(po::options_description& d, Common& c, unsigned default_runs) {
         ("stats", po::value(&c.stats), "write run 1's statistics (gem5 stats.txt style) to FILE")
         ("config", po::value(&c.config), "read these options (key = value lines) from FILE")
         ("trace", po::bool_switch(&c.trace), "print every microcode step and VMM path (cycle, cpu, mode, step, section)")
-        ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest");
+        ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest,mem");
 }
 
 // Parses a subcommand's options (command line, then --config FILE with the same keys).
