@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "model/error.hpp"
+#include "model/parse.hpp"
 #include "vmcs/fields.hpp"
 
 #ifndef VTX_SOURCE_DIR_DEFAULT
@@ -64,26 +65,13 @@ void apply_sets(const std::vector<std::string>& sets, RunSpec& spec) {
         } else if (scope == "vmcs" && !name.empty()) {
             const auto field = vmcs::find_field_by_name(name);
             if (!field) throw model::ConfigError(where + ": unknown VMCS field \"" + name + "\"");
-            std::size_t used = 0;
-            unsigned long long v = 0;
-            try {
-                v = std::stoull(value, &used, 0);
-            } catch (const std::exception&) {
-                used = 0;
-            }
-            if (used == 0 || used != value.size())
-                throw model::ConfigError(where + ": VMCS value \"" + value + "\" is not an integer");
-            spec.vmcs_overrides.emplace_back(*field, v);
+            const auto v = model::parse_u64(value, 0);
+            if (!v) throw model::ConfigError(where + ": VMCS value \"" + value + "\" is not an integer");
+            spec.vmcs_overrides.emplace_back(*field, *v);
         } else if (scope == "workload" && name == "goal") {
-            std::size_t used = 0;
-            unsigned long long g = 0;
-            try {
-                g = std::stoull(value, &used);
-            } catch (const std::exception&) {
-                used = 0;
-            }
-            if (used != value.size() || g == 0) throw model::ConfigError(where + ": goal must be a positive integer (TSC ticks)");
-            spec.config.goal = g;
+            const auto g = model::parse_u64(value);
+            if (!g || *g == 0) throw model::ConfigError(where + ": goal must be a positive integer (TSC ticks)");
+            spec.config.goal = *g;
         } else if (scope == "workload" && !name.empty()) {
             spec.config.params[name] = value;
         } else {

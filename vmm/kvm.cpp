@@ -7,6 +7,7 @@
 #include "apic/icr.hpp"
 #include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
+#include "model/parse.hpp"
 #include "pid/descriptor.hpp"
 #include "pid/pid_table.hpp"
 #include "vmcs/controls.hpp"
@@ -50,25 +51,13 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         if (!parse_bool(value, b)) bad("expected on or off");
         (name == "enable_apicv" ? enable_apicv : name == "enable_ipiv" ? enable_ipiv : x2apic_icr_fastpath) = b;
     } else if (name == "sched_slice_cycles") {
-        std::size_t used = 0;
-        unsigned long long n = 0;
-        try {
-            n = std::stoull(value, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != value.size() || n < 1000) bad("expected a number of cycles >= 1000");
-        sched_slice_cycles = n;
+        const auto n = model::parse_u64(value);
+        if (!n || *n < 1000) bad("expected a number of cycles >= 1000");
+        sched_slice_cycles = *n;
     } else if (name == "max_vcpu_ids") {
-        std::size_t used = 0;
-        unsigned long n = 0;
-        try {
-            n = std::stoul(value, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != value.size() || n == 0 || n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
-        max_vcpu_ids = static_cast<std::uint32_t>(n);
+        const auto n = model::parse_u64(value);
+        if (!n || *n == 0 || *n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
+        max_vcpu_ids = static_cast<std::uint32_t>(*n);
     } else {
         throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
                                  "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles)");
@@ -441,6 +430,27 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
 // ====================================================================================
 // Exit handling
 // ====================================================================================
+void Kvm::emulate_x2apic_msr(Vcpu& v, bool write, const char* step_name) {
+    LogicalProcessor& p = lp(v);
+    cpu::GuestContext& g = v.loaded_context();
+    const auto msr = static_cast<std::uint32_t>(g.regs.rcx);
+    const bool x2apic_msr = msr >= kMsrX2apicFirst && msr <= kMsrX2apicLast;
+    if (write) {
+        p.step(Cost::KvmWrmsrSlowPath, step_name, "x86.c", "kvm");
+        const std::uint64_t value = (g.regs.rdx << 32) | (g.regs.rax & 0xFFFFFFFFu);
+        if (msr == kMsrX2apicIcr)
+            kvm_x2apic_icr_write(v, value);
+        else if (x2apic_msr)
+            kvm_lapic_reg_write(v, (msr - kMsrX2apicFirst) << 4, static_cast<std::uint32_t>(value));
+    } else {
+        p.step(Cost::KvmApicRegAccess, step_name, "x86.c", "kvm");
+        const std::uint64_t value = x2apic_msr ? kvm_lapic_reg_read(v, (msr - kMsrX2apicFirst) << 4) : 0;
+        g.regs.rax = value & 0xFFFFFFFFu;
+        g.regs.rdx = value >> 32;
+    }
+    skip_emulated_instruction(v);
+}
+
 void Kvm::emulate_apic_mmio(Vcpu& v, const char* step_name) {
     lp(v).step(Cost::KvmEmulateInstruction, step_name, "x86.c", "kvm");
     cpu::GuestContext& g = v.loaded_context();
@@ -515,28 +525,12 @@ void Kvm::handle_exit(Vcpu& v, const cpu::VmExit& e) {
             }
             return;
         }
-        case ExitReason::Wrmsr: {
-            p.step(Cost::KvmWrmsrSlowPath, "kvm_emulate_wrmsr -> kvm_set_msr_common", "x86.c", "kvm");
-            const auto msr = static_cast<std::uint32_t>(g.regs.rcx);
-            const std::uint64_t value = (g.regs.rdx << 32) | (g.regs.rax & 0xFFFFFFFFu);
-            if (msr == kMsrX2apicIcr)
-                kvm_x2apic_icr_write(v, value);
-            else if (msr >= kMsrX2apicFirst && msr <= kMsrX2apicLast)
-                kvm_lapic_reg_write(v, (msr - kMsrX2apicFirst) << 4, static_cast<std::uint32_t>(value));
-            skip_emulated_instruction(v);
+        case ExitReason::Wrmsr:
+            emulate_x2apic_msr(v, true, "kvm_emulate_wrmsr -> kvm_set_msr_common");
             return;
-        }
-        case ExitReason::Rdmsr: {
-            p.step(Cost::KvmApicRegAccess, "kvm_emulate_rdmsr", "x86.c", "kvm");
-            const auto msr = static_cast<std::uint32_t>(g.regs.rcx);
-            std::uint64_t value = 0;
-            if (msr >= kMsrX2apicFirst && msr <= kMsrX2apicLast)
-                value = kvm_lapic_reg_read(v, (msr - kMsrX2apicFirst) << 4);
-            g.regs.rax = value & 0xFFFFFFFFu;
-            g.regs.rdx = value >> 32;
-            skip_emulated_instruction(v);
+        case ExitReason::Rdmsr:
+            emulate_x2apic_msr(v, false, "kvm_emulate_rdmsr");
             return;
-        }
         case ExitReason::ApicAccess:
         case ExitReason::EptMisconfig: {
             // handle_apic_access / handle_ept_misconfig -> kvm_emulate_instruction -> MMIO.

@@ -177,6 +177,8 @@ private:
     void skip_emulated_instruction(Vcpu& v);
     // kvm_emulate_instruction of the decoded MMIO access to the APIC page, then skip it.
     void emulate_apic_mmio(Vcpu& v, const char* step_name);
+    // The WRMSR/RDMSR emulation of an x2APIC MSR (kvm_x2apic_msr_write/read), then skip it.
+    void emulate_x2apic_msr(Vcpu& v, bool write, const char* step_name);
     // Local APIC emulation (lapic.c).
     void kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value);
     std::uint32_t kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset);

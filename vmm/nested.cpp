@@ -506,21 +506,7 @@ void Kvm::nested_handle_l2_exit(Vcpu& v, const cpu::VmExit& e) {
             if (nested_exit_handled_msr(v, msr, write)) return reflect();
             // L1 passes the MSR through: it is the vCPU's own, e.g. the x2APIC ICR of the
             // local APIC L1 does not monitor (kvm_x2apic_icr_write -> kvm_apic_send_ipi).
-            const bool x2apic_msr = msr >= kMsrX2apicFirst && msr <= kMsrX2apicLast;
-            if (write) {
-                p.step(Cost::KvmWrmsrSlowPath, "kvm_emulate_wrmsr -> kvm_set_msr_common (L2)", "x86.c", "kvm");
-                const std::uint64_t value = (g.regs.rdx << 32) | (g.regs.rax & 0xFFFFFFFFu);
-                if (msr == kMsrX2apicIcr)
-                    kvm_x2apic_icr_write(v, value);
-                else if (x2apic_msr)
-                    kvm_lapic_reg_write(v, (msr - kMsrX2apicFirst) << 4, static_cast<std::uint32_t>(value));
-            } else {
-                p.step(Cost::KvmApicRegAccess, "kvm_emulate_rdmsr (L2)", "x86.c", "kvm");
-                const std::uint64_t value = x2apic_msr ? kvm_lapic_reg_read(v, (msr - kMsrX2apicFirst) << 4) : 0;
-                g.regs.rax = value & 0xFFFFFFFFu;
-                g.regs.rdx = value >> 32;
-            }
-            skip_emulated_instruction(v);
+            emulate_x2apic_msr(v, write, write ? "kvm_emulate_wrmsr -> kvm_set_msr_common (L2)" : "kvm_emulate_rdmsr (L2)");
             return;
         }
         case ExitReason::ApicAccess:

@@ -65,14 +65,7 @@ public:
                 else
                     throw model::ConfigError("nested_ap_boot: workload.ap_start must be hlt or wait_sipi");
             } else if (key == "sipi_delay") {
-                std::size_t used = 0;
-                try {
-                    m_sipi_delay = std::stoull(value, &used);
-                } catch (const std::exception&) {
-                    used = 0;
-                }
-                if (used != value.size() || m_sipi_delay < 10)
-                    throw model::ConfigError("nested_ap_boot: workload.sipi_delay must be a number of cycles >= 10");
+                m_sipi_delay = parse_param("nested_ap_boot", key, value, 10);
             } else {
                 throw model::ConfigError("nested_ap_boot: unknown parameter workload." + key +
                                          " (known: ap_start, sipi_delay)");

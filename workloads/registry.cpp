@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "model/error.hpp"
+#include "model/parse.hpp"
 
 namespace vtx::workloads {
 
@@ -55,14 +56,9 @@ const std::vector<WorkloadInfo>& workload_registry() {
 
 std::uint64_t parse_param(const std::string& workload, const std::string& key, const std::string& value,
                           std::uint64_t min, std::uint64_t max) {
-    std::size_t used = 0;
-    unsigned long long n = 0;
-    try {
-        n = std::stoull(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != value.size() || value.empty() || n < min || n > max)
+    const auto parsed = model::parse_u64(value);
+    const std::uint64_t n = parsed.value_or(0);
+    if (!parsed || n < min || n > max)
         throw model::ConfigError(workload + ": workload." + key + " = \"" + value + "\": expected an integer " +
                                  std::to_string(min) + ".." + std::to_string(max));
     return n;
