@@ -168,7 +168,7 @@ int cmd_run(const std::vector<std::string>& args) {
         ("ipiv", po::value(&ipiv), "IPI virtualization: on or off (default: on if the profile has it)")
         ("vcpus", po::value(&vcpus), "number of vCPUs (default: the workload's)")
         ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)")
-        ("timeline", po::value(&timeline), "write a Chrome/Perfetto trace-event timeline of run 1 to FILE");
+        ("timeline", po::value(&timeline), "write a Chrome/Perfetto trace-event timeline of run 1 to FILE, and FILE.vcd for GTKWave");
     add_common(desc, c, 1);
     po::positional_options_description pos;
     pos.add("workload", 1);

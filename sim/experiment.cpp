@@ -163,6 +163,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
             return out;
         }
         tl << platform->timeline().to_json(platform->clock().ghz()).dump() << "\n";
+        std::ofstream vcd(spec.timeline_path + ".vcd");
+        vcd << platform->timeline().to_vcd(static_cast<int>(platform->cpu_count()));
     }
     const workloads::WorkloadResult r = workload->result(kvm, vm);
     out.ok = true;

@@ -137,6 +137,11 @@ TEST_CASE("run --timeline writes a trace-event timeline of guest runs and exits"
     REQUIRE(vtxsim({"run", "ipi", "--ipiv", "off", "--set", "workload.goal=1", "--timeline", tl}).status == 0);
     const auto j = read_json(tl);
     ::unlink(tl.c_str());
+    std::ifstream vcd_in(tl + ".vcd");
+    const std::string vcd((std::istreambuf_iterator<char>(vcd_in)), std::istreambuf_iterator<char>());
+    ::unlink((tl + ".vcd").c_str());
+    CHECK(vcd.find("$var wire 1 g0 cpu0_guest $end") != std::string::npos);
+    CHECK(vcd.find("b00100000 r0") != std::string::npos);  // exit reason 32 (WRMSR) on cpu0
     int begins = 0, ends = 0, wrmsr_exits = 0, accepts = 0;
     for (const auto& e : j["traceEvents"]) {
         const std::string ph = e["ph"];
