@@ -144,6 +144,12 @@ void LogicalProcessor::Port::access(model::MemRequest& req) {
     m_lp.m_local += cycles;
 }
 
+// ---- statistics: counters looked up once, since they are bumped on the hot path ----
+model::Counter& LogicalProcessor::counter(model::Counter*& slot, const char* name, const char* description) {
+    if (!slot) slot = &m_platform.stats().counter(name, "count", description);
+    return *slot;
+}
+
 // ---- helpers ----
 std::uint32_t LogicalProcessor::pin() const {
     return static_cast<std::uint32_t>(vmcs().hw_read(Field::PinBasedVmExecControl));
@@ -172,8 +178,10 @@ bool LogicalProcessor::guest_if(GuestContext& g) const {
 }
 void LogicalProcessor::count_exit(std::uint16_t basic) {
     ++m_exits[basic];
-    ++m_platform.stats().counter("exits." + std::to_string(basic), "count",
-                                 "VM exits with this basic exit reason");
+    model::Counter*& c = m_exit_counters[basic & 0xFF];
+    if (!c) c = &m_platform.stats().counter("exits." + std::to_string(basic), "count",
+                                            "VM exits with this basic exit reason");
+    ++*c;
 }
 std::uint64_t LogicalProcessor::exits(std::uint16_t basic) const {
     auto it = m_exits.find(basic);
@@ -553,8 +561,7 @@ void LogicalProcessor::deliver_virtual_interrupt(GuestContext& g) {
 void LogicalProcessor::deliver_guest_interrupt(GuestContext& g, std::uint8_t vector) {
     step(Cost::GuestEventDelivery, "deliver through the guest IDT", "SDM 6.12", "guest");
     ++g.delivered_interrupts;
-    ++m_platform.stats().counter("guest.interrupts_delivered", "count",
-                                 "interrupts delivered through a guest IDT");
+    ++counter(m_stat_interrupts_delivered, "guest.interrupts_delivered", "interrupts delivered through a guest IDT");
     GuestHandler handler = g.idt[vector];
     if (!handler)
         throw SimulationError(g.name + ": interrupt vector " + std::to_string(vector) +
@@ -605,7 +612,7 @@ bool LogicalProcessor::posted_interrupt_processing(GuestContext& g, std::uint8_t
     // Step 7: evaluate pending virtual interrupts (at the caller's next iteration).
     step(Cost::VmxEvaluatePending, "step 7: evaluate pending virtual interrupts", "SDM 29.6",
          "pi");
-    ++m_platform.stats().counter("pi.processed", "count", "posted-interrupt processing runs");
+    ++counter(m_stat_pi_processed, "pi.processed", "posted-interrupt processing runs");
     return true;
 }
 
@@ -641,7 +648,7 @@ bool LogicalProcessor::virtualize_ipi(GuestContext& g, std::uint8_t vector, std:
     const pid::IpivNotification n = desc.ipiv_update_notification();
     trace("vmx", n.send_notify ? "IPIv step 6: ON := 1, notify" : "IPIv step 6: no notification",
           "SDM 30.1.6", 0);
-    ++m_platform.stats().counter("ipiv.virtualized", "count", "IPIs virtualized without VM exit");
+    ++counter(m_stat_ipiv_virtualized, "ipiv.virtualized", "IPIs virtualized without VM exit");
     // Step 7: the notification, an ordinary physical IPI through this processor's APIC.
     if (n.send_notify) send_notification(n.nv, n.ndst);
     return true;
@@ -650,8 +657,7 @@ bool LogicalProcessor::virtualize_ipi(GuestContext& g, std::uint8_t vector, std:
 void LogicalProcessor::send_notification(std::uint8_t nv, std::uint32_t ndst) {
     ++m_notifications_sent;
     m_platform.timeline().instant(now_cycles(), m_index, "IPIv notification", "ipiv", {{"nv", nv}, {"ndst", ndst}});
-    ++m_platform.stats().counter("notifications.sent", "count",
-                                 "posted-interrupt notification IPIs sent by IPIv");
+    ++counter(m_stat_notifications_sent, "notifications.sent", "posted-interrupt notification IPIs sent by IPIv");
     sync();
     if (m_apic->x2apic_mode()) {
         const auto r = m_apic->wrmsr(kMsrX2apicIcr, (std::uint64_t{ndst} << kX2apicIcrDestShift) | nv);
@@ -1136,7 +1142,7 @@ void LogicalProcessor::handle_host_interrupts() {
         sync();
         m_apic->eoi();
         step(Cost::ApicEoi, "host: EOI", "SDM 10.8.5", "apic");
-        ++m_platform.stats().counter("host.interrupts", "count", "interrupts taken in root operation");
+        ++counter(m_stat_host_interrupts, "host.interrupts", "interrupts taken in root operation");
     }
 }
 

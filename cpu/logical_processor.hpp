@@ -236,6 +236,7 @@ private:
     void trace(const char* flag, const char* step, const char* where, double cost) const;
     void count_exit(std::uint16_t basic);
     void handle_host_interrupts();
+    model::Counter& counter(model::Counter*& slot, const char* name, const char* description);
 
     int m_index;
     Platform& m_platform;
@@ -259,6 +260,13 @@ private:
     bool m_tpr_threshold_exit_pending = false;  // set by VM entry (SDM 26.7.7)
 
     std::map<std::uint16_t, std::uint64_t> m_exits;
+    std::array<model::Counter*, 256> m_exit_counters{};
+    model::Counter* m_stat_interrupts_delivered = nullptr;
+    model::Counter* m_stat_pi_processed = nullptr;
+    model::Counter* m_stat_ipiv_virtualized = nullptr;
+    model::Counter* m_stat_notifications_sent = nullptr;
+    model::Counter* m_stat_host_interrupts = nullptr;
+
     std::uint64_t m_notifications_sent = 0;
 };
 
