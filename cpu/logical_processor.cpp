@@ -177,15 +177,15 @@ bool LogicalProcessor::guest_if(GuestContext& g) const {
     return (g.vmcs.hw_read(Field::GuestRflags) & kRflagsIf) != 0;
 }
 void LogicalProcessor::count_exit(std::uint16_t basic) {
-    ++m_exits[basic];
-    model::Counter*& c = m_exit_counters[basic & 0xFF];
+    const auto index = static_cast<std::uint8_t>(basic);  // basic reasons are below 256
+    ++m_exits[index];
+    model::Counter*& c = m_exit_counters[index];
     if (!c) c = &m_platform.stats().counter("exits." + std::to_string(basic), "count",
                                             "VM exits with this basic exit reason");
     ++*c;
 }
 std::uint64_t LogicalProcessor::exits(std::uint16_t basic) const {
-    auto it = m_exits.find(basic);
-    return it == m_exits.end() ? 0 : it->second;
+    return basic < m_exits.size() ? m_exits[basic] : 0;
 }
 std::uint64_t LogicalProcessor::translate(GuestContext& g, std::uint64_t gpa) const {
     if (gpa >= g.memory_map.size)

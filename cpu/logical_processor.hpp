@@ -259,7 +259,9 @@ private:
     bool m_guest_finished = false;
     bool m_tpr_threshold_exit_pending = false;  // set by VM entry (SDM 26.7.7)
 
-    std::map<std::uint16_t, std::uint64_t> m_exits;
+    // Per basic exit reason (reasons are below 256): this processor's count and the
+    // platform-wide statistics counter.
+    std::array<std::uint64_t, 256> m_exits{};
     std::array<model::Counter*, 256> m_exit_counters{};
     model::Counter* m_stat_interrupts_delivered = nullptr;
     model::Counter* m_stat_pi_processed = nullptr;

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "apic/registers.hpp"
+
 namespace vtx::cpu {
 
 Platform::Platform(sc_core::sc_module_name name, const model::CpuProfile& profile, unsigned cpus,
@@ -22,6 +24,17 @@ Platform::Platform(sc_core::sc_module_name name, const model::CpuProfile& profil
 }
 
 Platform::~Platform() = default;
+
+void Platform::bring_up_host_apics() {
+    constexpr std::uint32_t kHostSvr = apic::kSvrApicSoftwareEnable | 0xFF;  // spurious vector FFH
+    for (unsigned c = 0; c < cpu_count(); ++c) {
+        auto& a = cpu(c).apic();
+        const std::uint64_t base = apic::kApicDefaultBaseAddress | apic::kApicBaseGlobalEnable |
+                                   (c == 0 ? apic::kApicBaseBsp : 0);
+        a.wrmsr(apic::kMsrIa32ApicBase, base | apic::kApicBaseX2ApicEnable);
+        a.wrmsr(apic::kX2ApicMsrSvr, kHostSvr);
+    }
+}
 
 void Platform::register_vmcs(GuestContext& ctx) {
     ctx.vmcs_address = m_memory.allocate(model::kPageSize, model::kPageSize);

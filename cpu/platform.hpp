@@ -52,6 +52,10 @@ public:
     model::Tracer& tracer() { return m_tracer; }
     model::Timeline& timeline() { return m_timeline; }
 
+    // What the host's firmware and kernel do to its local APICs before anything runs:
+    // x2APIC mode (as Linux uses on these servers), software-enabled, spurious vector FFH.
+    void bring_up_host_apics();
+
     // Gives a vCPU context a VMCS region in physical memory (4 KiB, revision identifier
     // in its first 4 bytes) so that VMCLEAR/VMPTRLD can name it by address.
     void register_vmcs(GuestContext& ctx);

@@ -19,13 +19,6 @@
 
 namespace vtx::sim {
 
-namespace {
-constexpr std::uint32_t kHostSvr = 0x1FF;
-void st_simulated(model::Stats& st, double cycles) {
-    st.counter("sim.cycles", "cycles", "simulated core cycles") += static_cast<std::uint64_t>(cycles);
-}
-}  // namespace
-
 nlohmann::json RunOutcome::to_json() const {
     return {{"ok", ok},
             {"error", error},
@@ -107,13 +100,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     if (spec.trace) platform->tracer().enable_all();
     for (const auto& f : spec.debug_flags) platform->tracer().enable(f);
     if (!spec.timeline_path.empty()) platform->timeline().enable();
-    // The host runs its local APICs in x2APIC mode, as Linux does on these servers.
-    for (unsigned c = 0; c < platform->cpu_count(); ++c) {
-        auto& a = platform->cpu(c).apic();
-        const std::uint64_t base = (0xFEE00000ull) | apic::kApicBaseGlobalEnable | (c == 0 ? apic::kApicBaseBsp : 0);
-        a.wrmsr(apic::kMsrIa32ApicBase, base | apic::kApicBaseX2ApicEnable);
-        a.wrmsr(apic::kX2ApicMsrSvr, kHostSvr);  // software-enabled, spurious vector 0xFF
-    }
+    platform->bring_up_host_apics();
     vmm::Kvm kvm(*platform, spec.kvm);
     kvm.set_vmcs_overrides(spec.vmcs_overrides);
     vmm::Vm& vm = kvm.create_vm(spec.config.x2apic);
@@ -186,7 +173,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
         st.counter("cpu" + std::to_string(c) + ".host.preemptions", "count", "vCPU preemptions at slice end") +=
             kvm.scheduler(c).preemptions();
     }
-    st_simulated(platform->stats(), out.simulated_cycles);
+    platform->stats().counter("sim.cycles", "cycles", "simulated core cycles") +=
+        static_cast<std::uint64_t>(out.simulated_cycles);
     out.stats = platform->stats().to_json();
     out.stats_text = platform->stats().dump_text();
     return out;

@@ -39,13 +39,7 @@ public:
     KvmRig(unsigned pcpus, vmm::KvmParams params, bool x2apic, const model::CpuProfile& profile) {
         sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
         m_platform = std::make_unique<cpu::Platform>("platform", profile, pcpus);
-        // The host runs its local APICs in x2APIC mode (as run_in_process does).
-        for (unsigned c = 0; c < pcpus; ++c) {
-            auto& a = m_platform->cpu(c).apic();
-            const std::uint64_t base = 0xFEE00000ull | apic::kApicBaseGlobalEnable | (c == 0 ? apic::kApicBaseBsp : 0);
-            a.wrmsr(apic::kMsrIa32ApicBase, base | apic::kApicBaseX2ApicEnable);
-            a.wrmsr(apic::kX2ApicMsrSvr, 0x1FF);
-        }
+        m_platform->bring_up_host_apics();
         m_kvm = std::make_unique<vmm::Kvm>(*m_platform, params);
         m_vm = &m_kvm->create_vm(x2apic);
     }

@@ -54,7 +54,6 @@ inline constexpr std::uint8_t kPostedIntrVector = 0xF2;  // KVM POSTED_INTR_VECT
 inline constexpr std::uint64_t kGuestEntry = 0x1000;    // linear RIP of the guest program
 inline constexpr std::uint64_t kRflagsFixed = 0x2;      // RFLAGS bit 1 reads as 1
 inline constexpr std::uint64_t kRflagsIf = std::uint64_t{1} << 9;
-inline constexpr std::uint32_t kHostSvr = apic::kSvrApicSoftwareEnable | 0xFF;
 inline constexpr std::uint64_t kGuestMemoryBytes = std::uint64_t{1} << 20;
 // Instruction lengths the processor reports for the modelled instructions.
 inline constexpr unsigned kLenWrmsr = 2, kLenRdmsr = 2, kLenMovMmio = 6, kLenVmcall = 3, kLenHlt = 1;
@@ -311,14 +310,7 @@ public:
         : m_profile(load_profile(profile_name)) {
         sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
         m_platform = std::make_unique<Platform>("platform", m_profile, cpus);
-        // Host APICs in x2APIC mode, software-enabled (sim/experiment.cpp run_in_process).
-        for (unsigned c = 0; c < cpus; ++c) {
-            auto& a = m_platform->cpu(c).apic();
-            const std::uint64_t base = apic::kApicDefaultBaseAddress | apic::kApicBaseGlobalEnable |
-                                       (c == 0 ? apic::kApicBaseBsp : 0);
-            a.wrmsr(apic::kMsrIa32ApicBase, base | apic::kApicBaseX2ApicEnable);
-            a.wrmsr(apic::kX2ApicMsrSvr, kHostSvr);
-        }
+        m_platform->bring_up_host_apics();
         m_guest_memory.size = kGuestMemoryBytes;
         m_guest_memory.host_base = m_platform->memory().allocate(kGuestMemoryBytes, model::kPageSize);
     }

@@ -151,13 +151,7 @@ public:
           m_profile(model::CpuProfile::load(std::string(VTX_SOURCE_DIR) + "/profiles/spr.json")) {
         sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
         platform = std::make_unique<cpu::Platform>("platform", m_profile, n);
-        for (unsigned c = 0; c < n; ++c) {  // host APICs in x2APIC mode, as run_in_process
-            auto& a = platform->cpu(c).apic();
-            a.wrmsr(vtx::apic::kMsrIa32ApicBase, 0xFEE00000ull | vtx::apic::kApicBaseGlobalEnable |
-                                                     vtx::apic::kApicBaseX2ApicEnable |
-                                                     (c == 0 ? vtx::apic::kApicBaseBsp : 0));
-            a.wrmsr(vtx::apic::kX2ApicMsrSvr, 0x1FF);
-        }
+        platform->bring_up_host_apics();
         kvm = std::make_unique<vmm::Kvm>(*platform, vmm::KvmParams{});
         vm = &kvm->create_vm(x2apic);
         m_lines = vm->alloc_guest(64 * 8 * n, 64);
