@@ -19,9 +19,13 @@
 #include "cpu/guest.hpp"
 #include "cpu/platform.hpp"
 #include "model/profile.hpp"
+#include "vmcs/exit_info.hpp"
 #include "vmm/kvm.hpp"
 
 namespace vtx::test {
+
+// An exit reason as the number exit counts are kept by.
+inline std::uint16_t r(vmcs::ExitReason e) { return static_cast<std::uint16_t>(e); }
 
 inline model::CpuProfile load_profile(const std::string& name) {
     return model::CpuProfile::load(std::string(VTX_SOURCE_DIR) + "/profiles/" + name + ".json");

@@ -1,22 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include "model/memory_costs.hpp"
 #include "model/memory.hpp"
 
 using namespace vtx::model;
 
-namespace {
-CostTable costs() {
-    CostTable t;
-    t.set_cycles(Cost::MemL1Hit, 5);
-    t.set_cycles(Cost::MemLineTransfer, 100);
-    t.set_cycles(Cost::MemLockedRmw, 20);
-    t.set_cycles(Cost::MemUncachedAccess, 200);
-    return t;
-}
-}  // namespace
 
 TEST_CASE("reads and writes round-trip and untouched memory reads zero", "[memory]") {
-    CostTable t = costs();
+    CostTable t = vtx::test::memory_test_costs();
     PhysicalMemory mem(1 << 20, &t);
     DirectMemoryPort p(mem, 0);
     CHECK(p.read64(0x1000) == 0);
@@ -26,7 +17,7 @@ TEST_CASE("reads and writes round-trip and untouched memory reads zero", "[memor
 }
 
 TEST_CASE("locked operations return old values", "[memory]") {
-    CostTable t = costs();
+    CostTable t = vtx::test::memory_test_costs();
     PhysicalMemory mem(1 << 20, &t);
     DirectMemoryPort p(mem, 0);
     CHECK_FALSE(p.locked_bts(0x2000, 200));
@@ -50,7 +41,7 @@ TEST_CASE("locked operations return old values", "[memory]") {
 }
 
 TEST_CASE("an access outside memory is an error naming the address", "[memory]") {
-    CostTable t = costs();
+    CostTable t = vtx::test::memory_test_costs();
     PhysicalMemory mem(0x10000, &t);
     DirectMemoryPort p(mem, 0);
     CHECK_THROWS_AS(p.read64(0x10000), MemoryError);
@@ -65,7 +56,7 @@ TEST_CASE("an access outside memory is an error naming the address", "[memory]")
 }
 
 TEST_CASE("a line written by one core costs a transfer when another reads it", "[memory]") {
-    CostTable t = costs();
+    CostTable t = vtx::test::memory_test_costs();
     PhysicalMemory mem(1 << 20, &t);
     DirectMemoryPort a(mem, 0), b(mem, 1);
     a.write64(0x1000, 1);  // first touch: transfer

@@ -5,6 +5,7 @@
 #include <systemc>
 #include <tlm_utils/simple_initiator_socket.h>
 
+#include "model/memory_costs.hpp"
 #include "model/memory_target.hpp"
 
 using namespace vtx::model;
@@ -14,18 +15,10 @@ struct Initiator : sc_core::sc_module {
     tlm_utils::simple_initiator_socket<Initiator> socket{"socket"};
     explicit Initiator(sc_core::sc_module_name n) : sc_module(n) {}
 };
-CostTable costs() {
-    CostTable t;
-    t.set_cycles(Cost::MemL1Hit, 5);
-    t.set_cycles(Cost::MemLineTransfer, 100);
-    t.set_cycles(Cost::MemLockedRmw, 20);
-    t.set_cycles(Cost::MemUncachedAccess, 200);
-    return t;
-}
 }  // namespace
 
 TEST_CASE("memory answers TLM transactions with latency and address errors", "[memory][tlm]") {
-    CostTable t = costs();
+    CostTable t = vtx::test::memory_test_costs();
     Clock clock(2.0);
     PhysicalMemory mem(0x10000, &t);
     MemoryTarget target("memory", mem, clock);

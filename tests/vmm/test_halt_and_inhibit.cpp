@@ -13,11 +13,11 @@
 using namespace vtx;
 using test::KvmRig;
 using test::PingLog;
+using test::r;
 using vmcs::ExitReason;
 using vmcs::Field;
 
 namespace {
-std::uint16_t r(ExitReason e) { return static_cast<std::uint16_t>(e); }
 constexpr std::uint64_t kLetTargetSleep = 50000;  // cycles between IPIs (ipi_halt waits 2000 ticks)
 }  // namespace
 

@@ -10,11 +10,11 @@
 using namespace vtx;
 using test::KvmRig;
 using test::PingLog;
+using test::r;
 using vmcs::ExitReason;
 
 namespace {
 constexpr unsigned kIpis = 40;
-std::uint16_t r(ExitReason e) { return static_cast<std::uint16_t>(e); }
 vmm::KvmParams params(bool apicv, bool ipiv, bool fastpath = true) {
     vmm::KvmParams p;
     p.enable_apicv = apicv;

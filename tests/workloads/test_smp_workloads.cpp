@@ -9,11 +9,8 @@ using namespace vtx;
 using test::config;
 using test::kvm_params;
 using test::run_workload;
+using test::r;
 using vmcs::ExitReason;
-
-namespace {
-std::uint16_t r(ExitReason e) { return static_cast<std::uint16_t>(e); }
-}  // namespace
 
 TEST_CASE("ap_boot in x2APIC mode with IPIv: INIT-SIPI-SIPI brings every AP online exactly once") {
     auto run = run_workload("ap_boot", config(4, true), kvm_params(true, true));

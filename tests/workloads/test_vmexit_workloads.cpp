@@ -14,11 +14,8 @@ using namespace vtx;
 using test::config;
 using test::kvm_params;
 using test::run_workload;
+using test::r;
 using vmcs::ExitReason;
-
-namespace {
-std::uint16_t r(ExitReason e) { return static_cast<std::uint16_t>(e); }
-}  // namespace
 
 TEST_CASE("the vmexit and SMP workloads are registered") {
     for (const char* name : {"cpuid", "vmcall", "self_ipi_sti_nop", "self_ipi_sti_hlt", "self_ipi_tpr",
