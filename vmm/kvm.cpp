@@ -94,7 +94,6 @@ std::uint64_t Vcpu::exits(std::uint16_t reason) const {
     auto it = m_exits.find(reason);
     return it == m_exits.end() ? 0 : it->second;
 }
-std::uint64_t Vcpu::interrupts_received(std::uint8_t) const { return m_ctx.delivered_interrupts; }
 
 Vm::Vm(Kvm& kvm, unsigned index, bool x2apic, std::uint64_t memory_bytes)
     : m_kvm(kvm), m_index(index), m_x2apic(x2apic) {
@@ -374,7 +373,6 @@ void Kvm::vmx_vcpu_pi_put(Vcpu& v, bool preempted) {
     p.step(Cost::KvmVcpuLoadPut, "vcpu_put", "kvm_main.c, posted_intr.c vmx_vcpu_pi_put", "kvm");
     // vmx_vcpu_pi_put: a preempted vCPU gets its notifications suppressed.
     if (preempted && v.apicv_active()) pid::PostedInterruptDescriptor(p.memory(), v.m_pi_desc).set_sn();
-    v.m_preempted = preempted;
 }
 
 int Kvm::vcpu_enter_guest(Vcpu& v) {
@@ -746,21 +744,9 @@ void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
 bool Kvm::sync_pir_to_irr(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmSyncPirToIrr, "vmx_sync_pir_to_irr", "vmx.c", "kvm");
-    pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
-    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
-    bool got_posted_interrupt = false;
-    if (desc.pi_test_on()) {
-        desc.clear_on();
-        const pid::Pir pir = desc.kvm_sync_pir_words();
-        for (std::uint8_t vec : pir.vectors()) {
-            // __kvm_apic_update_irr ORs the PIR into the IRR: a vector pending in both
-            // is one interrupt from then on.
-            if (page.test_bit(cpu::kVapicIrr, vec)) ++m_coalesced;
-            page.set_bit(cpu::kVapicIrr, vec);
-            got_posted_interrupt = true;
-        }
-    }
+    const bool got_posted_interrupt = pir_to_irr(v, p.memory());
     if (!v.apicv_active()) return got_posted_interrupt;  // KVM_REQ_EVENT: the caller injects
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
     const std::uint8_t max_irr = page.highest_bit(cpu::kVapicIrr).value_or(0);
     const auto status = p.current_vmcs()->hw_read(Field::GuestIntrStatus);
     if ((status & 0xFF) != max_irr) p.vmwrite(Field::GuestIntrStatus, (status & 0xFF00) | max_irr);
@@ -830,11 +816,7 @@ bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
     return (*irr & kPriorityClassMask) > (apic_ppr(v) & kPriorityClassMask);
 }
 
-bool Kvm::pir_to_irr_while_blocked(Vcpu& v) {
-    // The same steps as sync_pir_to_irr, as plain (untimed) accesses: the check runs on a
-    // vCPU thread that does not own the CPU, and must not yield between it and the wait
-    // for a wake-up (a wake-up in between would be lost).
-    model::DirectMemoryPort port(m_platform.memory(), model::kDeviceAgent);
+bool Kvm::pir_to_irr(Vcpu& v, model::MemoryPort& port) {
     pid::PostedInterruptDescriptor desc(port, v.m_pi_desc);
     if (!desc.pi_test_on()) return false;
     desc.clear_on();
@@ -842,11 +824,21 @@ bool Kvm::pir_to_irr_while_blocked(Vcpu& v) {
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
     bool any = false;
     for (std::uint8_t vec : pir.vectors()) {
+        // __kvm_apic_update_irr ORs the PIR into the IRR: a vector pending in both is one
+        // interrupt from then on.
         if (page.test_bit(cpu::kVapicIrr, vec)) ++m_coalesced;
         page.set_bit(cpu::kVapicIrr, vec);
         any = true;
     }
     return any;
+}
+
+bool Kvm::pir_to_irr_while_blocked(Vcpu& v) {
+    // The same steps as sync_pir_to_irr, as plain (untimed) accesses: the check runs on a
+    // vCPU thread that does not own the CPU, and must not yield between it and the wait
+    // for a wake-up (a wake-up in between would be lost).
+    model::DirectMemoryPort port(m_platform.memory(), model::kDeviceAgent);
+    return pir_to_irr(v, port);
 }
 
 void Kvm::kvm_apic_accept_events(Vcpu& v) {

@@ -64,7 +64,6 @@ public:
     std::uint64_t exits(std::uint16_t reason) const;
     // Where the vCPU starts (linear address of its program) when it starts RUNNABLE.
     void set_entry_point(std::uint64_t linear) { m_entry = linear; }
-    std::uint64_t interrupts_received(std::uint8_t vector) const;
     // Nested VMX (vmm/nested.cpp): null until L1 executes VMXON.
     const NestedVmx* nested() const { return m_nested.get(); }
     bool guest_mode() const { return m_nested && m_nested->guest_mode; }  // is_guest_mode()
@@ -85,7 +84,6 @@ private:
     MpState m_mp_state = MpState::Runnable;
     bool m_launched = false;
     bool m_blocked = false;
-    bool m_preempted = false;
     bool m_pending_init = false;
     bool m_pending_sipi = false;
     std::uint8_t m_sipi_vector = 0;
@@ -189,6 +187,8 @@ private:
     void kvm_vcpu_kick(Vcpu& src, Vcpu& target);
     void kvm_vcpu_wake_up(Vcpu& src, Vcpu& target);
     bool sync_pir_to_irr(Vcpu& v);  // true: a posted interrupt arrived in the IRR
+    // ON set: clear it, move the PIR into the IRR (__kvm_apic_update_irr) through `port`.
+    bool pir_to_irr(Vcpu& v, model::MemoryPort& port);
     bool pir_to_irr_while_blocked(Vcpu& v);  // the same, untimed (kvm_vcpu_has_events)
     std::uint8_t apic_ppr(Vcpu& v);  // __apic_update_ppr, from the lapic page
     void inject_pending_interrupt(Vcpu& v);
