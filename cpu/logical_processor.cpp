@@ -1067,15 +1067,17 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
         if (!lp.event_window(g)) continue;
         // done() may make several timed loads: a store to the watched line between them
         // must not be slept through, so compare the line's store count around it.
+        model::MemoryTarget& memory = lp.m_platform.memory_target();
         std::uint64_t watch_hpa = 0, writes_before = 0;
+        sc_core::sc_event* line_written = nullptr;
         if (watch_gpa) {
             watch_hpa = lp.translate(g, *watch_gpa);
-            lp.m_platform.memory_target().line_written_event(watch_hpa);  // start counting
-            writes_before = lp.m_platform.memory_target().line_write_count(watch_hpa);
+            line_written = &memory.line_written_event(watch_hpa);  // counting starts here
+            writes_before = memory.line_write_count(watch_hpa);
         }
         if (done()) return;
         LogicalProcessor& cur = *g.lp;
-        if (watch_gpa && cur.m_platform.memory_target().line_write_count(watch_hpa) != writes_before) continue;
+        if (line_written && memory.line_write_count(watch_hpa) != writes_before) continue;
         // The loop period: PAUSE, or a load and a branch for a tight loop.
         const double period = pause ? cur.costs()[Cost::GuestPause]
                                     : cur.costs()[Cost::MemL1Hit] + cur.costs()[Cost::GuestInstruction];
@@ -1095,9 +1097,8 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
             g.instructions += 2;
             continue;
         }
-        if (watch_gpa) {
-            auto& line_ev = cur.m_platform.memory_target().line_written_event(watch_hpa);
-            cur.wait_for(line_ev | cur.m_apic->interrupt_event());
+        if (line_written) {
+            cur.wait_for(*line_written | cur.m_apic->interrupt_event());
         } else {
             cur.wait_for(cur.m_apic->interrupt_event());
         }
