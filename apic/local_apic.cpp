@@ -42,7 +42,8 @@ LocalApic::LocalApic(sc_core::sc_module_name name, std::uint32_t initial_apic_id
 
 // ---------------------------------------------------------------- register access
 
-MmioResult LocalApic::mmio_read(std::uint32_t offset) {
+MmioResult LocalApic::mmio_read(std::uint32_t offset, const sc_core::sc_time& annotation) {
+    const Annotated at(*this, annotation);
     MmioResult r;
     r.cycles = m_costs[Cost::ApicMmioAccess];
     if (offset == kApicOffsetTimerCurrentCount) refresh_timer_count();
@@ -54,7 +55,9 @@ MmioResult LocalApic::mmio_read(std::uint32_t offset) {
     return r;
 }
 
-MmioResult LocalApic::mmio_write(std::uint32_t offset, std::uint32_t value) {
+MmioResult LocalApic::mmio_write(std::uint32_t offset, std::uint32_t value,
+                                 const sc_core::sc_time& annotation) {
+    const Annotated at(*this, annotation);
     MmioResult r;
     r.cycles = m_costs[Cost::ApicMmioAccess];
     const unsigned before = pending_mask();
@@ -65,7 +68,8 @@ MmioResult LocalApic::mmio_write(std::uint32_t offset, std::uint32_t value) {
     return r;
 }
 
-MsrResult LocalApic::rdmsr(std::uint32_t msr) {
+MsrResult LocalApic::rdmsr(std::uint32_t msr, const sc_core::sc_time& annotation) {
+    const Annotated at(*this, annotation);
     MsrResult r;
     r.cycles = m_costs[Cost::ApicMsrAccess];
     if (msr == kX2ApicMsrTimerCurrentCount) refresh_timer_count();
@@ -75,7 +79,8 @@ MsrResult LocalApic::rdmsr(std::uint32_t msr) {
     return r;
 }
 
-MsrResult LocalApic::wrmsr(std::uint32_t msr, std::uint64_t value) {
+MsrResult LocalApic::wrmsr(std::uint32_t msr, std::uint64_t value, const sc_core::sc_time& annotation) {
+    const Annotated at(*this, annotation);
     MsrResult r;
     r.cycles = m_costs[Cost::ApicMsrAccess];
     const unsigned before = pending_mask();
@@ -130,8 +135,9 @@ void LocalApic::send_message(const InterruptMessage& msg) {
     InterruptMessageExtension ext{msg};
     std::uint32_t data = 0;
     prepare_interrupt_payload(gp, ext, data);
-    // The message leaves this APIC ApicIcrSend cycles after the ICR write.
-    sc_core::sc_time delay = m_clock.to_time(m_costs[Cost::ApicIcrSend]);
+    // The message leaves this APIC ApicIcrSend cycles after the ICR write (whose time is
+    // the access's annotation after sc_time_stamp()).
+    sc_core::sc_time delay = m_annotation + m_clock.to_time(m_costs[Cost::ApicIcrSend]);
     initiator_socket->b_transport(gp, delay);
     gp.clear_extension(&ext);
     ++m_ipis_sent;
@@ -248,9 +254,9 @@ void LocalApic::restart_timer() {
         return;
     }
     m_timer_running = true;
-    m_timer_start = sc_core::sc_time_stamp();
+    m_timer_start = access_time();
     m_state.set_timer_current_count(m_state.timer_initial_count());
-    m_timer_event.notify(timer_period());
+    m_timer_event.notify(m_annotation + timer_period());
 }
 
 void LocalApic::stop_timer() {
@@ -263,7 +269,8 @@ void LocalApic::refresh_timer_count() {
     if (!m_timer_running) return;
     const double cycles_per_count =
         timer_divisor(m_state.timer_divide_config()) * m_timer_cycles_per_tick;
-    const double elapsed = m_clock.to_cycles(sc_core::sc_time_stamp() - m_timer_start);
+    const sc_core::sc_time at = access_time();
+    const double elapsed = at > m_timer_start ? m_clock.to_cycles(at - m_timer_start) : 0.0;
     const double counted = std::floor(elapsed / cycles_per_count + 1e-9);
     const double initial = m_state.timer_initial_count();
     m_state.set_timer_current_count(static_cast<std::uint32_t>(initial - std::min(counted, initial)));

@@ -63,13 +63,16 @@ public:
               const vtx::model::CostTable& costs, const vtx::model::Clock& clock,
               InterruptBus& bus, bool bsp = false);
 
-    // ---- register access from the core. The caller has synchronized its local time, so
-    // sc_time_stamp() is the time of the access; an ICR write sends its message at
-    // sc_time_stamp() + ApicIcrSend. Costs: ApicMmioAccess / ApicMsrAccess.
-    MmioResult mmio_read(std::uint32_t offset);
-    MmioResult mmio_write(std::uint32_t offset, std::uint32_t value);
-    MsrResult rdmsr(std::uint32_t msr);
-    MsrResult wrmsr(std::uint32_t msr, std::uint64_t value);
+    // ---- register access from the core, at sc_time_stamp() + `annotation` (the core's
+    // local time offset in decoupled mode, TLM-2.0 loosely timed; zero when the core has
+    // synchronized): an ICR write sends its message at that time + ApicIcrSend, and the
+    // timer counts from it. Costs: ApicMmioAccess / ApicMsrAccess.
+    MmioResult mmio_read(std::uint32_t offset, const sc_core::sc_time& annotation = sc_core::SC_ZERO_TIME);
+    MmioResult mmio_write(std::uint32_t offset, std::uint32_t value,
+                          const sc_core::sc_time& annotation = sc_core::SC_ZERO_TIME);
+    MsrResult rdmsr(std::uint32_t msr, const sc_core::sc_time& annotation = sc_core::SC_ZERO_TIME);
+    MsrResult wrmsr(std::uint32_t msr, std::uint64_t value,
+                    const sc_core::sc_time& annotation = sc_core::SC_ZERO_TIME);
     // Host-software convenience: the ICR write of the current mode (xAPIC: ICR_HI then
     // ICR_LO; x2APIC: WRMSR 830H). Nothing is sent if the APIC is disabled or, in x2APIC
     // mode, the value sets reserved bits (counted in ipis_refused()).
@@ -144,7 +147,17 @@ private:
     bool signals_core(unsigned before, AcceptOutcome outcome, std::uint8_t vector) const;
     void record(const InterruptMessage& msg, AcceptOutcome outcome);
 
+    // The time of the register access being performed: sc_time_stamp() + its annotation.
+    sc_core::sc_time access_time() const { return sc_core::sc_time_stamp() + m_annotation; }
+    // Sets the annotation of one register access for its duration.
+    struct Annotated {
+        LocalApic& apic;
+        Annotated(LocalApic& a, const sc_core::sc_time& t) : apic(a) { apic.m_annotation = t; }
+        ~Annotated() { apic.m_annotation = sc_core::SC_ZERO_TIME; }
+    };
+
     ApicState m_state;
+    sc_core::sc_time m_annotation = sc_core::SC_ZERO_TIME;
     const vtx::model::CostTable& m_costs;
     const vtx::model::Clock& m_clock;
     std::size_t m_bus_index;

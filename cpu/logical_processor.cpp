@@ -110,6 +110,10 @@ void LogicalProcessor::sync() {
     }
 }
 
+sc_core::sc_time LogicalProcessor::annotation() const {
+    return decoupled() ? clock().to_time(m_local) : sc_core::SC_ZERO_TIME;
+}
+
 void LogicalProcessor::wait_for(const sc_core::sc_event& e) { wait_for(sc_core::sc_event_or_list() | e); }
 
 void LogicalProcessor::wait_for(const sc_core::sc_event_or_list& events) {
@@ -131,9 +135,15 @@ std::uint64_t LogicalProcessor::tsc() const {
 }
 
 void LogicalProcessor::Port::access(model::MemRequest& req) {
-    m_lp.sync();
+    m_lp.sync_point();
     req.agent = m_lp.m_index;
-    const double cycles = model::tlm_memory_access(m_lp.mem_socket, req, m_lp.clock());
+    const sc_core::sc_time offset = m_lp.annotation();
+    sc_core::sc_time delay = offset;
+    const double cycles = model::tlm_memory_access(m_lp.mem_socket, req, delay);
+    // The target may have waited the offset out (a store a poller waits for): keep what is
+    // left of it; the latency is charged below.
+    if (const sc_core::sc_time left = delay - m_lp.clock().to_time(cycles); left != offset)
+        m_lp.m_local = m_lp.clock().to_cycles(left);
     if (m_lp.m_platform.tracer().any()) {
         char what[96];
         std::snprintf(what, sizeof what, "%s 0x%llx", model::mem_op_name(req.op),
@@ -201,7 +211,7 @@ bool LogicalProcessor::is_apic_gpa(GuestContext&, std::uint64_t gpa) const {
 // Root-mode API: VMX instructions (SDM 30)
 // ====================================================================================
 vmcs::VmxResult LogicalProcessor::vmxon(std::uint64_t region) {
-    sync();
+    sync_point();
     step(Cost::VmxVmxon, "VMXON", "SDM 30 VMXON");
     if (m_vmx_on) {
         if (m_current) m_current->vmcs.hw_write(Field::VmInstructionError, 15);
@@ -216,7 +226,7 @@ vmcs::VmxResult LogicalProcessor::vmxon(std::uint64_t region) {
 }
 
 vmcs::VmxResult LogicalProcessor::vmxoff() {
-    sync();
+    sync_point();
     if (!m_vmx_on) return vmcs::VmxResult::fail_invalid();
     m_vmx_on = false;
     m_current = nullptr;
@@ -276,7 +286,7 @@ vmcs::VmxResult LogicalProcessor::vmwrite(Field f, std::uint64_t value) {
 // VM entry (SDM 26)
 // ====================================================================================
 EntryResult LogicalProcessor::vm_entry(bool launch) {
-    sync();
+    sync_point();
     EntryResult result;
     // 26.1 basic checks.
     if (!m_vmx_on || !m_current) {
@@ -401,7 +411,7 @@ void LogicalProcessor::guest_thread_body(GuestContext* gp) {
     program(*g.api);
     // The guest program returned: the VM has nothing left to run on this vCPU.
     LogicalProcessor& lp = *g.lp;
-    lp.sync();
+    lp.sync_point();
     g.finished = true;
     lp.m_platform.timeline().end(lp.now_cycles(), lp.m_index);
     lp.m_guest_finished = true;
@@ -446,7 +456,7 @@ void LogicalProcessor::vm_exit(GuestContext& g, std::uint32_t reason, std::uint6
 // Instruction boundary: event recognition and delivery (SDM 6.9 priorities, 25.2, 29.2)
 // ====================================================================================
 bool LogicalProcessor::event_window(GuestContext& g) {
-    sync();
+    sync_point();
     vmcs::Vmcs& v = g.vmcs;
     if (g.pending_injection >= 0) {
         const auto vec = static_cast<std::uint8_t>(g.pending_injection);
@@ -487,7 +497,7 @@ bool LogicalProcessor::event_window(GuestContext& g) {
         if (activity == ActivityState::WaitForSipi || activity == ActivityState::Shutdown) {
             // External interrupts, NMIs (and INIT in wait-for-SIPI) are blocked.
             wait_for(m_apic->interrupt_event());
-            sync();
+            sync_point();
             continue;
         }
         const bool sti_blocked =
@@ -544,7 +554,7 @@ bool LogicalProcessor::event_window(GuestContext& g) {
         }
         if (activity == ActivityState::Hlt) {
             wait_for(m_apic->interrupt_event());
-            sync();
+            sync_point();
             continue;
         }
         return true;
@@ -658,14 +668,14 @@ void LogicalProcessor::send_notification(std::uint8_t nv, std::uint32_t ndst) {
     ++m_notifications_sent;
     m_platform.timeline().instant(now_cycles(), m_index, "IPIv notification", "ipiv", {{"nv", nv}, {"ndst", ndst}});
     ++counter(m_stat_notifications_sent, "notifications.sent", "posted-interrupt notification IPIs sent by IPIv");
-    sync();
+    sync_point();
     if (m_apic->x2apic_mode()) {
-        const auto r = m_apic->wrmsr(kMsrX2apicIcr, (std::uint64_t{ndst} << kX2apicIcrDestShift) | nv);
+        const auto r = m_apic->wrmsr(kMsrX2apicIcr, (std::uint64_t{ndst} << kX2apicIcrDestShift) | nv, annotation());
         charge_cycles(r.cycles);
     } else {
         const std::uint32_t dest = pid::apic_id_from_ndst(ndst, false);
-        charge_cycles(m_apic->mmio_write(kVapicIcrHi, dest << kXapicIcrDestShift).cycles);
-        charge_cycles(m_apic->mmio_write(kVapicIcrLo, nv).cycles);
+        charge_cycles(m_apic->mmio_write(kVapicIcrHi, dest << kXapicIcrDestShift, annotation()).cycles);
+        charge_cycles(m_apic->mmio_write(kVapicIcrLo, nv, annotation()).cycles);
     }
 }
 
@@ -966,8 +976,8 @@ bool LogicalProcessor::exec_wrmsr(GuestContext& g) {
     // Operates normally: the physical register (x2APIC range) or an MSR the model
     // treats as a no-op.
     if (msr >= kX2apicMsrFirst && msr <= kX2apicMsrLast) {
-        sync();
-        const auto r = m_apic->wrmsr(msr, value);
+        sync_point();
+        const auto r = m_apic->wrmsr(msr, value, annotation());
         charge_cycles(r.cycles);
         if (r.gp) {
             deliver_guest_interrupt(g, kVectorGp);
@@ -990,8 +1000,8 @@ bool LogicalProcessor::exec_rdmsr(GuestContext& g) {
         (secondary() & vmcs::kSecondaryVirtualizeX2apicMode))
         x2apic_msr_read(g, msr, value, handled);
     if (!handled && msr >= kX2apicMsrFirst && msr <= kX2apicMsrLast) {
-        sync();
-        const auto r = m_apic->rdmsr(msr);
+        sync_point();
+        const auto r = m_apic->rdmsr(msr, annotation());
         charge_cycles(r.cycles);
         if (r.gp) {
             deliver_guest_interrupt(g, kVectorGp);
@@ -1055,6 +1065,24 @@ bool LogicalProcessor::exec_memory(GuestContext& g, model::MemRequest& req) {
     return true;
 }
 
+double LogicalProcessor::spin_period(bool pause) const {
+    // The loop period: PAUSE, or a load and a branch for a tight loop.
+    return pause ? costs()[Cost::GuestPause] : costs()[Cost::MemL1Hit] + costs()[Cost::GuestInstruction];
+}
+
+void LogicalProcessor::catch_up_with_store(GuestContext& g, const sc_core::sc_time& stored, bool pause) {
+    // Decoupled mode: the writer of the watched line ran ahead of SystemC time, so its
+    // store takes effect later than this processor's present. The loop keeps iterating
+    // until then and observes the value at its first iteration boundary after the store
+    // (what exact mode sees). In exact mode every store is already in the past.
+    const double due = clock().to_cycles(stored) - now_cycles();
+    if (due <= 0.0) return;
+    const double period = spin_period(pause);
+    const double iterations = std::ceil(due / period);
+    charge_cycles(iterations * period);
+    g.instructions += static_cast<std::uint64_t>(iterations) * 2;
+}
+
 void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& done,
                                  std::optional<std::uint64_t> watch_gpa, bool pause, bool done_never) {
     // A PAUSE loop: each iteration polls `done()` and executes PAUSE; interrupts are
@@ -1075,12 +1103,11 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
             line_written = &memory.line_written_event(watch_hpa);  // counting starts here
             writes_before = memory.line_write_count(watch_hpa);
         }
+        if (line_written) lp.catch_up_with_store(g, memory.line_store_time(watch_hpa), pause);
         if (done()) return;
         LogicalProcessor& cur = *g.lp;
         if (line_written && memory.line_write_count(watch_hpa) != writes_before) continue;
-        // The loop period: PAUSE, or a load and a branch for a tight loop.
-        const double period = pause ? cur.costs()[Cost::GuestPause]
-                                    : cur.costs()[Cost::MemL1Hit] + cur.costs()[Cost::GuestInstruction];
+        const double period = cur.spin_period(pause);
         // Inside an STI / MOV-SS blocking window (the loop right after STI), one iteration
         // retires first: that ends the window, and an interrupt held back by it is taken
         // at the next boundary without waiting for a new one (SDM 6.8.3).
@@ -1098,7 +1125,9 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
             continue;
         }
         if (line_written) {
+            memory.begin_wait(watch_hpa);
             cur.wait_for(*line_written | cur.m_apic->interrupt_event());
+            memory.end_wait(watch_hpa);
         } else {
             cur.wait_for(cur.m_apic->interrupt_event());
         }
@@ -1115,14 +1144,14 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
 // ====================================================================================
 void LogicalProcessor::host_send_ipi(std::uint32_t destination, std::uint8_t vector,
                                      std::uint32_t icr_extra) {
-    sync();
+    sync_point();
     if (m_apic->x2apic_mode()) {
         const auto r = m_apic->wrmsr(kMsrX2apicIcr, (std::uint64_t{destination} << kX2apicIcrDestShift) |
-                                                        vector | icr_extra);
+                                                        vector | icr_extra, annotation());
         charge_cycles(r.cycles);
     } else {
-        charge_cycles(m_apic->mmio_write(kVapicIcrHi, destination << kXapicIcrDestShift).cycles);
-        charge_cycles(m_apic->mmio_write(kVapicIcrLo, vector | icr_extra).cycles);
+        charge_cycles(m_apic->mmio_write(kVapicIcrHi, destination << kXapicIcrDestShift, annotation()).cycles);
+        charge_cycles(m_apic->mmio_write(kVapicIcrLo, vector | icr_extra, annotation()).cycles);
     }
 }
 
@@ -1140,7 +1169,7 @@ void LogicalProcessor::handle_host_interrupts() {
         m_host_if = false;
         if (m_host_handlers[vec]) m_host_handlers[vec](vec);
         m_host_if = true;
-        sync();
+        sync_point();
         m_apic->eoi();
         step(Cost::ApicEoi, "host: EOI", "SDM 10.8.5", "apic");
         ++counter(m_stat_host_interrupts, "host.interrupts", "interrupts taken in root operation");
@@ -1153,19 +1182,19 @@ void LogicalProcessor::run_host_handler(std::uint8_t vec) {
     m_host_if = false;
     if (m_host_handlers[vec]) m_host_handlers[vec](vec);
     m_host_if = saved;
-    sync();
+    sync_point();
     m_apic->eoi();
     step(Cost::ApicEoi, "host: EOI", "SDM 10.8.5", "apic");
 }
 
 void LogicalProcessor::local_irq_enable() {
     m_host_if = true;
-    sync();
+    sync_point();
     handle_host_interrupts();
 }
 
 void LogicalProcessor::host_wait_for_interrupt(sc_core::sc_event* wake) {
-    sync();
+    sync_point();
     if (m_host_if && m_apic->intr_pending()) {
         handle_host_interrupts();
         return;

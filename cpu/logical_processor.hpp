@@ -11,9 +11,13 @@
 //    as control reaches HOST_RIP on hardware.
 //
 // Time: each processor keeps a local time offset (cycles charged since its last
-// synchronization) and synchronizes with SystemC time whenever another component could
-// observe it: memory accesses, APIC accesses, waits, VM transitions are all preceded by
-// sync().
+// synchronization). Before anything another component could observe (memory and APIC
+// accesses, instruction boundaries, VMX instructions) it calls sync_point(): in exact mode
+// (quantum 0) that synchronizes with SystemC time; in decoupled mode (TLM-2.0 loosely
+// timed) it synchronizes only once the offset reaches the quantum, and the offset is
+// annotated on the transaction or notification instead (annotation()). Waits absorb the
+// offset (wait_for); a hand-over of the CPU to another thread synchronizes (sync()).
+// docs/architecture.md, "Time modes".
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -95,7 +99,20 @@ public:
     void charge_cycles(double cycles) { m_local += cycles; }
     // A named step of a microcode flow or VMM path: charges its cost and traces it.
     void step(model::Cost c, const char* name, const char* where, const char* flag = "vmx");
+    // Synchronizes with SystemC time now (before handing the CPU to another thread).
     void sync();
+    // Before an action another agent may observe: exact mode synchronizes; decoupled mode
+    // only once the local offset has reached the quantum.
+    void sync_point() {
+        if (m_local >= m_quantum) sync();
+    }
+    // The delay to annotate on a transaction or notification another agent observes, so
+    // that it takes effect at this processor's local time: the local offset in decoupled
+    // mode; zero in exact mode, which synchronized at the sync point before it.
+    sc_core::sc_time annotation() const;
+    // The global quantum in cycles (0: exact mode). Set by the Platform.
+    double quantum() const { return m_quantum; }
+    bool decoupled() const { return m_quantum > 0.0; }
     // Waits for an event without losing a notification: the local offset is not
     // synchronized first (that would yield between a check and the wait); the time the
     // processor was ahead is charged after waking if the event came sooner.
@@ -217,6 +234,10 @@ private:
                          bool& handled);
     bool msr_bitmap_intercepts(std::uint32_t msr, bool write) const;
     void send_notification(std::uint8_t nv, std::uint32_t ndst);
+    // Spin loops: the period of one iteration, and the wait for a store to the watched
+    // line that takes effect after this processor's present (decoupled mode).
+    double spin_period(bool pause) const;
+    void catch_up_with_store(GuestContext& g, const sc_core::sc_time& stored, bool pause);
     std::uint64_t translate(GuestContext& g, std::uint64_t gpa) const;
     bool is_apic_gpa(GuestContext& g, std::uint64_t gpa) const;
 
@@ -244,6 +265,9 @@ private:
     Port m_port{*this};
     std::function<void()> m_software;
     double m_local = 0.0;  // local time offset in cycles
+    // Cycles the local offset may reach before sync_point() synchronizes. Exact mode: 0
+    // (synchronize whenever anything was charged); decoupled: the global quantum.
+    double m_quantum = 0.0;
 
     // VMX state.
     bool m_vmx_on = false;

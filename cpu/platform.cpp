@@ -1,8 +1,12 @@
 #include "cpu/platform.hpp"
 
+#include <cmath>
 #include <string>
 
+#include <tlm>
+
 #include "apic/registers.hpp"
+#include "model/error.hpp"
 
 namespace vtx::cpu {
 
@@ -24,6 +28,14 @@ Platform::Platform(sc_core::sc_module_name name, const model::CpuProfile& profil
 }
 
 Platform::~Platform() = default;
+
+void Platform::set_quantum(double cycles) {
+    if (!(cycles >= 0.0) || !std::isfinite(cycles))
+        throw model::ConfigError("quantum must be a finite number of cycles >= 0, got " + std::to_string(cycles));
+    m_quantum = cycles;
+    for (auto& lp : m_cpus) lp->m_quantum = cycles;
+    tlm::tlm_global_quantum::instance().set(m_clock.to_time(cycles));
+}
 
 void Platform::bring_up_host_apics() {
     constexpr std::uint32_t kHostSvr = apic::kSvrApicSoftwareEnable | 0xFF;  // spurious vector FFH

@@ -52,6 +52,13 @@ public:
     model::Tracer& tracer() { return m_tracer; }
     model::Timeline& timeline() { return m_timeline; }
 
+    // The time mode (docs/architecture.md): 0 = exact (every processor synchronizes before
+    // anything another component could observe), else the global quantum in cycles by
+    // which a processor may run ahead of SystemC time (TLM-2.0 loosely timed; also set as
+    // tlm::tlm_global_quantum for other TLM components). Set before the simulation starts.
+    void set_quantum(double cycles);
+    double quantum() const { return m_quantum; }
+
     // What the host's firmware and kernel do to its local APICs before anything runs:
     // x2APIC mode (as Linux uses on these servers), software-enabled, spurious vector FFH.
     void bring_up_host_apics();
@@ -64,6 +71,7 @@ public:
 private:
     model::CpuProfile m_profile;
     model::Clock m_clock;
+    double m_quantum = 0.0;
     vmcs::VmxCapabilities m_caps;
     model::PhysicalMemory m_memory;
     model::Stats m_stats;

@@ -57,6 +57,7 @@ struct MemRequest {
     std::uint64_t result = 0;    // old value / old bit
     std::uint8_t data[64] = {};  // Read/Write/FetchAndClear payload
     int agent = kDeviceAgent;    // who accesses (a processor index), for the coherence model
+    double latency = 0;          // set by the memory target: the access's latency in cycles
 };
 
 class PhysicalMemory {

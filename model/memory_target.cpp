@@ -1,5 +1,6 @@
 #include "model/memory_target.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace vtx::model {
@@ -8,23 +9,43 @@ MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, co
     : sc_module(name), socket("socket"), m_mem(mem), m_clock(clock) {
     socket.register_b_transport(this, &MemoryTarget::b_transport);
     m_mem.set_store_observer([this](std::uint64_t line, int) {
-        auto it = m_line_events.find(line);
-        if (it != m_line_events.end()) {
-            ++m_line_writes[line];
-            it->second->notify(sc_core::SC_ZERO_TIME);
+        if (WatchedLine* w = watched(line)) {
+            ++w->writes;
+            w->latest = std::max(w->latest, sc_core::sc_time_stamp() + m_store_time_offset);
+            w->written.notify(m_store_time_offset);
         }
     });
 }
 
+MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) {
+    if (m_watched.empty()) return nullptr;
+    auto it = m_watched.find(line_address & ~(kCacheLineSize - 1));
+    return it == m_watched.end() ? nullptr : &it->second;
+}
+
+const MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) const {
+    auto it = m_watched.find(line_address & ~(kCacheLineSize - 1));
+    return it == m_watched.end() ? nullptr : &it->second;
+}
+
 std::uint64_t MemoryTarget::line_write_count(std::uint64_t line_address) const {
-    auto it = m_line_writes.find(line_address & ~(kCacheLineSize - 1));
-    return it == m_line_writes.end() ? 0 : it->second;
+    const WatchedLine* w = watched(line_address);
+    return w ? w->writes : 0;
+}
+
+sc_core::sc_time MemoryTarget::line_store_time(std::uint64_t line_address) const {
+    const WatchedLine* w = watched(line_address);
+    return w ? w->latest : sc_core::SC_ZERO_TIME;
 }
 
 sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) {
-    auto& ev = m_line_events[line_address & ~(kCacheLineSize - 1)];
-    if (!ev) ev = std::make_unique<sc_core::sc_event>();
-    return *ev;
+    return m_watched[line_address & ~(kCacheLineSize - 1)].written;
+}
+
+void MemoryTarget::begin_wait(std::uint64_t line_address) { ++m_watched[line_address & ~(kCacheLineSize - 1)].waiters; }
+
+void MemoryTarget::end_wait(std::uint64_t line_address) {
+    if (WatchedLine* w = watched(line_address); w && w->waiters > 0) --w->waiters;
 }
 
 void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {
@@ -42,10 +63,21 @@ void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_ti
         plain.size = gp.get_data_length();
         if (gp.is_write()) std::memcpy(plain.data, gp.get_data_ptr(), plain.size);
     }
+    if (req->op != MemOp::Read && delay != sc_core::SC_ZERO_TIME) {
+        // A store to a line a poller waits on: synchronize first (see begin_wait).
+        if (const WatchedLine* w = watched(req->address); w && w->waiters > 0) {
+            wait(delay);
+            delay = sc_core::SC_ZERO_TIME;
+        }
+    }
     try {
+        m_store_time_offset = delay;
         const double cycles = m_mem.access(*req);
+        m_store_time_offset = sc_core::SC_ZERO_TIME;
+        req->latency = cycles;
         delay += m_clock.to_time(cycles);
     } catch (const MemoryError&) {
+        m_store_time_offset = sc_core::SC_ZERO_TIME;
         gp.set_response_status(tlm::TLM_ADDRESS_ERROR_RESPONSE);
         return;
     }

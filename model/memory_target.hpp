@@ -3,7 +3,7 @@
 // the operation (plain or locked) and the initiating agent; plain TLM reads and writes
 // without the extension are accepted as device (uncached) accesses. An access outside
 // memory completes with TLM_ADDRESS_ERROR_RESPONSE, which the initiator reports.
-#include <map>
+#include <unordered_map>
 
 #include <systemc>
 #include <tlm>
@@ -30,24 +30,52 @@ public:
 
     PhysicalMemory& memory() { return m_mem; }
 
-    // Notified (at the current time) whenever a line is stored to: spin-waits use it.
+    // ---- lines a spin-wait watches (the first call of line_written_event makes a line
+    // watched; the others are meaningful for watched lines only).
+    // Notified whenever the line is stored to, at the store's time (the transaction's
+    // annotated delay: the initiator's local offset).
     sc_core::sc_event& line_written_event(std::uint64_t line_address);
     // How many stores the line has seen so far: a poller that reads it before and after
     // evaluating its condition knows whether a store slipped in between.
     std::uint64_t line_write_count(std::uint64_t line_address) const;
+    // The latest time at which a store to the line takes effect. In decoupled mode a
+    // writer running ahead of SystemC time stores "in the future": a poller must not
+    // observe the value before then.
+    sc_core::sc_time line_store_time(std::uint64_t line_address) const;
+    // A poller waits on the line from begin_wait to end_wait. A store to a line with a
+    // waiting poller synchronizes its initiator first (decoupled mode: the transaction's
+    // annotated delay is waited out in b_transport, as a TLM-2.0 LT target may), so the
+    // poller wakes, and sees memory, at the store's simulated time and in its order.
+    void begin_wait(std::uint64_t line_address);
+    void end_wait(std::uint64_t line_address);
 
 private:
+    struct WatchedLine {
+        sc_core::sc_event written;
+        std::uint64_t writes = 0;
+        sc_core::sc_time latest = sc_core::SC_ZERO_TIME;
+        unsigned waiters = 0;
+    };
+    WatchedLine* watched(std::uint64_t line_address);
+    const WatchedLine* watched(std::uint64_t line_address) const;
     void b_transport(int id, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
+
     PhysicalMemory& m_mem;
     const Clock& m_clock;
-    std::map<std::uint64_t, std::unique_ptr<sc_core::sc_event>> m_line_events;
-    std::map<std::uint64_t, std::uint64_t> m_line_writes;  // lines someone waits on
+    // The annotated delay of the transaction being performed (zero for untimed accesses
+    // made directly on PhysicalMemory): when its stores become visible.
+    sc_core::sc_time m_store_time_offset = sc_core::SC_ZERO_TIME;
+    // Node-based: a WatchedLine (and its event) never moves once made.
+    std::unordered_map<std::uint64_t, WatchedLine> m_watched;
 };
 
-// Performs one MemRequest through an initiator socket; returns the access latency in cycles.
-// Throws MemoryError when the target answers with an address error.
+// Performs one MemRequest through an initiator socket, TLM-2.0 loosely timed: `delay` is
+// the initiator's local time offset on the way in (the access takes effect that long after
+// the current SystemC time) and, on the way out, the offset after the access (the target
+// adds the latency, and may have waited part of the offset out). Returns the access
+// latency in cycles. Throws MemoryError when the target answers with an address error.
 template <typename Socket>
-double tlm_memory_access(Socket& socket, MemRequest& req, const Clock& clock) {
+double tlm_memory_access(Socket& socket, MemRequest& req, sc_core::sc_time& delay) {
     tlm::tlm_generic_payload gp;
     MemOpExtension ext;
     ext.request = &req;
@@ -64,14 +92,13 @@ double tlm_memory_access(Socket& socket, MemRequest& req, const Clock& clock) {
     gp.set_data_length(req.size);
     gp.set_streaming_width(req.size);
     gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
-    sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
     socket->b_transport(gp, delay);
     if (gp.get_response_status() == tlm::TLM_ADDRESS_ERROR_RESPONSE)
         throw MemoryError(req.address, req.size,
                           "TLM address error: physical address outside memory");
     if (gp.is_response_error())
         throw MemoryError(req.address, req.size, "TLM error: " + gp.get_response_string());
-    return clock.to_cycles(delay);
+    return req.latency;
 }
 
 }  // namespace vtx::model

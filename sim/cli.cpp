@@ -46,6 +46,28 @@ void print_help(std::ostream& os) {
     }
 }
 
+std::string format_cycles(double cycles) {
+    std::ostringstream os;
+    os << cycles;
+    return os.str();
+}
+
+// --quantum CYCLES: a whole number of cycles, 0 (exact mode) up to kMaxQuantumCycles.
+constexpr double kMaxQuantumCycles = 1e9;
+double parse_quantum(const std::string& text) {
+    std::size_t used = 0;
+    double q = 0;
+    try {
+        q = std::stod(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used != text.size() || !std::isfinite(q) || q < 0 || q > kMaxQuantumCycles || q != std::floor(q))
+        throw model::ConfigError("--quantum: \"" + text + "\" is not a whole number of cycles from 0 (exact mode) to " +
+                                 format_cycles(kMaxQuantumCycles));
+    return q;
+}
+
 // Options shared by the simulation subcommands.
 struct Common {
     std::string profile = "spr";
@@ -56,6 +78,7 @@ struct Common {
     std::string json, csv, config, stats;
     bool trace = false;
     std::string debug;
+    std::string quantum;  // empty: kDefaultQuantumCycles
 };
 
 void add_common(po::options_description& d, Common& c, unsigned default_runs) {
@@ -71,7 +94,10 @@ void add_common(po::options_description& d, Common& c, unsigned default_runs) {
         ("stats", po::value(&c.stats), "write run 1's statistics (gem5 stats.txt style) to FILE")
         ("config", po::value(&c.config), "read these options (key = value lines) from FILE")
         ("trace", po::bool_switch(&c.trace), "print every microcode step and VMM path (cycle, cpu, mode, step, section)")
-        ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest,mem");
+        ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest,mem")
+        ("quantum", po::value(&c.quantum),
+         ("time mode: 0 = exact (synchronize before every observable action), N = decoupled, a "
+          "processor runs up to N cycles ahead (default " + format_cycles(kDefaultQuantumCycles) + ")").c_str());
 }
 
 // Parses a subcommand's options (command line, then --config FILE with the same keys).
@@ -112,6 +138,7 @@ RunSpec base_spec(const Common& c) {
             spec.debug_flags.push_back(f);
         }
     if (c.runs == 0) throw model::ConfigError("--runs must be at least 1");
+    if (!c.quantum.empty()) spec.quantum_cycles = parse_quantum(c.quantum);
     return spec;
 }
 
@@ -132,6 +159,7 @@ nlohmann::json resolved_config(const RunSpec& s) {
             {"pcpus", s.config.pcpus},
             {"goal", s.config.goal},
             {"seed", s.seed},
+            {"quantum", s.quantum_cycles},
             {"knobs", kvm},
             {"costs", costs}};
 }

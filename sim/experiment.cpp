@@ -97,6 +97,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     model::CpuProfile profile = spec.profile;
     apply_run_variation(profile, spec.seed, spec.stream, spec.run_index);
     auto platform = std::make_unique<cpu::Platform>("platform", profile, spec.config.pcpus);
+    platform->set_quantum(spec.quantum_cycles);
     if (spec.trace) platform->tracer().enable_all();
     for (const auto& f : spec.debug_flags) platform->tracer().enable(f);
     if (!spec.timeline_path.empty()) platform->timeline().enable();

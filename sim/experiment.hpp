@@ -14,6 +14,12 @@
 
 namespace vtx::sim {
 
+// The default time mode: the global quantum, in core cycles, by which a processor may
+// run ahead of SystemC time. Chosen as the fastest quantum whose results stay within the
+// error budget against exact mode (quantum 0); measured table in docs/architecture.md,
+// budget checked by tests/sim/test_time_modes.cpp.
+inline constexpr double kDefaultQuantumCycles = 0;
+
 struct RunSpec {
     std::string workload = "ipi";
     model::CpuProfile profile;  // with --set overrides applied
@@ -27,6 +33,7 @@ struct RunSpec {
     std::string timeline_path;  // write a Chrome/Perfetto trace-event timeline here
     std::vector<std::pair<vmcs::Field, std::uint64_t>> vmcs_overrides;  // --set vmcs.FIELD=VALUE
     double max_simulated_seconds = 60.0;  // a run that has not finished by then is an error
+    double quantum_cycles = kDefaultQuantumCycles;  // 0: exact mode; else decoupled (cpu/platform.hpp)
 };
 
 struct RunOutcome {

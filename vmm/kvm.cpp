@@ -738,7 +738,7 @@ void Kvm::kvm_vcpu_kick(Vcpu& src, Vcpu& target) {
 void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
     LogicalProcessor& p = lp(src);
     p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
-    if (target.m_blocked) target.m_wake_event.notify(sc_core::SC_ZERO_TIME);
+    if (target.m_blocked) target.m_wake_event.notify(p.annotation());
 }
 
 bool Kvm::sync_pir_to_irr(Vcpu& v) {
@@ -920,7 +920,7 @@ void Kvm::pi_wakeup_handler(unsigned pcpu) {
             ++m_platform.stats().counter("kvm.pi_wakeups", "count",
                                          "blocked vCPUs woken by pi_wakeup_handler (PID.ON set)");
             p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
-            if (v->m_blocked) v->m_wake_event.notify(sc_core::SC_ZERO_TIME);
+            if (v->m_blocked) v->m_wake_event.notify(p.annotation());
         }
     }
 }
