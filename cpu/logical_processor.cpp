@@ -1,5 +1,6 @@
 #include "cpu/logical_processor.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -110,8 +111,20 @@ void LogicalProcessor::sync() {
     }
 }
 
+sc_core::sc_time LogicalProcessor::hand_over() {
+    sync_point();
+    const sc_core::sc_time free_at = sc_core::sc_time_stamp() + annotation();
+    m_local = 0.0;
+    return free_at;
+}
+
+void LogicalProcessor::take_over(const sc_core::sc_time& free_at) {
+    const sc_core::sc_time now = sc_core::sc_time_stamp();
+    if (free_at > now) m_local = std::max(m_local, clock().to_cycles(free_at - now));
+}
+
 sc_core::sc_time LogicalProcessor::annotation() const {
-    return decoupled() ? clock().to_time(m_local) : sc_core::SC_ZERO_TIME;
+    return clock().to_time(m_local);
 }
 
 void LogicalProcessor::wait_for(const sc_core::sc_event& e) { wait_for(sc_core::sc_event_or_list() | e); }

@@ -106,6 +106,19 @@ public:
     void sync_point() {
         if (m_local >= m_quantum) sync();
     }
+    // Before software on this processor reads state that another thread of the simulation
+    // changes without a transaction (the VMM's per-vCPU mode and blocked flags): decoupled
+    // mode synchronizes, so the read sees that state as of this processor's local time.
+    // (Exact mode synchronized at the last sync point: no transaction came since.)
+    void sync_for_shared_state() {
+        if (decoupled()) sync();
+    }
+    // The CPU passes from the running thread to another (schedule()): returns when, in
+    // SystemC time, it is free (decoupled: now + the local offset, which the leaving
+    // thread hands over instead of waiting it out; exact mode synchronizes first), and
+    // clears the offset. The thread that takes the CPU calls take_over with that time.
+    sc_core::sc_time hand_over();
+    void take_over(const sc_core::sc_time& free_at);
     // The delay to annotate on a transaction or notification another agent observes, so
     // that it takes effect at this processor's local time: the local offset in decoupled
     // mode; zero in exact mode, which synchronized at the sync point before it.

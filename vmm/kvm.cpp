@@ -677,6 +677,7 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
 void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, std::uint32_t delivery_mode, std::uint8_t vector) {
     LogicalProcessor& p = lp(src);
     p.step(Cost::KvmAcceptIrq, "__apic_accept_irq", "lapic.c", "kvm");
+    p.sync_for_shared_state();  // the target's mode and blocked state, as of now
     switch (static_cast<apic::DeliveryMode>(delivery_mode)) {
         case apic::DeliveryMode::Fixed:
         case apic::DeliveryMode::LowestPriority:
@@ -911,6 +912,7 @@ void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
 
 void Kvm::pi_wakeup_handler(unsigned pcpu) {
     LogicalProcessor& p = m_platform.cpu(pcpu);
+    p.sync_for_shared_state();  // the listed vCPUs' blocked state, as of now
     ++m_platform.stats().counter("kvm.pi_wakeup_handler", "count",
                                  "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)");
     for (Vcpu* v : m_wakeup_list[pcpu]) {

@@ -25,6 +25,7 @@ void HostScheduler::acquire(Vcpu& v) {
     while (!(m_owner == nullptr && m_queue.front() == &v)) sc_core::wait(m_changed);
     m_queue.pop_front();
     m_owner = &v;
+    m_cpu.take_over(m_free_at);
     m_need_resched = false;
     if (m_last != &v) {
         m_cpu.step(Cost::HostContextSwitch, "schedule: switch to the vCPU thread", "kernel/sched", "kvm");
@@ -36,9 +37,9 @@ void HostScheduler::acquire(Vcpu& v) {
 
 void HostScheduler::release(Vcpu& v) {
     if (m_owner != &v) return;
-    m_cpu.sync();
+    m_free_at = m_cpu.hand_over();
     m_owner = nullptr;
-    m_changed.notify(sc_core::SC_ZERO_TIME);
+    m_changed.notify(m_free_at - sc_core::sc_time_stamp());
 }
 
 void HostScheduler::yield(Vcpu& v) {
@@ -69,6 +70,7 @@ void HostScheduler::idle_loop() {
     // The idle task touches the CPU (its time, its APIC) only while no vCPU thread owns it.
     for (;;) {
         if (!m_owner) {
+            m_cpu.take_over(m_free_at);
             m_cpu.local_irq_enable();  // runs the handlers of pending host interrupts
             m_cpu.sync();
             if (!m_owner && m_cpu.host_interrupt_pending()) continue;
