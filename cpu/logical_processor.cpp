@@ -152,7 +152,7 @@ void LogicalProcessor::Port::access(model::MemRequest& req) {
     req.agent = m_lp.m_index;
     const sc_core::sc_time offset = m_lp.annotation();
     sc_core::sc_time delay = offset;
-    const double cycles = model::tlm_memory_access(m_lp.mem_socket, req, delay);
+    const double cycles = model::tlm_memory_access(m_lp.mem_socket, m_payload, req, delay);
     // The target may have waited the offset out (a store a poller waits for): keep what is
     // left of it; the latency is charged below.
     if (const sc_core::sc_time left = delay - m_lp.clock().to_time(cycles); left != offset)

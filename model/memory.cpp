@@ -40,18 +40,27 @@ void PhysicalMemory::check(std::uint64_t address, std::uint64_t len) const {
 }
 
 std::uint8_t* PhysicalMemory::page(std::uint64_t address, bool create) {
-    const std::uint64_t pn = address / kPageSize;
-    auto it = m_pages.find(pn);
-    if (it != m_pages.end()) return it->second.get();
+    if (std::uint8_t* p = const_cast<std::uint8_t*>(page(address))) return p;
     if (!create) return nullptr;
+    const std::uint64_t pn = address / kPageSize;
     auto p = std::make_unique<std::uint8_t[]>(kPageSize);
     std::memset(p.get(), 0, kPageSize);
-    return m_pages.emplace(pn, std::move(p)).first->second.get();
+    std::uint8_t* made = m_pages.emplace(pn, std::move(p)).first->second.get();
+    const std::size_t slot = pn % kPageCacheSlots;
+    m_cached_pn[slot] = pn;
+    m_cached_page[slot] = made;
+    return made;
 }
 
 const std::uint8_t* PhysicalMemory::page(std::uint64_t address) const {
-    auto it = m_pages.find(address / kPageSize);
-    return it == m_pages.end() ? nullptr : it->second.get();
+    const std::uint64_t pn = address / kPageSize;
+    const std::size_t slot = pn % kPageCacheSlots;
+    if (m_cached_page[slot] && m_cached_pn[slot] == pn) return m_cached_page[slot];
+    auto it = m_pages.find(pn);
+    if (it == m_pages.end()) return nullptr;
+    m_cached_pn[slot] = pn;
+    m_cached_page[slot] = it->second.get();
+    return it->second.get();
 }
 
 void PhysicalMemory::peek(std::uint64_t address, void* out, std::uint64_t len) const {

@@ -3,6 +3,7 @@
 // VMX flows and KVM use, and a small coherence model (who holds which 64-byte line) that
 // prices each access from the cost table. Plain C++; model/memory_target.hpp wraps it
 // as a TLM-2.0 target.
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -101,6 +102,11 @@ private:
     std::uint64_t m_size;
     const CostTable* m_costs;
     std::unordered_map<std::uint64_t, std::unique_ptr<std::uint8_t[]>> m_pages;
+    // Direct-mapped cache of page number -> page (pages are never freed, so an entry
+    // stays valid): most accesses find their page here without a hash lookup.
+    static constexpr std::size_t kPageCacheSlots = 64;
+    mutable std::array<std::uint64_t, kPageCacheSlots> m_cached_pn{};
+    mutable std::array<std::uint8_t*, kPageCacheSlots> m_cached_page{};
     std::unordered_map<std::uint64_t, Line> m_lines;
     std::uint64_t m_next_free = 0x100000;  // allocator starts above the first MiB
     std::function<void(std::uint64_t, int)> m_store_observer;

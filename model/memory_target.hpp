@@ -74,9 +74,11 @@ private:
 // the current SystemC time) and, on the way out, the offset after the access (the target
 // adds the latency, and may have waited part of the offset out). Returns the access
 // latency in cycles. Throws MemoryError when the target answers with an address error.
+// `gp` is the initiator's payload, reused from one access to the next (constructing one
+// allocates its extension array).
 template <typename Socket>
-double tlm_memory_access(Socket& socket, MemRequest& req, sc_core::sc_time& delay) {
-    tlm::tlm_generic_payload gp;
+double tlm_memory_access(Socket& socket, tlm::tlm_generic_payload& gp, MemRequest& req,
+                         sc_core::sc_time& delay) {
     MemOpExtension ext;
     ext.request = &req;
     gp.set_extension(&ext);

@@ -34,18 +34,6 @@ static_assert(kFields.size() == kKnownFieldCount);
 
 const FieldInfo& known_field(std::size_t position) { return kFields.at(position); }
 
-std::optional<std::size_t> field_position(std::uint32_t full_encoding) {
-    // Every VMCS access of the processor goes through here: a direct table over the
-    // 15 defined encoding bits (built once) instead of a search.
-    static const auto kTable = [] {
-        std::array<std::int16_t, kEncodingDefinedBits + 1> t{};
-        t.fill(-1);
-        for (std::size_t i = 0; i < kFields.size(); ++i) t[encoding(kFields[i].field)] = static_cast<std::int16_t>(i);
-        return t;
-    }();
-    if (full_encoding > kEncodingDefinedBits || kTable[full_encoding] < 0) return std::nullopt;
-    return static_cast<std::size_t>(kTable[full_encoding]);
-}
 
 std::string_view field_name(Field f) {
     const auto pos = field_position(encoding(f));

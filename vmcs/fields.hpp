@@ -8,6 +8,7 @@
 //   bits 14:13  width: 0 = 16-bit, 1 = 64-bit, 2 = 32-bit, 3 = natural width
 //   bits 31:15  reserved (0)
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -102,8 +103,30 @@ struct FieldInfo {
 
 // Every known field, sorted by encoding.
 const FieldInfo& known_field(std::size_t position);
+
+namespace detail {
+// Position of every defined full-access encoding in the known-field list (-1: unknown),
+// built at compile time: every VMCS access of the processor goes through it.
+#define VTX_VMCS_FIELD_ENCODING(name, text, encoding, requirement) encoding,
+inline constexpr std::uint32_t kKnownEncodings[] = {VTX_VMCS_FIELD_LIST(VTX_VMCS_FIELD_ENCODING)};
+#undef VTX_VMCS_FIELD_ENCODING
+inline constexpr auto kFieldPositions = [] {
+    std::array<std::int16_t, kEncodingDefinedBits + 1> t{};
+    for (auto& p : t) p = -1;
+    for (std::size_t i = 0; i < kKnownFieldCount; ++i) t[kKnownEncodings[i]] = static_cast<std::int16_t>(i);
+    return t;
+}();
+}  // namespace detail
+
 // Position of a (full-access) encoding in the known-field table, if it is known.
-std::optional<std::size_t> field_position(std::uint32_t full_encoding);
+inline std::optional<std::size_t> field_position(std::uint32_t full_encoding) {
+    if (full_encoding > kEncodingDefinedBits || detail::kFieldPositions[full_encoding] < 0) return std::nullopt;
+    return static_cast<std::size_t>(detail::kFieldPositions[full_encoding]);
+}
+// Position of a known field (every Field names one).
+constexpr std::size_t field_position(Field f) {
+    return static_cast<std::size_t>(detail::kFieldPositions[encoding(f)]);
+}
 
 std::string_view field_name(Field f);
 // Case-insensitive lookup by name ("GUEST_RIP", "guest_rip"). Used by CLI and scenarios.

@@ -58,16 +58,6 @@ VmxResult Vmcs::vmwrite(std::uint64_t operand, std::uint64_t value) {
     return VmxResult::succeed();
 }
 
-std::uint64_t Vmcs::hw_read(Field f) const {
-    const auto pos = field_position(encoding(f));
-    return (pos && m_supported[*pos]) ? m_values[*pos] : 0;
-}
-
-void Vmcs::hw_write(Field f, std::uint64_t value) {
-    const auto pos = field_position(encoding(f));
-    if (pos && m_supported[*pos]) m_values[*pos] = value & width_mask(field_width(f));
-}
-
 std::uint32_t effective_secondary_controls(const Vmcs& vmcs) {
     const auto primary = static_cast<std::uint32_t>(vmcs.hw_read(Field::CpuBasedVmExecControl));
     if ((primary & kPrimaryActivateSecondaryControls) == 0) return 0;

@@ -43,11 +43,17 @@ class Vmcs {
 
     // --- Processor (microcode) view: no permission checks ---
     // Reads a field's full value; a field the processor lacks reads as 0.
-    std::uint64_t hw_read(Field f) const;
+    std::uint64_t hw_read(Field f) const {
+        const std::size_t pos = field_position(f);
+        return m_supported[pos] ? m_values[pos] : 0;
+    }
     // Writes a field, truncated to its width; a field the processor lacks is not stored.
     // Used for the fields hardware writes, e.g. the
     // read-only VM-exit information fields on VM exit, and guest state saved on exit.
-    void hw_write(Field f, std::uint64_t value);
+    void hw_write(Field f, std::uint64_t value) {
+        const std::size_t pos = field_position(f);
+        if (m_supported[pos]) m_values[pos] = value & width_mask(field_width(f));
+    }
     // Alias of hw_write() that documents intent at VM-exit call sites.
     void set_exit_info(Field f, std::uint64_t value) { hw_write(f, value); }
 
