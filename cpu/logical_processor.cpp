@@ -70,7 +70,17 @@ bool apic_reg_virt_read_offset(std::uint32_t off) {
 // ------------------------------------------------------------------------------------
 LogicalProcessor::LogicalProcessor(sc_core::sc_module_name name, int index, Platform& platform,
                                    apic::InterruptBus& bus)
-    : sc_module(name), mem_socket("mem_socket"), m_index(index), m_platform(platform) {
+    : sc_module(name),
+      mem_socket("mem_socket"),
+      m_index(index),
+      m_platform(platform),
+      m_stat_interrupts_delivered(platform.stats(), "guest.interrupts_delivered",
+                                  "interrupts delivered through a guest IDT"),
+      m_stat_pi_processed(platform.stats(), "pi.processed", "posted-interrupt processing runs"),
+      m_stat_ipiv_virtualized(platform.stats(), "ipiv.virtualized", "IPIs virtualized without VM exit"),
+      m_stat_notifications_sent(platform.stats(), "notifications.sent",
+                                "posted-interrupt notification IPIs sent by IPIv"),
+      m_stat_host_interrupts(platform.stats(), "host.interrupts", "interrupts taken in root operation") {
     m_apic = std::make_unique<apic::LocalApic>("apic", static_cast<std::uint32_t>(index),
                                                platform.costs(), platform.clock(), bus);
     SC_HAS_PROCESS(LogicalProcessor);
@@ -127,15 +137,29 @@ sc_core::sc_time LogicalProcessor::annotation() const {
     return clock().to_time(m_local);
 }
 
-void LogicalProcessor::wait_for(const sc_core::sc_event& e) { wait_for(sc_core::sc_event_or_list() | e); }
-
-void LogicalProcessor::wait_for(const sc_core::sc_event_or_list& events) {
+template <class Events>
+void LogicalProcessor::wait_absorbing_offset(const Events& events) {
     const double ahead = m_local;
     m_local = 0.0;
     const double start = now_cycles();
     sc_core::wait(events);
     const double waited = now_cycles() - start;
     if (waited < ahead) m_local = ahead - waited;
+}
+
+void LogicalProcessor::wait_for(const sc_core::sc_event& e) { wait_absorbing_offset(e); }
+void LogicalProcessor::wait_for(const sc_core::sc_event_or_list& events) { wait_absorbing_offset(events); }
+
+const sc_core::sc_event_or_list& LogicalProcessor::line_or_interrupt(std::uint64_t line, sc_core::sc_event& written) {
+    // Built once per watched line: an or-list made by operator| is allocated anew for
+    // every wait.
+    auto& list = m_line_or_interrupt[line];
+    if (!list) {
+        list = std::make_unique<sc_core::sc_event_or_list>();
+        *list |= written;
+        *list |= m_apic->interrupt_event();
+    }
+    return *list;
 }
 
 double LogicalProcessor::now_cycles() const {
@@ -165,12 +189,6 @@ void LogicalProcessor::Port::access(model::MemRequest& req) {
                                     ? "line transfer" : "", cycles);
     }
     m_lp.m_local += cycles;
-}
-
-// ---- statistics: counters looked up once, since they are bumped on the hot path ----
-model::Counter& LogicalProcessor::counter(model::Counter*& slot, const char* name, const char* description) {
-    if (!slot) slot = &m_platform.stats().counter(name, "count", description);
-    return *slot;
 }
 
 // ---- helpers ----
@@ -383,7 +401,7 @@ EntryResult LogicalProcessor::vm_entry(bool launch) {
     // Hand the processor to the guest thread; control returns here at the next VM exit.
     g.lp = this;
     m_guest_finished = false;
-    m_platform.timeline().begin(now_cycles(), m_index, g.name, "guest");
+    if (m_platform.timeline().enabled()) m_platform.timeline().begin(now_cycles(), m_index, g.name, "guest");
     if (!g.thread_started)
         start_guest_thread(g);
     else
@@ -584,7 +602,7 @@ void LogicalProcessor::deliver_virtual_interrupt(GuestContext& g) {
 void LogicalProcessor::deliver_guest_interrupt(GuestContext& g, std::uint8_t vector) {
     step(Cost::GuestEventDelivery, "deliver through the guest IDT", "SDM 6.12", "guest");
     ++g.delivered_interrupts;
-    ++counter(m_stat_interrupts_delivered, "guest.interrupts_delivered", "interrupts delivered through a guest IDT");
+    ++m_stat_interrupts_delivered;
     GuestHandler handler = g.idt[vector];
     if (!handler)
         throw SimulationError(g.name + ": interrupt vector " + std::to_string(vector) +
@@ -635,7 +653,7 @@ bool LogicalProcessor::posted_interrupt_processing(GuestContext& g, std::uint8_t
     // Step 7: evaluate pending virtual interrupts (at the caller's next iteration).
     step(Cost::VmxEvaluatePending, "step 7: evaluate pending virtual interrupts", "SDM 29.6",
          "pi");
-    ++counter(m_stat_pi_processed, "pi.processed", "posted-interrupt processing runs");
+    ++m_stat_pi_processed;
     return true;
 }
 
@@ -671,7 +689,7 @@ bool LogicalProcessor::virtualize_ipi(GuestContext& g, std::uint8_t vector, std:
     const pid::IpivNotification n = desc.ipiv_update_notification();
     trace("vmx", n.send_notify ? "IPIv step 6: ON := 1, notify" : "IPIv step 6: no notification",
           "SDM 30.1.6", 0);
-    ++counter(m_stat_ipiv_virtualized, "ipiv.virtualized", "IPIs virtualized without VM exit");
+    ++m_stat_ipiv_virtualized;
     // Step 7: the notification, an ordinary physical IPI through this processor's APIC.
     if (n.send_notify) send_notification(n.nv, n.ndst);
     return true;
@@ -679,8 +697,9 @@ bool LogicalProcessor::virtualize_ipi(GuestContext& g, std::uint8_t vector, std:
 
 void LogicalProcessor::send_notification(std::uint8_t nv, std::uint32_t ndst) {
     ++m_notifications_sent;
-    m_platform.timeline().instant(now_cycles(), m_index, "IPIv notification", "ipiv", {{"nv", nv}, {"ndst", ndst}});
-    ++counter(m_stat_notifications_sent, "notifications.sent", "posted-interrupt notification IPIs sent by IPIv");
+    if (m_platform.timeline().enabled())
+        m_platform.timeline().instant(now_cycles(), m_index, "IPIv notification", "ipiv", {{"nv", nv}, {"ndst", ndst}});
+    ++m_stat_notifications_sent;
     sync_point();
     if (m_apic->x2apic_mode()) {
         const auto r = m_apic->wrmsr(kMsrX2apicIcr, (std::uint64_t{ndst} << kX2apicIcrDestShift) | nv, annotation());
@@ -1139,7 +1158,7 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
         }
         if (line_written) {
             memory.begin_wait(watch_hpa);
-            cur.wait_for(*line_written | cur.m_apic->interrupt_event());
+            cur.wait_for(cur.line_or_interrupt(watch_hpa & ~(model::kCacheLineSize - 1), *line_written));
             memory.end_wait(watch_hpa);
         } else {
             cur.wait_for(cur.m_apic->interrupt_event());
@@ -1185,7 +1204,7 @@ void LogicalProcessor::handle_host_interrupts() {
         sync_point();
         m_apic->eoi();
         step(Cost::ApicEoi, "host: EOI", "SDM 10.8.5", "apic");
-        ++counter(m_stat_host_interrupts, "host.interrupts", "interrupts taken in root operation");
+        ++m_stat_host_interrupts;
     }
 }
 

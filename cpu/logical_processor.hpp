@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include <systemc>
 #include <tlm>
@@ -251,6 +252,10 @@ private:
     // Spin loops: the period of one iteration, and the wait for a store to the watched
     // line that takes effect after this processor's present (decoupled mode).
     double spin_period(bool pause) const;
+    template <class Events>
+    void wait_absorbing_offset(const Events& events);
+    // The spin-wait's wake-up condition for a watched line: its store or an interrupt.
+    const sc_core::sc_event_or_list& line_or_interrupt(std::uint64_t line, sc_core::sc_event& written);
     void catch_up_with_store(GuestContext& g, const sc_core::sc_time& stored, bool pause);
     std::uint64_t translate(GuestContext& g, std::uint64_t gpa) const;
     bool is_apic_gpa(GuestContext& g, std::uint64_t gpa) const;
@@ -271,7 +276,6 @@ private:
     void trace(const char* flag, const char* step, const char* where, double cost) const;
     void count_exit(std::uint16_t basic);
     void handle_host_interrupts();
-    model::Counter& counter(model::Counter*& slot, const char* name, const char* description);
 
     int m_index;
     Platform& m_platform;
@@ -301,13 +305,16 @@ private:
     // platform-wide statistics counter.
     std::array<std::uint64_t, 256> m_exits{};
     std::array<model::Counter*, 256> m_exit_counters{};
-    model::Counter* m_stat_interrupts_delivered = nullptr;
-    model::Counter* m_stat_pi_processed = nullptr;
-    model::Counter* m_stat_ipiv_virtualized = nullptr;
-    model::Counter* m_stat_notifications_sent = nullptr;
-    model::Counter* m_stat_host_interrupts = nullptr;
 
     std::uint64_t m_notifications_sent = 0;
+    std::unordered_map<std::uint64_t, std::unique_ptr<sc_core::sc_event_or_list>> m_line_or_interrupt;
+
+    // Statistics shared by all processors (registered once; stats.txt names).
+    model::StatCounter m_stat_interrupts_delivered;
+    model::StatCounter m_stat_pi_processed;
+    model::StatCounter m_stat_ipiv_virtualized;
+    model::StatCounter m_stat_notifications_sent;
+    model::StatCounter m_stat_host_interrupts;
 };
 
 }  // namespace vtx::cpu

@@ -120,14 +120,15 @@ void self_ipi_virtualization(vmcs::Vmcs& v, VirtualApicPage& page, std::uint8_t 
 }
 
 void merge_pir_into_virr(vmcs::Vmcs& v, VirtualApicPage& page, const std::uint64_t pir[4]) {
+    // VIRR register i holds vectors 32i..32i+31: OR in the matching 32 bits of the PIR.
     int highest = -1;
-    for (int w = 0; w < 4; ++w)
-        for (int b = 0; b < 64; ++b)
-            if ((pir[w] >> b) & 1u) {
-                const auto vec = static_cast<std::uint8_t>(w * 64 + b);
-                page.set_bit(kVapicIrr, vec);
-                highest = vec;
-            }
+    for (unsigned i = 0; i < kRegisterCount; ++i) {
+        const auto bits = static_cast<std::uint32_t>(pir[i / 2] >> (32 * (i % 2)));
+        if (!bits) continue;
+        const std::uint32_t off = kVapicIrr + i * kRegisterStride;
+        page.write32(off, page.read32(off) | bits);
+        highest = static_cast<int>(i * kVectorsPerRegister + 31 - __builtin_clz(bits));
+    }
     if (highest >= 0 && highest > rvi(v)) set_rvi(v, static_cast<std::uint8_t>(highest));
 }
 

@@ -12,11 +12,19 @@ public:
     explicit Clock(double ghz = 2.0) : m_ghz(ghz), m_period_ps(1000.0 / ghz) {}
     double ghz() const { return m_ghz; }
     double period_ps() const { return m_period_ps; }
+    // Both conversions run on every timed step, so with SystemC's default resolution
+    // (1 ps) they are done here with the arithmetic of sc_time(double, SC_PS) and
+    // sc_time::to_seconds() (same operations, same order: bit-identical results) instead
+    // of calls into the library.
     sc_core::sc_time to_time(double cycles) const {
-        return sc_core::sc_time(cycles * m_period_ps, sc_core::SC_PS);
+        const double ps = cycles * m_period_ps;
+        if (!resolution_is_1ps() || !(ps > 0.0)) return sc_core::sc_time(ps, sc_core::SC_PS);
+        volatile double rounded = ps + 0.5;  // as sc_time(double, unit) rounds
+        return sc_core::sc_time::from_value(static_cast<sc_core::sc_time::value_type>(static_cast<std::int64_t>(rounded)));
     }
     double to_cycles(const sc_core::sc_time& t) const {
-        return t.to_seconds() * 1e12 / m_period_ps;
+        if (!resolution_is_1ps()) return t.to_seconds() * 1e12 / m_period_ps;
+        return static_cast<double>(t.value()) * kFsPerPs * 1e-15 * 1e12 / m_period_ps;
     }
     // Cycles elapsed at simulated time t (rounded down): what a TSC at this clock reads.
     std::uint64_t ticks_at(const sc_core::sc_time& t) const {
@@ -24,6 +32,11 @@ public:
     }
 
 private:
+    static constexpr double kFsPerPs = 1000.0;  // SystemC keeps the resolution in fs
+    static bool resolution_is_1ps() {
+        static const bool is = sc_core::sc_time(1, sc_core::SC_PS) == sc_core::sc_time::from_value(1);
+        return is;
+    }
     double m_ghz;
     double m_period_ps;
 };

@@ -63,7 +63,7 @@ const std::uint8_t* PhysicalMemory::page(std::uint64_t address) const {
     return it->second.get();
 }
 
-void PhysicalMemory::peek(std::uint64_t address, void* out, std::uint64_t len) const {
+void PhysicalMemory::peek_slow(std::uint64_t address, void* out, std::uint64_t len) const {
     check(address, len);
     auto* dst = static_cast<std::uint8_t*>(out);
     while (len) {
@@ -78,7 +78,7 @@ void PhysicalMemory::peek(std::uint64_t address, void* out, std::uint64_t len) c
     }
 }
 
-void PhysicalMemory::poke(std::uint64_t address, const void* in, std::uint64_t len) {
+void PhysicalMemory::poke_slow(std::uint64_t address, const void* in, std::uint64_t len) {
     check(address, len);
     const auto* src = static_cast<const std::uint8_t*>(in);
     while (len) {

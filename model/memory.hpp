@@ -5,6 +5,7 @@
 // as a TLM-2.0 target.
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -70,9 +71,23 @@ public:
     // Performs the access and returns its latency in cycles. Throws MemoryError.
     double access(MemRequest& req);
 
-    // Untimed, coherence-free access for loaders, tests and debuggers.
-    void peek(std::uint64_t address, void* out, std::uint64_t len) const;
-    void poke(std::uint64_t address, const void* in, std::uint64_t len);
+    // Untimed, coherence-free access for loaders, tests and debuggers (and the processor's
+    // own untimed accesses, whose cost a named step charges). The common case, an access
+    // within one page that exists, is inline.
+    void peek(std::uint64_t address, void* out, std::uint64_t len) const {
+        if (const std::uint8_t* p = cached_within_page(address, len)) {
+            std::memcpy(out, p, len);
+            return;
+        }
+        peek_slow(address, out, len);
+    }
+    void poke(std::uint64_t address, const void* in, std::uint64_t len) {
+        if (std::uint8_t* p = const_cast<std::uint8_t*>(cached_within_page(address, len))) {
+            std::memcpy(p, in, len);
+            return;
+        }
+        poke_slow(address, in, len);
+    }
     std::uint64_t peek64(std::uint64_t address) const;
     void poke64(std::uint64_t address, std::uint64_t value);
 
@@ -94,6 +109,18 @@ private:
         int modified_by = kDeviceAgent - 1;  // agent holding it Modified (none)
         std::vector<int> sharers;            // agents holding a copy
     };
+    // The bytes at `address` if [address, address + len) lies in memory, within one page,
+    // and that page exists and is in the page cache; else nullptr.
+    const std::uint8_t* cached_within_page(std::uint64_t address, std::uint64_t len) const {
+        const std::uint64_t off = address % kPageSize;
+        if (len == 0 || off + len > kPageSize || address >= m_size || len > m_size - address) return nullptr;
+        const std::uint64_t pn = address / kPageSize;
+        const std::size_t slot = pn % kPageCacheSlots;
+        if (m_cached_page[slot] == nullptr || m_cached_pn[slot] != pn) return nullptr;
+        return m_cached_page[slot] + off;
+    }
+    void peek_slow(std::uint64_t address, void* out, std::uint64_t len) const;
+    void poke_slow(std::uint64_t address, const void* in, std::uint64_t len);
     std::uint8_t* page(std::uint64_t address, bool create);
     const std::uint8_t* page(std::uint64_t address) const;
     void check(std::uint64_t address, std::uint64_t len) const;

@@ -57,4 +57,26 @@ private:
     std::map<std::string, Meta> m_meta;
 };
 
+// A statistic declared once as a member with its name and description (gem5: stats are
+// members), bumped on the hot path through a pointer: no string building or map lookup
+// per event. It appears in the dump from its first event on (a path never taken leaves
+// no zero line), as counters made with Stats::counter do.
+class StatCounter {
+public:
+    StatCounter(Stats& stats, const char* name, const char* description)
+        : m_stats(stats), m_name(name), m_description(description) {}
+    StatCounter& operator++() { return *this += 1; }
+    StatCounter& operator+=(std::uint64_t v) {
+        if (!m_counter) m_counter = &m_stats.counter(m_name, "count", m_description);
+        *m_counter += v;
+        return *this;
+    }
+
+private:
+    Stats& m_stats;
+    const char* m_name;
+    const char* m_description;
+    Counter* m_counter = nullptr;
+};
+
 }  // namespace vtx::model

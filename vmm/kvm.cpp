@@ -496,8 +496,7 @@ bool Kvm::handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e) {
             f.delivery_mode != apic::DeliveryMode::Fixed || f.destination == kX2apicBroadcast)
             return false;
         p.step(Cost::KvmFastpathX2apicIcr, "handle_fastpath_set_x2apic_icr_irqoff", "x86.c", "kvm");
-        ++m_platform.stats().counter("kvm.x2apic_icr_fastpath", "count",
-                                     "x2APIC ICR writes handled in the IRQs-off fastpath");
+        ++m_stat_x2apic_icr_fastpath;
         kvm_x2apic_icr_write(v, icr);
         skip_emulated_instruction(v);
         return true;
@@ -646,7 +645,7 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
                                      : (std::uint64_t{dest & 0xFF} << 56) | icr_lo;
     const apic::InterruptMessage msg = apic::message_from_icr(icr, x2apic, src.apic_id());
     const auto mode = static_cast<std::uint32_t>(msg.delivery_mode);
-    ++m_platform.stats().counter("kvm.ipis_sent", "count", "IPIs KVM delivered for a guest");
+    ++m_stat_ipis_sent;
     // The optimized map (physical, no shorthand, not broadcast): phys_map[dest].
     if (msg.shorthand == apic::Shorthand::None && msg.destination_mode == apic::DestinationMode::Physical &&
         !msg.broadcast()) {
@@ -721,7 +720,7 @@ void Kvm::deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector)
     if (target.m_mode == VcpuMode::InGuestMode && &target != &src) {
         p.step(Cost::KvmSendIpiMask, "apic->send_IPI_mask(POSTED_INTR_VECTOR)", "vmx.c", "kvm");
         p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kPostedIntrVector);
-        ++m_platform.stats().counter("kvm.notifications_sent", "count", "posted-interrupt notification IPIs sent by KVM");
+        ++m_stat_notifications_sent;
         return;
     }
     kvm_vcpu_wake_up(src, target);
@@ -790,8 +789,7 @@ void Kvm::inject_pending_interrupt(Vcpu& v) {
     }
     p.vmwrite(Field::CpuBasedVmExecControl, primary & ~std::uint64_t{vmcs::kPrimaryInterruptWindowExiting});
     p.step(Cost::KvmInjectInterrupt, "vmx_inject_irq", "vmx.c", "kvm");
-    ++m_platform.stats().counter("kvm.interrupts_injected", "count",
-                                 "interrupts KVM injected through VM entry (APICv inactive)");
+    ++m_stat_interrupts_injected;
     page.clear_bit(cpu::kVapicIrr, *irr);
     page.set_bit(cpu::kVapicIsr, *irr);
     p.vmwrite(Field::VmEntryIntrInfoField, *irr | vmcs::kIntrInfoValid);
@@ -913,14 +911,12 @@ void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
 void Kvm::pi_wakeup_handler(unsigned pcpu) {
     LogicalProcessor& p = m_platform.cpu(pcpu);
     p.sync_for_shared_state();  // the listed vCPUs' blocked state, as of now
-    ++m_platform.stats().counter("kvm.pi_wakeup_handler", "count",
-                                 "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)");
+    ++m_stat_pi_wakeup_handler;
     for (Vcpu* v : m_wakeup_list[pcpu]) {
         p.step(Cost::KvmPiWakeupHandler, "pi_wakeup_handler: check ON", "posted_intr.c", "kvm");
         pid::PostedInterruptDescriptor desc(p.memory(), v->m_pi_desc);
         if (desc.pi_test_on()) {
-            ++m_platform.stats().counter("kvm.pi_wakeups", "count",
-                                         "blocked vCPUs woken by pi_wakeup_handler (PID.ON set)");
+            ++m_stat_pi_wakeups;
             p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
             if (v->m_blocked) v->m_wake_event.notify(p.annotation());
         }

@@ -17,6 +17,7 @@
 #include "cpu/guest.hpp"
 #include "cpu/guest_context.hpp"
 #include "cpu/platform.hpp"
+#include "model/stats.hpp"
 #include "vmm/nested.hpp"
 #include "vmm/scheduler.hpp"
 
@@ -220,6 +221,19 @@ private:
     std::vector<bool> m_vmxon;                             // per pCPU: VMXON done
     std::vector<std::pair<vmcs::Field, std::uint64_t>> m_vmcs_overrides;
     std::uint64_t m_coalesced = 0;
+
+    // Statistics (registered once; stats.txt names).
+    model::StatCounter m_stat_ipis_sent{m_platform.stats(), "kvm.ipis_sent", "IPIs KVM delivered for a guest"};
+    model::StatCounter m_stat_x2apic_icr_fastpath{m_platform.stats(), "kvm.x2apic_icr_fastpath",
+                                                  "x2APIC ICR writes handled in the IRQs-off fastpath"};
+    model::StatCounter m_stat_notifications_sent{m_platform.stats(), "kvm.notifications_sent",
+                                                 "posted-interrupt notification IPIs sent by KVM"};
+    model::StatCounter m_stat_interrupts_injected{m_platform.stats(), "kvm.interrupts_injected",
+                                                  "interrupts KVM injected through VM entry (APICv inactive)"};
+    model::StatCounter m_stat_pi_wakeup_handler{m_platform.stats(), "kvm.pi_wakeup_handler",
+                                                "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)"};
+    model::StatCounter m_stat_pi_wakeups{m_platform.stats(), "kvm.pi_wakeups",
+                                         "blocked vCPUs woken by pi_wakeup_handler (PID.ON set)"};
 };
 
 }  // namespace vtx::vmm
