@@ -6,15 +6,6 @@ namespace vtx::apic {
 
 // ---------------------------------------------------------------- VectorBits
 
-std::optional<std::uint8_t> VectorBits::highest() const {
-    for (std::size_t i = m_words.size(); i-- > 0;) {
-        if (m_words[i] == 0) continue;
-        const unsigned bit = 31u - static_cast<unsigned>(__builtin_clz(m_words[i]));
-        return static_cast<std::uint8_t>(i * 32 + bit);
-    }
-    return std::nullopt;
-}
-
 bool VectorBits::any() const {
     return std::any_of(m_words.begin(), m_words.end(), [](std::uint32_t w) { return w != 0; });
 }

@@ -23,7 +23,14 @@ public:
     void set(std::uint8_t v) { m_words[v / 32] |= 1u << (v % 32); }
     void clear(std::uint8_t v) { m_words[v / 32] &= ~(1u << (v % 32)); }
     bool test(std::uint8_t v) const { return (m_words[v / 32] >> (v % 32)) & 1u; }
-    std::optional<std::uint8_t> highest() const;
+    std::optional<std::uint8_t> highest() const {
+        for (std::size_t i = m_words.size(); i-- > 0;) {
+            if (m_words[i] == 0) continue;
+            const unsigned bit = 31u - static_cast<unsigned>(__builtin_clz(m_words[i]));
+            return static_cast<std::uint8_t>(i * 32 + bit);
+        }
+        return std::nullopt;
+    }
     bool any() const;
     std::uint32_t word(std::size_t i) const { return m_words[i]; }
     void reset() { m_words.fill(0); }

@@ -134,7 +134,7 @@ void LogicalProcessor::take_over(const sc_core::sc_time& free_at) {
 }
 
 sc_core::sc_time LogicalProcessor::annotation() const {
-    return clock().to_time(m_local);
+    return m_local > 0.0 ? clock().to_time(m_local) : sc_core::SC_ZERO_TIME;
 }
 
 template <class Events>
@@ -174,13 +174,11 @@ std::uint64_t LogicalProcessor::tsc() const {
 void LogicalProcessor::Port::access(model::MemRequest& req) {
     m_lp.sync_point();
     req.agent = m_lp.m_index;
-    const sc_core::sc_time offset = m_lp.annotation();
-    sc_core::sc_time delay = offset;
+    sc_core::sc_time delay = m_lp.annotation();
     const double cycles = model::tlm_memory_access(m_lp.mem_socket, m_payload, req, delay);
-    // The target may have waited the offset out (a store a poller waits for): keep what is
-    // left of it; the latency is charged below.
-    if (const sc_core::sc_time left = delay - m_lp.clock().to_time(cycles); left != offset)
-        m_lp.m_local = m_lp.clock().to_cycles(left);
+    // The target may have waited the offset out (a store a poller waits for); the
+    // latency is charged below.
+    if (req.synchronized) m_lp.m_local = 0.0;
     if (m_lp.m_platform.tracer().any()) {
         char what[96];
         std::snprintf(what, sizeof what, "%s 0x%llx", model::mem_op_name(req.op),

@@ -108,6 +108,13 @@ std::uint64_t PhysicalMemory::allocate(std::uint64_t bytes, std::uint64_t alignm
     return base;
 }
 
+PhysicalMemory::Line& PhysicalMemory::line(std::uint64_t line_number) {
+    if (m_last_line && m_last_line_number == line_number) return *m_last_line;
+    m_last_line = &m_lines[line_number];
+    m_last_line_number = line_number;
+    return *m_last_line;
+}
+
 double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t len,
                                  bool write) {
     if (!m_costs) return 0.0;
@@ -116,7 +123,7 @@ double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t
     const std::uint64_t first = address / kCacheLineSize;
     const std::uint64_t last = (address + len - 1) / kCacheLineSize;
     for (std::uint64_t ln = first; ln <= last; ++ln) {
-        Line& line = m_lines[ln];
+        Line& line = this->line(ln);
         if (agent == kDeviceAgent) {
             cycles += c[Cost::MemUncachedAccess];
             if (write) {

@@ -57,9 +57,10 @@ struct MemRequest {
     std::uint64_t operand = 0;   // bit number, OR/AND mask, new value
     std::uint64_t compare = 0;   // CMPXCHG expected value
     std::uint64_t result = 0;    // old value / old bit
-    std::uint8_t data[64] = {};  // Read/Write/FetchAndClear payload
+    std::uint8_t data[64];       // Read/Write/FetchAndClear payload (only `size` bytes are used)
     int agent = kDeviceAgent;    // who accesses (a processor index), for the coherence model
     double latency = 0;          // set by the memory target: the access's latency in cycles
+    bool synchronized = false;   // set by the memory target: it waited the initiator's offset out
 };
 
 class PhysicalMemory {
@@ -135,6 +136,11 @@ private:
     mutable std::array<std::uint64_t, kPageCacheSlots> m_cached_pn{};
     mutable std::array<std::uint8_t*, kPageCacheSlots> m_cached_page{};
     std::unordered_map<std::uint64_t, Line> m_lines;
+    // The line looked up last (unordered_map nodes never move): a flag polled or a
+    // descriptor updated in a row finds it without a hash lookup.
+    std::uint64_t m_last_line_number = ~std::uint64_t{0};
+    Line* m_last_line = nullptr;
+    Line& line(std::uint64_t line_number);
     std::uint64_t m_next_free = 0x100000;  // allocator starts above the first MiB
     std::function<void(std::uint64_t, int)> m_store_observer;
     std::uint64_t m_line_transfers = 0;

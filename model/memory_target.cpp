@@ -68,6 +68,7 @@ void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_ti
         if (const WatchedLine* w = watched(req->address); w && w->waiters > 0) {
             wait(delay);
             delay = sc_core::SC_ZERO_TIME;
+            req->synchronized = true;
         }
     }
     try {

@@ -58,16 +58,4 @@ VmxResult Vmcs::vmwrite(std::uint64_t operand, std::uint64_t value) {
     return VmxResult::succeed();
 }
 
-std::uint32_t effective_secondary_controls(const Vmcs& vmcs) {
-    const auto primary = static_cast<std::uint32_t>(vmcs.hw_read(Field::CpuBasedVmExecControl));
-    if ((primary & kPrimaryActivateSecondaryControls) == 0) return 0;
-    return static_cast<std::uint32_t>(vmcs.hw_read(Field::SecondaryVmExecControl));
-}
-
-std::uint64_t effective_tertiary_controls(const Vmcs& vmcs) {
-    const auto primary = static_cast<std::uint32_t>(vmcs.hw_read(Field::CpuBasedVmExecControl));
-    if ((primary & kPrimaryActivateTertiaryControls) == 0) return 0;
-    return vmcs.hw_read(Field::TertiaryVmExecControl);
-}
-
 }  // namespace vtx::vmcs

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "model/features.hpp"
+#include "vmcs/controls.hpp"
 #include "vmcs/errors.hpp"
 #include "vmcs/fields.hpp"
 
@@ -80,7 +81,15 @@ class Vmcs {
 // Control values as the processor uses them (SDM16 24.6.2): secondary controls count
 // only if "activate secondary controls" is 1, tertiary only if "activate tertiary
 // controls" is 1; otherwise the processor acts as if they were all 0.
-std::uint32_t effective_secondary_controls(const Vmcs& vmcs);
-std::uint64_t effective_tertiary_controls(const Vmcs& vmcs);
+inline std::uint32_t effective_secondary_controls(const Vmcs& vmcs) {
+    const auto primary = static_cast<std::uint32_t>(vmcs.hw_read(Field::CpuBasedVmExecControl));
+    if ((primary & kPrimaryActivateSecondaryControls) == 0) return 0;
+    return static_cast<std::uint32_t>(vmcs.hw_read(Field::SecondaryVmExecControl));
+}
+inline std::uint64_t effective_tertiary_controls(const Vmcs& vmcs) {
+    const auto primary = static_cast<std::uint32_t>(vmcs.hw_read(Field::CpuBasedVmExecControl));
+    if ((primary & kPrimaryActivateTertiaryControls) == 0) return 0;
+    return vmcs.hw_read(Field::TertiaryVmExecControl);
+}
 
 }  // namespace vtx::vmcs
