@@ -111,6 +111,7 @@ void LogicalProcessor::step(Cost c, const char* name, const char* where, const c
 
 void LogicalProcessor::trace(const char* flag, const char* step, const char* where,
                              double cost) const {
+    if (!m_platform.tracer().enabled(flag)) return;  // nothing computed when tracing is off
     m_platform.tracer().line(flag, now_cycles(), m_index, mode_name(), step, where, cost);
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace vtx::model {
 
@@ -18,14 +19,17 @@ MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, co
 }
 
 MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) {
-    if (m_watched.empty()) return nullptr;
-    auto it = m_watched.find(line_address & ~(kCacheLineSize - 1));
-    return it == m_watched.end() ? nullptr : &it->second;
+    return const_cast<WatchedLine*>(std::as_const(*this).watched(line_address));
 }
 
 const MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) const {
-    auto it = m_watched.find(line_address & ~(kCacheLineSize - 1));
-    return it == m_watched.end() ? nullptr : &it->second;
+    if (m_watched.empty()) return nullptr;
+    const std::uint64_t line = line_address & ~(kCacheLineSize - 1);
+    if (line == m_last_line) return m_last_watched;
+    auto it = m_watched.find(line);
+    m_last_line = line;
+    m_last_watched = it == m_watched.end() ? nullptr : const_cast<WatchedLine*>(&it->second);
+    return m_last_watched;
 }
 
 std::uint64_t MemoryTarget::line_write_count(std::uint64_t line_address) const {
@@ -39,10 +43,14 @@ sc_core::sc_time MemoryTarget::line_store_time(std::uint64_t line_address) const
 }
 
 sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) {
+    m_last_line = ~std::uint64_t{0};  // the line may be new
     return m_watched[line_address & ~(kCacheLineSize - 1)].written;
 }
 
-void MemoryTarget::begin_wait(std::uint64_t line_address) { ++m_watched[line_address & ~(kCacheLineSize - 1)].waiters; }
+void MemoryTarget::begin_wait(std::uint64_t line_address) {
+    m_last_line = ~std::uint64_t{0};
+    ++m_watched[line_address & ~(kCacheLineSize - 1)].waiters;
+}
 
 void MemoryTarget::end_wait(std::uint64_t line_address) {
     if (WatchedLine* w = watched(line_address); w && w->waiters > 0) --w->waiters;

@@ -67,6 +67,10 @@ private:
     sc_core::sc_time m_store_time_offset = sc_core::SC_ZERO_TIME;
     // Node-based: a WatchedLine (and its event) never moves once made.
     std::unordered_map<std::uint64_t, WatchedLine> m_watched;
+    // The last line looked up, and what it was (nullptr: not watched). Valid until a line
+    // is added (line_written_event / begin_wait clear it).
+    mutable std::uint64_t m_last_line = ~std::uint64_t{0};
+    mutable WatchedLine* m_last_watched = nullptr;
 };
 
 // Performs one MemRequest through an initiator socket, TLM-2.0 loosely timed: `delay` is

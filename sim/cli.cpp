@@ -54,6 +54,11 @@ std::string format_cycles(double cycles) {
     return os.str();
 }
 
+// The time mode, for report headers: exact mode (the reference) is not marked.
+std::string time_mode_note(double quantum) {
+    return quantum > 0 ? "; decoupled, quantum " + format_cycles(quantum) + " cycles" : "";
+}
+
 // --quantum CYCLES: a whole number of cycles, 0 (exact mode) up to kMaxQuantumCycles.
 constexpr double kMaxQuantumCycles = 1e9;
 double parse_quantum(const std::string& text) {
@@ -80,7 +85,8 @@ struct Common {
     std::string json, csv, config, stats;
     bool trace = false;
     std::string debug;
-    std::string quantum;  // empty: kDefaultQuantumCycles
+    std::string quantum;
+    bool quantum_given = false;  // else kDefaultQuantumCycles
 };
 
 void add_common(po::options_description& d, Common& c, unsigned default_runs) {
@@ -97,7 +103,7 @@ void add_common(po::options_description& d, Common& c, unsigned default_runs) {
         ("config", po::value(&c.config), "read these options (key = value lines) from FILE")
         ("trace", po::bool_switch(&c.trace), "print every microcode step and VMM path (cycle, cpu, mode, step, section)")
         ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest,mem")
-        ("quantum", po::value(&c.quantum),
+        ("quantum", po::value(&c.quantum)->notifier([&c](const std::string&) { c.quantum_given = true; }),
          ("time mode: 0 = exact (synchronize before every observable action), N = decoupled, a "
           "processor runs up to N cycles ahead (default " + format_cycles(kDefaultQuantumCycles) + ")").c_str());
 }
@@ -140,7 +146,7 @@ RunSpec base_spec(const Common& c) {
             spec.debug_flags.push_back(f);
         }
     if (c.runs == 0) throw model::ConfigError("--runs must be at least 1");
-    if (!c.quantum.empty()) spec.quantum_cycles = parse_quantum(c.quantum);
+    if (c.quantum_given) spec.quantum_cycles = parse_quantum(c.quantum);
     return spec;
 }
 
@@ -236,9 +242,10 @@ int cmd_run(const std::vector<std::string>& args) {
     std::map<std::string, std::uint64_t> exits;
     std::uint64_t notifications = 0;
     double host = 0;
-    std::printf("vtxsim run %s: apic %s, ipiv %s, profile %s, seed %llu, %u vCPUs on %u CPUs\n", workload.c_str(),
+    std::printf("vtxsim run %s: apic %s, ipiv %s, profile %s, seed %llu, %u vCPUs on %u CPUs%s\n", workload.c_str(),
                 apic.c_str(), spec.kvm.enable_ipiv ? "on" : "off", spec.profile.name.c_str(),
-                static_cast<unsigned long long>(c.seed), spec.config.vcpus, spec.config.pcpus);
+                static_cast<unsigned long long>(c.seed), spec.config.vcpus, spec.config.pcpus,
+                time_mode_note(spec.quantum_cycles).c_str());
     std::printf("%5s %14s %12s  %s\n", "run", "cycles/iter", "iterations", "check");
     for (std::size_t i = 0; i < all.size(); ++i) {
         std::printf("%5zu %14.1f %12llu  %s%s\n", i + 1, all[i].cycles_per_iteration,
@@ -334,8 +341,9 @@ int cmd_compare(const std::vector<std::string>& args) {
         col[i / c.runs].push_back(outs[i].cycles_per_iteration);
         host += outs[i].host_seconds;
     }
-    std::printf("kvm-unit-tests vmexit ipi, 2 vCPUs, target busy-idling; profile %s (%.2f GHz), seed %llu\n",
-                base.profile.name.c_str(), base.profile.core_ghz, static_cast<unsigned long long>(c.seed));
+    std::printf("kvm-unit-tests vmexit ipi, 2 vCPUs, target busy-idling; profile %s (%.2f GHz), seed %llu%s\n",
+                base.profile.name.c_str(), base.profile.core_ghz, static_cast<unsigned long long>(c.seed),
+                time_mode_note(base.quantum_cycles).c_str());
     std::printf("Cycles of IPI (simulated)\n%5s %16s %16s %16s %16s\n", "run", kCompareConfigs[0].label,
                 kCompareConfigs[1].label, kCompareConfigs[2].label, kCompareConfigs[3].label);
     for (unsigned r = 0; r < c.runs; ++r)

@@ -18,7 +18,7 @@ namespace vtx::sim {
 // run ahead of SystemC time. Chosen as the fastest quantum whose results stay within the
 // error budget against exact mode (quantum 0); measured table in docs/architecture.md,
 // budget checked by tests/sim/test_time_modes.cpp.
-inline constexpr double kDefaultQuantumCycles = 0;
+inline constexpr double kDefaultQuantumCycles = 5000;
 
 struct RunSpec {
     std::string workload = "ipi";

@@ -462,3 +462,23 @@ TEST_CASE("the APIC timer fires one-shot and periodic interrupts", "[local-apic]
     CHECK(fired == std::vector<std::uint64_t>{1400, 3200, 3400, 3600});
     CHECK(script.finished());
 }
+
+TEST_CASE("an ICR write annotated ahead of SystemC time sends at the annotated time",
+          "[local-apic][decoupled]") {
+    // Decoupled mode (TLM-2.0 loosely timed): a core that runs ahead of SystemC time passes
+    // its local offset with the register access; the message leaves at that time.
+    Platform p(2);
+    constexpr double kOffset = 700;
+    Script script("script", [&] {
+        p.software_enable_all();
+        p.at_cycle(1000);
+        p[0].mmio_write(kApicOffsetIcrHi, 1u << 24);
+        p[0].mmio_write(kApicOffsetIcrLo, static_cast<std::uint32_t>(icr(0x51, DeliveryMode::Fixed, 1)),
+                        p.clock.to_time(kOffset));
+        CHECK(p.now_cycle() == 1000);  // the access itself did not wait
+    });
+    sc_core::sc_start();
+    REQUIRE(p[1].delivery_log().size() == 1);
+    CHECK(p[1].delivery_log()[0].vector == 0x51);
+    CHECK(p[1].delivery_log()[0].cycle == cycles(accept_cycle(p, 1000 + kOffset, 1)));
+}

@@ -2,6 +2,8 @@
 // annotated delay, an access outside memory answered with TLM_ADDRESS_ERROR_RESPONSE.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include <systemc>
 #include <tlm_utils/simple_initiator_socket.h>
 
@@ -34,6 +36,7 @@ TEST_CASE("memory answers TLM transactions with latency and address errors", "[m
     w.address = 0x100;
     w.size = 8;
     w.agent = 0;
+    std::memset(w.data, 0, sizeof w.data);
     w.data[0] = 0x2A;
     CHECK(tlm_memory_access(a.socket, payload, w, delay0) == Approx(100));  // first touch: transfer
     MemRequest r;
@@ -77,4 +80,73 @@ TEST_CASE("memory answers TLM transactions with latency and address errors", "[m
     gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
     a.socket->b_transport(gp, delay);
     CHECK(gp.get_response_status() == tlm::TLM_ADDRESS_ERROR_RESPONSE);
+}
+
+namespace {
+// Two initiator threads over one memory: a poller waits on a line; a writer stores to it
+// with its local time offset annotated on the transaction.
+struct PollAndStore : sc_core::sc_module {
+    tlm_utils::simple_initiator_socket<PollAndStore> writer_socket{"writer_socket"};
+    MemoryTarget& target;
+    Clock& clock;
+    double offset_cycles;
+    bool poller_waits;
+    double woke_at = -1, writer_after = -1;
+    std::uint64_t line = 0x1000;
+    SC_HAS_PROCESS(PollAndStore);
+    PollAndStore(sc_core::sc_module_name n, MemoryTarget& t, Clock& c, double offset, bool waits)
+        : sc_module(n), target(t), clock(c), offset_cycles(offset), poller_waits(waits) {
+        SC_THREAD(poller);
+        SC_THREAD(writer);
+    }
+    void poller() {
+        sc_core::sc_event& written = target.line_written_event(line);
+        if (poller_waits) target.begin_wait(line);
+        sc_core::wait(written);
+        if (poller_waits) target.end_wait(line);
+        woke_at = clock.to_cycles(sc_core::sc_time_stamp());
+    }
+    void writer() {
+        sc_core::wait(clock.to_time(100));
+        tlm::tlm_generic_payload gp;
+        MemRequest w;
+        w.op = MemOp::Write;
+        w.address = line;
+        w.size = 8;
+        w.agent = 0;
+        std::memset(w.data, 0, sizeof w.data);
+        sc_core::sc_time delay = clock.to_time(offset_cycles);
+        tlm_memory_access(writer_socket, gp, w, delay);
+        writer_after = clock.to_cycles(sc_core::sc_time_stamp());
+        CHECK(w.synchronized == poller_waits);
+    }
+};
+}  // namespace
+
+TEST_CASE("a store annotated ahead of SystemC time wakes a poller at the store's time", "[memory][tlm][decoupled]") {
+    CostTable t = vtx::test::memory_test_costs();
+    Clock clock(2.0);
+    PhysicalMemory mem(0x10000, &t);
+    MemoryTarget target("memory", mem, clock);
+    // Nobody is registered as waiting: the writer keeps running ahead; the store's time
+    // is recorded and the line's event fires then.
+    PollAndStore m("m", target, clock, 400, false);
+    m.writer_socket.bind(target.socket);
+    sc_core::sc_start();
+    CHECK(m.woke_at == Approx(500));       // 100 + the annotated offset
+    CHECK(m.writer_after == Approx(100));  // the writer did not synchronize
+    CHECK(clock.to_cycles(target.line_store_time(0x1000)) == Approx(500));
+    CHECK(target.line_write_count(0x1008) == 1);  // the same line
+}
+
+TEST_CASE("a store to a line a poller waits on synchronizes the writer first", "[memory][tlm][decoupled]") {
+    CostTable t = vtx::test::memory_test_costs();
+    Clock clock(2.0);
+    PhysicalMemory mem(0x10000, &t);
+    MemoryTarget target("memory", mem, clock);
+    PollAndStore m("m", target, clock, 400, true);
+    m.writer_socket.bind(target.socket);
+    sc_core::sc_start();
+    CHECK(m.writer_after == Approx(500));
+    CHECK(m.woke_at == Approx(500));
 }
