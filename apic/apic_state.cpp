@@ -6,9 +6,6 @@ namespace vtx::apic {
 
 // ---------------------------------------------------------------- VectorBits
 
-bool VectorBits::any() const {
-    return std::any_of(m_words.begin(), m_words.end(), [](std::uint32_t w) { return w != 0; });
-}
 
 const char* apic_mode_name(ApicMode m) {
     switch (m) {
@@ -161,7 +158,7 @@ std::uint8_t ApicState::apr() const {
                                      << kPriorityClassShift);
 }
 
-bool ApicState::has_deliverable_interrupt() const {
+bool ApicState::has_deliverable_irr() const {
     if (!software_enabled()) return false;
     const auto v = m_irr.highest();
     return v && (*v >> kPriorityClassShift) > (ppr() >> kPriorityClassShift);

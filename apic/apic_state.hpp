@@ -31,7 +31,11 @@ public:
         }
         return std::nullopt;
     }
-    bool any() const;
+    bool any() const {
+        for (std::uint32_t w : m_words)
+            if (w) return true;
+        return false;
+    }
     std::uint32_t word(std::size_t i) const { return m_words[i]; }
     void reset() { m_words.fill(0); }
 
@@ -129,7 +133,10 @@ public:
     std::optional<std::uint8_t> highest_isr() const { return m_isr.highest(); }
     // A fixed / lowest-priority interrupt can be presented to the core: highest IRR class
     // above the PPR class, APIC hardware- and software-enabled.
-    bool has_deliverable_interrupt() const;
+    bool has_deliverable_interrupt() const {
+        if (!m_irr.any()) return false;  // the common case, decided inline
+        return has_deliverable_irr();
+    }
     // INTA: moves the highest IRR vector to the ISR and returns it; with nothing
     // deliverable, returns the spurious vector (SVR[7:0]) and changes nothing (11.9).
     std::uint8_t acknowledge();
@@ -181,6 +188,7 @@ public:
     void init_reset();
 
 private:
+    bool has_deliverable_irr() const;
     ReadResult read_register(std::uint32_t offset, bool x2apic);
     WriteResult write_register(std::uint32_t offset, std::uint64_t value, bool x2apic);
     void reset_registers();

@@ -89,6 +89,7 @@ bool evaluate_pending_virtual_interrupts(const vmcs::Vmcs& v, const VirtualApicP
     if (v.hw_read(Field::CpuBasedVmExecControl) & vmcs::kPrimaryInterruptWindowExiting)
         return false;
     const std::uint8_t r = rvi(v);
+    if ((r & kPriorityClassMask) == 0) return false;  // no class can exceed VPPR's (the page is not read)
     const std::uint32_t vppr = page.read32(kVapicPpr);
     return (r & kPriorityClassMask) > (vppr & kPriorityClassMask);
 }

@@ -1,6 +1,8 @@
 #pragma once
 // Cycle time: a core clock converts cycles <-> sc_time (SystemC time = cycles x period).
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 
 #include <systemc>
@@ -17,10 +19,19 @@ public:
     // sc_time::to_seconds() (same operations, same order: bit-identical results) instead
     // of calls into the library.
     sc_core::sc_time to_time(double cycles) const {
+        // The same few latencies are converted again and again: remember the last few.
+        std::uint64_t bits;
+        std::memcpy(&bits, &cycles, sizeof bits);
+        Memo& m = m_memo[(bits ^ (bits >> 32) ^ (bits >> 45)) % kMemoSlots];
+        if (m.valid && m.cycles == cycles) return m.time;
         const double ps = cycles * m_period_ps;
-        if (!resolution_is_1ps() || !(ps > 0.0)) return sc_core::sc_time(ps, sc_core::SC_PS);
-        volatile double rounded = ps + 0.5;  // as sc_time(double, unit) rounds
-        return sc_core::sc_time::from_value(static_cast<sc_core::sc_time::value_type>(static_cast<std::int64_t>(rounded)));
+        sc_core::sc_time t;
+        if (!resolution_is_1ps() || !(ps > 0.0))
+            t = sc_core::sc_time(ps, sc_core::SC_PS);
+        else  // as sc_time(double, SC_PS) rounds at 1 ps resolution
+            t = sc_core::sc_time::from_value(static_cast<sc_core::sc_time::value_type>(static_cast<std::int64_t>(ps + 0.5)));
+        m = Memo{true, cycles, t};
+        return t;
     }
     double to_cycles(const sc_core::sc_time& t) const {
         if (!resolution_is_1ps()) return t.to_seconds() * 1e12 / m_period_ps;
@@ -39,6 +50,13 @@ private:
     }
     double m_ghz;
     double m_period_ps;
+    struct Memo {
+        bool valid = false;
+        double cycles = 0;
+        sc_core::sc_time time;
+    };
+    static constexpr std::size_t kMemoSlots = 16;
+    mutable std::array<Memo, kMemoSlots> m_memo{};
 };
 
 }  // namespace vtx::model

@@ -16,6 +16,8 @@ constexpr std::uint64_t kTimerDivideBy1 = 0xB;  // divide configuration 1011b
 HostScheduler::HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles)
     : m_cpu(cpu), m_slice(slice_cycles) {
     cpu.set_host_handler(kLocalTimerVector, [this](std::uint8_t) { timer_tick(); });
+    m_idle_wake |= cpu.apic().interrupt_event();
+    m_idle_wake |= m_changed;
 }
 
 void HostScheduler::acquire(Vcpu& v) {
@@ -80,7 +82,13 @@ void HostScheduler::idle_loop() {
             sc_core::wait(m_changed);
             continue;
         }
-        sc_core::wait(m_cpu.apic().interrupt_event() | m_changed);
+        // While a vCPU thread owns the CPU it takes the host interrupts itself: the idle
+        // task waits for the CPU only (waking it for every interrupt cost a thread switch
+        // each and did nothing).
+        if (m_owner)
+            sc_core::wait(m_changed);
+        else
+            sc_core::wait(m_idle_wake);
     }
 }
 

@@ -50,6 +50,7 @@ private:
     bool m_need_resched = false;
     bool m_shared = false;
     sc_core::sc_event m_changed;
+    sc_core::sc_event_or_list m_idle_wake;  // an interrupt or m_changed (built once)
     sc_core::sc_time m_free_at = sc_core::SC_ZERO_TIME;  // when the last owner handed the CPU over
     std::uint64_t m_switches = 0;
     std::uint64_t m_preemptions = 0;
