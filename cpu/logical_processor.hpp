@@ -276,6 +276,7 @@ private:
     void trace(const char* flag, const char* step, const char* where, double cost) const;
     void count_exit(std::uint16_t basic);
     void handle_host_interrupts();
+    void handler_then_eoi(std::uint8_t vector);
 
     int m_index;
     Platform& m_platform;

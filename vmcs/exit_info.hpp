@@ -189,6 +189,11 @@ inline constexpr std::uint32_t kLastActivityState =
 // --- Guest interruptibility state (VMCS 0x4824), SDM16 24.4.2 Table 24-3 ---
 inline constexpr std::uint32_t kBlockingBySti = 1u << 0;
 inline constexpr std::uint32_t kBlockingByMovSs = 1u << 1;
+// Blocking by STI or by MOV SS (SDM 25.4.2, table 25-3): interrupts are held back for one
+// instruction. KVM: __vmx_interrupt_blocked() without the RFLAGS.IF half.
+constexpr bool blocked_by_sti_or_mov_ss(std::uint64_t interruptibility) {
+    return (interruptibility & (kBlockingBySti | kBlockingByMovSs)) != 0;
+}
 inline constexpr std::uint32_t kBlockingBySmi = 1u << 2;
 inline constexpr std::uint32_t kBlockingByNmi = 1u << 3;
 inline constexpr std::uint32_t kEnclaveInterruption = 1u << 4;

@@ -1,5 +1,7 @@
 #include "vmm/kvm.hpp"
 
+#include "model/x86.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -8,6 +10,7 @@
 #include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
 #include "model/parse.hpp"
+#include "model/x86.hpp"
 #include "pid/descriptor.hpp"
 #include "pid/pid_table.hpp"
 #include "vmcs/controls.hpp"
@@ -21,7 +24,6 @@ using vmcs::ExitReason;
 using vmcs::Field;
 
 namespace {
-constexpr std::uint64_t kRflagsReserved1 = 0x2;
 constexpr std::uint32_t kMsrX2apicFirst = 0x800, kMsrX2apicLast = 0x8FF;
 constexpr std::uint32_t kMsrX2apicTpr = 0x808, kMsrX2apicEoi = 0x80B, kMsrX2apicIcr = 0x830,
                         kMsrX2apicTmcct = 0x839, kMsrX2apicSelfIpi = 0x83F;
@@ -30,7 +32,6 @@ constexpr std::uint32_t kX2apicBroadcast = 0xFFFFFFFF;
 constexpr std::uint64_t kMsrBitmapWriteLow = 2048, kMsrBitmapReadLow = 0;
 constexpr unsigned kApicVersion = 0x50014;                 // version 0x14, max LVT 5
 constexpr std::uint32_t kApicDfrResetFlat = 0xFFFFFFFF;     // DFR after reset: flat model
-constexpr std::uint64_t kRflagsIf = 1u << 9;
 constexpr std::uint8_t kPriorityClassMask = 0xF0;
 bool parse_bool(const std::string& v, bool& out) {
     if (v == "on" || v == "1" || v == "true" || v == "yes" || v == "Y") return out = true, true;
@@ -253,7 +254,7 @@ void Kvm::init_vmcs(Vcpu& v) {
     w(Field::VmEntryControls, vmcs::kEntryDefault1 | vmcs::kEntryIa32eModeGuest);
     w(Field::VmcsLinkPointer, ~std::uint64_t{0});
     // Guest state: the BSP starts at its entry point; APs wait for INIT/SIPI.
-    w(Field::GuestRflags, kRflagsReserved1);
+    w(Field::GuestRflags, x86::kRflagsReserved1);
     w(Field::GuestCsBase, 0);
     w(Field::GuestRip, v.m_entry);
     w(Field::GuestActivityState, 0);
@@ -470,7 +471,7 @@ void Kvm::skip_emulated_instruction(Vcpu& v) {
     // vmx_set_interrupt_shadow(vcpu, 0): the emulated instruction ends an STI / MOV-SS
     // blocking window, as executing it would have.
     const auto intr = p.vmread(Field::GuestInterruptibilityInfo).value;
-    if (intr & (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs))
+    if (vmcs::blocked_by_sti_or_mov_ss(intr))
         p.vmwrite(Field::GuestInterruptibilityInfo,
                   intr & ~std::uint64_t{vmcs::kBlockingBySti | vmcs::kBlockingByMovSs});
 }
@@ -780,9 +781,8 @@ void Kvm::inject_pending_interrupt(Vcpu& v) {
         return;
     }
     // vmx_interrupt_blocked: RFLAGS.IF = 0, or blocking by STI / MOV SS.
-    const bool if_set = p.current_vmcs()->hw_read(Field::GuestRflags) & kRflagsIf;
-    const bool shadow = p.current_vmcs()->hw_read(Field::GuestInterruptibilityInfo) &
-                        (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs);
+    const bool if_set = p.current_vmcs()->hw_read(Field::GuestRflags) & x86::kRflagsIf;
+    const bool shadow = vmcs::blocked_by_sti_or_mov_ss(p.current_vmcs()->hw_read(Field::GuestInterruptibilityInfo));
     if (!if_set || shadow) {
         p.vmwrite(Field::CpuBasedVmExecControl, primary | vmcs::kPrimaryInterruptWindowExiting);
         return;
@@ -800,8 +800,8 @@ bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
     // kvm_arch_interrupt_allowed: a vCPU that halted with interrupts disabled stays halted.
     // (Plain reads of its VMCS and pages: a blocked thread checks without running on the CPU.)
     const vmcs::Vmcs& vmcs = v.loaded_context().vmcs;
-    if (!(vmcs.hw_read(Field::GuestRflags) & kRflagsIf) ||
-        (vmcs.hw_read(Field::GuestInterruptibilityInfo) & (vmcs::kBlockingBySti | vmcs::kBlockingByMovSs)))
+    if (!(vmcs.hw_read(Field::GuestRflags) & x86::kRflagsIf) ||
+        vmcs::blocked_by_sti_or_mov_ss(vmcs.hw_read(Field::GuestInterruptibilityInfo)))
         return false;
     // kvm_cpu_has_interrupt -> apic_has_interrupt_for_ppr -> vmx_sync_pir_to_irr: the
     // check itself clears ON and moves the PIR into the IRR. Clearing ON matters: ON can be

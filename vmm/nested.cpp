@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/virtual_apic.hpp"
+#include "model/x86.hpp"
 #include "vmcs/controls.hpp"
 #include "vmcs/exit_info.hpp"
 #include "vmm/kvm.hpp"
@@ -22,12 +23,11 @@ using vmcs::ExitReason;
 using vmcs::Field;
 
 namespace {
-constexpr std::uint64_t kRflagsFixed = 0x2;  // RFLAGS after a VM exit (SDM 27.5.3)
-constexpr std::uint64_t kRflagsIf = 1u << 9;
+constexpr std::uint64_t kRflagsFixed = x86::kRflagsReserved1;  // RFLAGS after a VM exit (SDM 27.5.3)
 // VMsucceed clears CF, PF, AF, ZF, SF and OF; VMfailInvalid sets CF; VMfailValid sets ZF
 // (SDM 30.2 "Conventions").
-constexpr std::uint64_t kRflagsCf = 1u << 0, kRflagsZf = 1u << 6;
-constexpr std::uint64_t kRflagsArithmetic = kRflagsCf | (1u << 2) | (1u << 4) | kRflagsZf | (1u << 7) | (1u << 11);
+constexpr std::uint64_t kRflagsArithmetic = x86::kRflagsCf | x86::kRflagsPf | x86::kRflagsAf | x86::kRflagsZf |
+                                            x86::kRflagsSf | x86::kRflagsOf;
 constexpr std::uint32_t kMsrX2apicFirst = 0x800, kMsrX2apicLast = 0x8FF, kMsrX2apicIcr = 0x830;
 // MSR-bitmap layout (SDM 24.6.9): read-low, read-high, write-low, write-high, 1 KiB each.
 constexpr std::uint64_t kMsrBitmapReadLow = 0, kMsrBitmapReadHigh = 1024, kMsrBitmapWriteLow = 2048,
@@ -57,13 +57,13 @@ void set_vmx_result(LogicalProcessor& p, std::uint64_t set) {
     p.vmwrite(Field::GuestRflags, (rflags & ~kRflagsArithmetic) | set);
 }
 void nested_vmx_succeed(LogicalProcessor& p) { set_vmx_result(p, 0); }
-void nested_vmx_fail_invalid(LogicalProcessor& p) { set_vmx_result(p, kRflagsCf); }
+void nested_vmx_fail_invalid(LogicalProcessor& p) { set_vmx_result(p, x86::kRflagsCf); }
 // nested_vmx_fail: VMfailValid with the error in vmcs12 if L1 has a current VMCS,
 // VMfailInvalid otherwise.
 void nested_vmx_fail(LogicalProcessor& p, NestedVmx& n, vmcs::VmInstructionError error) {
     if (n.current_vmptr == kInvalidVmptr) return nested_vmx_fail_invalid(p);
     n.vmcs12.hw_write(Field::VmInstructionError, vmcs::error_number(error));
-    set_vmx_result(p, kRflagsZf);
+    set_vmx_result(p, x86::kRflagsZf);
 }
 }  // namespace
 
@@ -270,7 +270,7 @@ void Kvm::nested_vmx_run(Vcpu& v, bool launch) {
             // No event to inject (checked above) and no window exiting: halt the vCPU.
             if (!(v12.hw_read(Field::CpuBasedVmExecControl) & vmcs::kPrimaryNmiWindowExiting) &&
                 !((v12.hw_read(Field::CpuBasedVmExecControl) & vmcs::kPrimaryInterruptWindowExiting) &&
-                  (v12.hw_read(Field::GuestRflags) & kRflagsIf))) {
+                  (v12.hw_read(Field::GuestRflags) & x86::kRflagsIf))) {
                 n.run_pending = false;
                 n.l2_halted = true;
                 v.m_mp_state = MpState::Halted;
