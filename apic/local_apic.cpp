@@ -183,6 +183,7 @@ void LocalApic::record(const InterruptMessage& msg, AcceptOutcome outcome) {
         ++m_rejected;
         return;
     }
+    if (!m_keep_log) return;
     DeliveryRecord rec;
     rec.cycle = m_clock.ticks_at(sc_core::sc_time_stamp());
     rec.vector = msg.vector;

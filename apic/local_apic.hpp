@@ -128,6 +128,9 @@ public:
     std::uint64_t coalesced_count(std::uint8_t vector) const { return m_coalesced[vector]; }
     std::uint64_t rejected_count() const { return m_rejected; }
     const std::vector<DeliveryRecord>& delivery_log() const { return m_log; }
+    // The log grows by one record per accepted message: on by default (tests, timelines);
+    // long simulations that do not read it turn it off.
+    void set_delivery_log(bool keep) { m_keep_log = keep; }
     std::uint64_t ipis_sent() const { return m_ipis_sent; }
     std::uint64_t ipis_refused() const { return m_ipis_refused; }
 
@@ -177,6 +180,7 @@ private:
     std::array<std::uint64_t, 256> m_coalesced{};
     std::uint64_t m_rejected = 0, m_ipis_sent = 0, m_ipis_refused = 0;
     std::vector<DeliveryRecord> m_log;
+    bool m_keep_log = true;
 };
 
 }  // namespace vtx::apic

@@ -35,7 +35,11 @@ public:
     }
     double to_cycles(const sc_core::sc_time& t) const {
         if (!resolution_is_1ps()) return t.to_seconds() * 1e12 / m_period_ps;
-        return static_cast<double>(t.value()) * kFsPerPs * 1e-15 * 1e12 / m_period_ps;
+        // Mostly asked for the present again and again: remember the last answer.
+        if (t.value() == m_last_value) return m_last_cycles;
+        m_last_value = t.value();
+        m_last_cycles = static_cast<double>(t.value()) * kFsPerPs * 1e-15 * 1e12 / m_period_ps;
+        return m_last_cycles;
     }
     // Cycles elapsed at simulated time t (rounded down): what a TSC at this clock reads.
     std::uint64_t ticks_at(const sc_core::sc_time& t) const {
@@ -57,6 +61,8 @@ private:
     };
     static constexpr std::size_t kMemoSlots = 16;
     mutable std::array<Memo, kMemoSlots> m_memo{};
+    mutable sc_core::sc_time::value_type m_last_value = 0;
+    mutable double m_last_cycles = 0.0;
 };
 
 }  // namespace vtx::model

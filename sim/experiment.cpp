@@ -101,6 +101,9 @@ RunOutcome run_in_process(const RunSpec& spec) {
     if (spec.trace) platform->tracer().enable_all();
     for (const auto& f : spec.debug_flags) platform->tracer().enable(f);
     if (!spec.timeline_path.empty()) platform->timeline().enable();
+    // The APICs' delivery logs feed the timeline only: without one they are not kept.
+    for (unsigned c = 0; c < platform->cpu_count(); ++c)
+        platform->cpu(c).apic().set_delivery_log(!spec.timeline_path.empty());
     platform->bring_up_host_apics();
     vmm::Kvm kvm(*platform, spec.kvm);
     kvm.set_vmcs_overrides(spec.vmcs_overrides);
