@@ -171,7 +171,7 @@ void LocalApic::accept_due() {
         record(msg, outcome);
         signal = signal || signals_core(before, outcome, msg.vector);
     }
-    if (signal) m_interrupt_event.notify(sc_core::SC_ZERO_TIME);
+    if (signal) m_interrupt_event.notify();
     if (!m_arrivals.empty()) m_accept_event.notify(m_arrivals.begin()->first.first - now);
 }
 
