@@ -169,6 +169,13 @@ void LocalApic::accept_due() {
         const unsigned before = pending_mask();
         const AcceptOutcome outcome = m_state.accept(msg);
         record(msg, outcome);
+        if (outcome == AcceptOutcome::StartUpLatched && m_in_wait_for_sipi && !m_in_wait_for_sipi()) {
+            // The processor acts on a SIPI only in wait-for-SIPI; otherwise "no VM exit
+            // occurs and the SIPI is discarded" (SDM 26.2, SDM16 25.2), now, not later.
+            m_state.clear_sipi();
+            ++m_sipis_discarded;
+            continue;
+        }
         signal = signal || signals_core(before, outcome, msg.vector);
     }
     if (signal) m_interrupt_event.notify();

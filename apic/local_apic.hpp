@@ -12,6 +12,7 @@
 // (SVR = 000000FFH): software sets SVR bit 8 before fixed interrupts are accepted.
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <utility>
 #include <vector>
@@ -100,6 +101,13 @@ public:
     bool sipi_pending() const { return m_state.sipi_pending(); }
     std::uint8_t sipi_vector() const { return m_state.sipi_vector(); }
     void clear_sipi() { m_state.clear_sipi(); }
+    // The core's state when a SIPI arrives: whether it is in the wait-for-SIPI activity
+    // state. Set by the core; a SIPI arriving while it answers false is discarded at once
+    // (counted in sipis_discarded()). Without it (an APIC on its own) SIPIs are latched.
+    void set_wait_for_sipi_probe(std::function<bool()> in_wait_for_sipi) {
+        m_in_wait_for_sipi = std::move(in_wait_for_sipi);
+    }
+    std::uint64_t sipis_discarded() const { return m_sipis_discarded; }
     bool smi_pending() const { return m_state.smi_pending(); }
     void clear_smi() { m_state.clear_smi(); }
     // The processor takes an INIT: APIC registers to their INIT state (11.4.7.3).
@@ -181,6 +189,8 @@ private:
     std::uint64_t m_rejected = 0, m_ipis_sent = 0, m_ipis_refused = 0;
     std::vector<DeliveryRecord> m_log;
     bool m_keep_log = true;
+    std::function<bool()> m_in_wait_for_sipi;
+    std::uint64_t m_sipis_discarded = 0;
 };
 
 }  // namespace vtx::apic

@@ -34,6 +34,11 @@ LogicalProcessor::LogicalProcessor(sc_core::sc_module_name name, int index, Plat
       m_stat_host_interrupts(platform.stats(), "host.interrupts", "interrupts taken in root operation") {
     m_apic = std::make_unique<apic::LocalApic>("apic", static_cast<std::uint32_t>(index),
                                                platform.costs(), platform.clock(), bus);
+    m_apic->set_wait_for_sipi_probe([this] {
+        return m_non_root && m_current &&
+               static_cast<vmcs::ActivityState>(m_current->vmcs.hw_read(Field::GuestActivityState)) ==
+                   vmcs::ActivityState::WaitForSipi;
+    });
     SC_HAS_PROCESS(LogicalProcessor);
     SC_THREAD(run);
 }

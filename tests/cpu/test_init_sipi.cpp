@@ -164,3 +164,48 @@ TEST_CASE("vmx_sipi_signal_test: SIPI in wait-for-SIPI exits 4 with the vector, 
     CHECK_FALSE(h.cpu(0).apic().sipi_pending());
     CHECK(h.cpu(0).exits(reason(ExitReason::Sipi)) == 1);
 }
+
+TEST_CASE("vmx_sipi_signal_test: a SIPI that arrives in VMX root operation is discarded", "[cpu][sipi]") {
+    // SDM 26.2 (SDM16 25.2): "If a logical processor is not in the wait-for-SIPI activity
+    // state when a SIPI arrives, no VM exit occurs and the SIPI is discarded." A SIPI that
+    // reaches the processor while the VMM runs must not cause a SIPI exit with its stale
+    // vector once the VMM enters the guest in wait-for-SIPI.
+    Harness h("spr", 2);
+    TestVcpu& v = h.add_vcpu(0);
+    v.controls = Controls::apicv_x2apic();
+    v.passthrough_x2apic_msrs(false);
+    v.rflags = kRflagsFixed | kRflagsIf;
+    constexpr std::uint8_t kStaleVector = 0x55, kLiveVector = 0x66;
+    int phase = 0;
+    bool pending_after_root_sipi = true;
+    v.on_exit = [&](TestVcpu&, LogicalProcessor& p, const ExitRecord& e) {
+        if (e.reason == reason(ExitReason::Vmcall)) {
+            phase = 1;  // root operation: the other processor sends a SIPI now
+            wait_until(p, [&] { return p.apic().delivery_log().size() == 1; });
+            delay(p, 1000);
+            pending_after_root_sipi = p.apic().sipi_pending();
+            p.vmwrite(Field::GuestRip, v.guest_rip() + e.instruction_length);
+            p.vmwrite(Field::GuestActivityState, static_cast<std::uint64_t>(ActivityState::WaitForSipi));
+            phase = 2;
+            return true;
+        }
+        return false;  // the SIPI exit ends the test
+    };
+    v.program([&](GuestCpu& g) {
+        g.vmcall(0);
+        g.compute(1);  // its boundary finds the processor in wait-for-SIPI
+    });
+    h.software(1, [&](LogicalProcessor& p) {
+        wait_until(p, [&] { return phase == 1; });
+        send_sipi(p, h.cpu(0).apic().apic_id(), kStaleVector);
+        wait_until(p, [&] { return phase == 2 && h.cpu(0).in_non_root(); });
+        delay(p, 2000);
+        send_sipi(p, h.cpu(0).apic().apic_id(), kLiveVector);
+    });
+    REQUIRE(h.run() == "");
+    CHECK_FALSE(pending_after_root_sipi);
+    REQUIRE(v.exits.size() == 2);
+    CHECK(v.exits[0].reason == reason(ExitReason::Vmcall));
+    CHECK(v.exits[1].reason == reason(ExitReason::Sipi));
+    CHECK(v.exits[1].qualification == kLiveVector);
+}
