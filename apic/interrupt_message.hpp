@@ -26,6 +26,13 @@ struct InterruptMessage {
     std::string to_string() const;
 };
 
+// An INIT with level trigger and level de-assert (SDM 11.6.1: "INIT level de-assert", a
+// synchronization message not supported on current processors): no INIT.
+inline bool is_init_level_deassert(const InterruptMessage& m) {
+    return m.delivery_mode == DeliveryMode::Init && m.trigger_mode == TriggerMode::Level &&
+           m.level == Level::Deassert;
+}
+
 // The message an ICR write issues. Pentium 4 / Xeon and later local APICs issue every IPI
 // edge-triggered with level = assert (SDM Table 11-3 note 2; the ICR level and trigger bits
 // "have no meaning" on these processors), so the message carries Edge / Assert whatever

@@ -644,13 +644,17 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
     const bool x2apic = src.vm().x2apic();
     const std::uint64_t icr = x2apic ? (std::uint64_t{dest} << 32) | icr_lo
                                      : (std::uint64_t{dest & 0xFF} << 56) | icr_lo;
-    const apic::InterruptMessage msg = apic::message_from_icr(icr, x2apic, src.apic_id());
-    const auto mode = static_cast<std::uint32_t>(msg.delivery_mode);
+    apic::InterruptMessage msg = apic::message_from_icr(icr, x2apic, src.apic_id());
+    // struct kvm_lapic_irq keeps the ICR's level and trigger mode (kvm_apic_send_ipi),
+    // where a physical APIC issues every message as edge / assert.
+    const apic::Icr fields = apic::decode_icr(icr, x2apic);
+    msg.level = fields.level;
+    msg.trigger_mode = fields.trigger_mode;
     ++m_stat_ipis_sent;
     // The optimized map (physical, no shorthand, not broadcast): phys_map[dest].
     if (msg.shorthand == apic::Shorthand::None && msg.destination_mode == apic::DestinationMode::Physical &&
         !msg.broadcast()) {
-        if (Vcpu* t = src.vm().vcpu_by_apic_id(msg.destination)) apic_accept_irq(src, *t, mode, msg.vector);
+        if (Vcpu* t = src.vm().vcpu_by_apic_id(msg.destination)) apic_accept_irq(src, *t, msg);
         return;
     }
     // Slow path: kvm_apic_match_dest against every vCPU.
@@ -671,14 +675,15 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
         if (&t == &src) source_index = i;
     }
     for (std::size_t i : apic::resolve_destinations(msg, views, source_index))
-        apic_accept_irq(src, *vcpus[i], mode, msg.vector);
+        apic_accept_irq(src, *vcpus[i], msg);
 }
 
-void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, std::uint32_t delivery_mode, std::uint8_t vector) {
+void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, const apic::InterruptMessage& msg) {
+    const std::uint8_t vector = msg.vector;
     LogicalProcessor& p = lp(src);
     p.step(Cost::KvmAcceptIrq, "__apic_accept_irq", "lapic.c", "kvm");
     p.sync_for_shared_state();  // the target's mode and blocked state, as of now
-    switch (static_cast<apic::DeliveryMode>(delivery_mode)) {
+    switch (msg.delivery_mode) {
         case apic::DeliveryMode::Fixed:
         case apic::DeliveryMode::LowestPriority:
             if (target.apicv_active()) {
@@ -693,6 +698,9 @@ void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, std::uint32_t delivery_mode, 
             }
             return;
         case apic::DeliveryMode::Init:
+            // "if (!trig_mode || level)": an INIT level de-assert (which Linux sends after
+            // the INIT) changes nothing.
+            if (apic::is_init_level_deassert(msg)) return;
             target.m_pending_init = true;
             target.m_req_event = true;
             kvm_vcpu_kick(src, target);

@@ -183,7 +183,7 @@ private:
     std::uint32_t kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset);
     void kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr);
     void kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest);
-    void apic_accept_irq(Vcpu& src, Vcpu& target, std::uint32_t delivery_mode, std::uint8_t vector);
+    void apic_accept_irq(Vcpu& src, Vcpu& target, const apic::InterruptMessage& msg);
     void deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector);
     void kvm_vcpu_kick(Vcpu& src, Vcpu& target);
     void kvm_vcpu_wake_up(Vcpu& src, Vcpu& target);
