@@ -90,8 +90,10 @@ bool LogicalProcessor::event_window(GuestContext& g) {
                 return false;  // guest code ran: re-evaluate on the current processor
             }
         }
-        // External interrupts (SDM 25.2, 29.6).
-        if (m_apic->intr_pending()) {
+        // External interrupts (SDM 25.2, 29.6). Blocking by STI or by MOV SS holds them
+        // for one instruction also when they cause VM exits (and so posted-interrupt
+        // processing); RFLAGS.IF matters only when they do not.
+        if (m_apic->intr_pending() && !sti_blocked) {
             if (pin() & vmcs::kPinExternalInterruptExiting) {
                 step(Cost::VmxExternalInterruptExit, "external interrupt recognized", "SDM 25.2");
                 const auto exit_ctl = v.hw_read(Field::VmExitControls);
@@ -110,7 +112,7 @@ bool LogicalProcessor::event_window(GuestContext& g) {
                 vm_exit(g, static_cast<std::uint32_t>(ExitReason::ExternalInterrupt), 0, 0);
                 return false;
             }
-            if (guest_if(g) && !sti_blocked) {
+            if (guest_if(g)) {
                 // The guest owns the physical APIC (no external-interrupt exiting).
                 const std::uint8_t vec = m_apic->acknowledge();
                 step(Cost::ApicInterruptAck, "acknowledge local APIC", "SDM 10.8", "apic");

@@ -29,6 +29,7 @@ struct Seen {
     bool virr = true, visr = false;
     std::uint8_t svi = 0;
     std::uint32_t activity = 0;
+    std::uint64_t instructions = 0;  // guest instructions retired before the delivery
 };
 
 // A target vCPU on processor 0 with x2APIC APICv; handlers EOI through WRMSR 80BH.
@@ -47,6 +48,7 @@ TestVcpu& make_target(Harness& h, std::vector<Seen>& seen, std::initializer_list
             s.visr = v.visr(got);
             s.svi = v.svi();
             s.activity = static_cast<std::uint32_t>(v.ctx.vmcs.hw_read(Field::GuestActivityState));
+            s.instructions = v.ctx.instructions;
             seen.push_back(s);
             g.wrmsr(kMsrEoi, 0);
         });
@@ -318,4 +320,62 @@ TEST_CASE("vmx_posted_interrupts_test: a non-notification vector in HLT exits wi
     CHECK(e.activity == static_cast<std::uint32_t>(ActivityState::Hlt));  // the state before the exit
     CHECK(e.guest_rip == rip_at_hlt + kLenHlt);                          // the instruction after HLT
     CHECK(seen.empty());
+}
+
+namespace {
+// A VM entry with blocking by STI while an interrupt is pending at the physical APIC: the
+// interrupt is held for one instruction (SDM 26.2: blocking by STI and by MOV SS apply to
+// external interrupts also when they cause VM exits), then taken.
+struct StiShadowAtEntry {
+    Harness h{"spr", 2};
+    std::vector<Seen> seen;
+    TestVcpu* v = nullptr;
+    std::uint64_t pi_before_first_instruction = 99;
+    explicit StiShadowAtEntry(std::uint8_t vector, bool posted) {
+        v = &make_target(h, seen, {0x41});
+        v->interruptibility = vmcs::kBlockingBySti;
+        h.cpu(0).set_host_handler(vector, [](std::uint8_t) {});
+        v->before_entry = [this, vector](TestVcpu& t, LogicalProcessor& p) {
+            if (t.entries > 0) return;
+            // The interrupt is pending before the first entry.
+            wait_until(p, [&] { return p.apic().intr_pending(); });
+            (void)vector;
+        };
+        v->on_exit = [](TestVcpu&, LogicalProcessor&, const ExitRecord&) { return true; };
+        v->program([this](GuestCpu& g) {
+            // The first boundary has been evaluated when the program starts.
+            pi_before_first_instruction = h.platform().stats().value("pi.processed");
+            g.compute(1);
+            g.compute(1);
+            g.compute(1);
+        });
+        h.software(1, [this, vector, posted](LogicalProcessor& p) {
+            if (posted)
+                post(p, *v, 0x41);
+            else
+                p.host_send_ipi(h.cpu(0).apic().apic_id(), vector);
+        });
+    }
+};
+}  // namespace
+
+TEST_CASE("an external interrupt pending at a VM entry with blocking by STI exits after one instruction",
+          "[cpu][sti]") {
+    StiShadowAtEntry t(0x33, /*posted=*/false);
+    REQUIRE(t.h.run() == "");
+    REQUIRE(t.v->exits.size() >= 1);
+    CHECK(t.v->exits[0].reason == reason(ExitReason::ExternalInterrupt));
+    CHECK(t.v->exits[0].guest_instructions == 1);
+}
+
+TEST_CASE("posted-interrupt processing at a VM entry with blocking by STI waits one instruction",
+          "[cpu][sti][pi]") {
+    StiShadowAtEntry t(kPostedIntrVector, /*posted=*/true);
+    REQUIRE(t.h.run() == "");
+    REQUIRE(t.seen.size() == 1);
+    CHECK(t.v->exits.empty());
+    // Processed and delivered at the boundary after the first instruction, not before it.
+    CHECK(t.pi_before_first_instruction == 0);
+    CHECK(t.seen[0].instructions == 1);
+    CHECK(t.h.platform().stats().value("pi.processed") == 1);
 }
