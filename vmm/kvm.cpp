@@ -372,8 +372,9 @@ void Kvm::vcpu_load(Vcpu& v) {
 void Kvm::vmx_vcpu_pi_put(Vcpu& v, bool preempted) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmVcpuLoadPut, "vcpu_put", "kvm_main.c, posted_intr.c vmx_vcpu_pi_put", "kvm");
-    // vmx_vcpu_pi_put: a preempted vCPU gets its notifications suppressed.
-    if (preempted && v.apicv_active()) pid::PostedInterruptDescriptor(p.memory(), v.m_pi_desc).set_sn();
+    // vmx_vcpu_pi_put: a preempted vCPU gets its notifications suppressed, when posted
+    // interrupts can target it while it does not run.
+    if (preempted && vmx_needs_pi_wakeup(v)) pid::PostedInterruptDescriptor(p.memory(), v.m_pi_desc).set_sn();
 }
 
 int Kvm::vcpu_enter_guest(Vcpu& v) {
@@ -788,10 +789,7 @@ void Kvm::inject_pending_interrupt(Vcpu& v) {
         p.vmwrite(Field::CpuBasedVmExecControl, primary & ~std::uint64_t{vmcs::kPrimaryInterruptWindowExiting});
         return;
     }
-    // vmx_interrupt_blocked: RFLAGS.IF = 0, or blocking by STI / MOV SS.
-    const bool if_set = p.current_vmcs()->hw_read(Field::GuestRflags) & x86::kRflagsIf;
-    const bool shadow = vmcs::blocked_by_sti_or_mov_ss(p.current_vmcs()->hw_read(Field::GuestInterruptibilityInfo));
-    if (!if_set || shadow) {
+    if (vmx_interrupt_blocked(*p.current_vmcs())) {
         p.vmwrite(Field::CpuBasedVmExecControl, primary | vmcs::kPrimaryInterruptWindowExiting);
         return;
     }
@@ -807,10 +805,7 @@ bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
     if ((v.m_pending_init || v.m_pending_sipi) && !nested_init_blocked(v)) return true;
     // kvm_arch_interrupt_allowed: a vCPU that halted with interrupts disabled stays halted.
     // (Plain reads of its VMCS and pages: a blocked thread checks without running on the CPU.)
-    const vmcs::Vmcs& vmcs = v.loaded_context().vmcs;
-    if (!(vmcs.hw_read(Field::GuestRflags) & x86::kRflagsIf) ||
-        vmcs::blocked_by_sti_or_mov_ss(vmcs.hw_read(Field::GuestInterruptibilityInfo)))
-        return false;
+    if (vmx_interrupt_blocked(v.loaded_context().vmcs)) return false;
     // kvm_cpu_has_interrupt -> apic_has_interrupt_for_ppr -> vmx_sync_pir_to_irr: the
     // check itself clears ON and moves the PIR into the IRR. Clearing ON matters: ON can be
     // left set with an empty PIR (a poster set PIR and ON between posted-interrupt
@@ -878,7 +873,9 @@ void Kvm::kvm_vcpu_block(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     HostScheduler& sched = *m_sched[v.m_pcpu];
     p.step(Cost::KvmVcpuBlock, "kvm_vcpu_block", "kvm_main.c", "kvm");
-    if (v.apicv_active()) pi_enable_wakeup_handler(v);
+    // schedule() -> vcpu_put -> vmx_vcpu_pi_put: the wakeup handler is armed for a blocking
+    // vCPU that posted interrupts can target and that an interrupt can wake.
+    if (vmx_needs_pi_wakeup(v) && !vmx_interrupt_blocked(v.loaded_context().vmcs)) pi_enable_wakeup_handler(v);
     v.m_blocked = true;
     // schedule(): the CPU goes to another vCPU thread or the idle task, which takes the
     // wakeup interrupt; this thread sleeps until kvm_vcpu_wake_up.
@@ -889,6 +886,19 @@ void Kvm::kvm_vcpu_block(Vcpu& v) {
     p.step(Cost::KvmVcpuUnblock, "vCPU thread scheduled in after wake-up", "kvm_main.c", "kvm");
     vcpu_load(v);
     if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
+}
+
+bool Kvm::vmx_needs_pi_wakeup(const Vcpu&) const {
+    // vmx_can_use_ipiv() (IPI virtualization enabled for KVM, whatever APICv's state in
+    // the VM: a vCPU whose VMCS still has IPIv may post) || vmx_can_use_vtd_pi() (no
+    // assigned devices are modelled).
+    return m_params.enable_ipiv;
+}
+
+bool Kvm::vmx_interrupt_blocked(const vmcs::Vmcs& vmcs) {
+    // __vmx_interrupt_blocked: RFLAGS.IF = 0, or blocking by STI or by MOV SS.
+    return !(vmcs.hw_read(Field::GuestRflags) & x86::kRflagsIf) ||
+           vmcs::blocked_by_sti_or_mov_ss(vmcs.hw_read(Field::GuestInterruptibilityInfo));
 }
 
 void Kvm::pi_enable_wakeup_handler(Vcpu& v) {

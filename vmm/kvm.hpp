@@ -198,6 +198,11 @@ private:
     void vmx_vcpu_pi_put(Vcpu& v, bool preempted);
     void vcpu_load(Vcpu& v);
     void pi_enable_wakeup_handler(Vcpu& v);
+    // posted_intr.c vmx_needs_pi_wakeup(): a vCPU that does not run can be the target of
+    // posted interrupts (its notifications need the wakeup vector, SN on preemption).
+    bool vmx_needs_pi_wakeup(const Vcpu& v) const;
+    // vmx.c __vmx_interrupt_blocked() on the vCPU's loaded VMCS.
+    static bool vmx_interrupt_blocked(const vmcs::Vmcs& vmcs);
     void pi_wakeup_handler(unsigned pcpu);
     // Nested VMX (vmm/nested.cpp; KVM's vmx/nested.c).
     void handle_vmx_instruction(Vcpu& v, const cpu::VmExit& e);  // L1 exits 19-27

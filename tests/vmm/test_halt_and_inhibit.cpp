@@ -60,6 +60,65 @@ TEST_CASE("ipi_halt without IPIv: KVM posts and wakes the blocked vCPU itself (n
     CHECK(rig.vcpu(0).exits(r(ExitReason::Wrmsr)) == kIpis);
     CHECK(rig.stat("kvm.pi_wakeups") == 0);
     CHECK(rig.vcpu(1).exits(r(ExitReason::Hlt)) == kIpis + 1);
+    // vmx_needs_pi_wakeup() is false without IPIv (and without VT-d posting): vmx_vcpu_pi_put
+    // leaves the blocked vCPU's PID alone, no wakeup list, no wakeup vector.
+    CHECK(rig.stat("kvm.pi_wakeup_handler") == 0);
+    CHECK(rig.kvm().wakeup_list(1).empty());
+    model::DirectMemoryPort port(rig.platform().memory(), model::kDeviceAgent);
+    pid::PostedInterruptDescriptor desc(port, rig.vcpu(1).pi_desc());
+    CHECK(desc.nv() == vmm::kPostedIntrVector);
+    CHECK(rig.vcpu(1).mp_state() == vmm::MpState::Halted);
+}
+
+TEST_CASE("a vCPU that halts with interrupts disabled is not put on the wakeup list") {
+    // vmx_vcpu_pi_put arms the wakeup handler only "if (kvm_vcpu_is_blocking(vcpu) &&
+    // !vmx_interrupt_blocked(vcpu))": a CLI; HLT vCPU cannot be woken by an interrupt.
+    vmm::KvmParams p;  // APICv and IPIv on
+    KvmRig rig(2, p, /*x2apic=*/true);
+    const std::uint64_t parked = rig.alloc_line();
+    rig.add_vcpu(0, 0, [&](cpu::GuestCpu& g) {
+        g.spin_until([&] { return g.load64(parked) != 0; }, parked);
+        g.compute(20000);  // vCPU 1 is blocked by now
+    });
+    rig.add_vcpu(1, 1, [&](cpu::GuestCpu& g) {
+        g.cli();
+        g.store64(parked, 1);
+        for (;;) g.hlt();
+    });
+    REQUIRE(rig.run());
+    CHECK(rig.vcpu(1).mp_state() == vmm::MpState::Halted);
+    CHECK(rig.kvm().wakeup_list(1).empty());
+    model::DirectMemoryPort port(rig.platform().memory(), model::kDeviceAgent);
+    pid::PostedInterruptDescriptor desc(port, rig.vcpu(1).pi_desc());
+    CHECK(desc.nv() == vmm::kPostedIntrVector);
+}
+
+TEST_CASE("with IPIv on and APICv inhibited a blocking vCPU still gets the wakeup vector") {
+    // vmx_needs_pi_wakeup() = vmx_can_use_ipiv() (IPIv enabled for KVM, whatever APICv's
+    // state in this VM) || VT-d posting: a sender whose VMCS still has IPIv may post.
+    vmm::KvmParams p;  // APICv and IPIv on
+    KvmRig rig(2, p, /*x2apic=*/false);
+    const std::uint64_t parked = rig.alloc_line();
+    rig.add_vcpu(0, 0, [&](cpu::GuestCpu& g) {
+        // A new xAPIC ID inhibits APICv for the whole VM.
+        const std::uint32_t id = g.mmio_read32(cpu::kGuestApicBase + test::kApicIdOffset);
+        g.mmio_write32(cpu::kGuestApicBase + test::kApicIdOffset, id + (0x10u << 24));
+        g.store64(parked, 1);
+        g.compute(40000);
+    });
+    rig.add_vcpu(1, 1, [&](cpu::GuestCpu& g) {
+        g.spin_until([&] { return g.load64(parked) != 0; }, parked);
+        g.sti();
+        for (;;) g.hlt();
+    });
+    REQUIRE(rig.run());
+    CHECK(rig.stat("kvm.apicv_inhibit.apic_id_modified") == 1);
+    CHECK(rig.vcpu(1).mp_state() == vmm::MpState::Halted);
+    const auto& list = rig.kvm().wakeup_list(1);
+    CHECK(std::count(list.begin(), list.end(), &rig.vcpu(1)) == 1);
+    model::DirectMemoryPort port(rig.platform().memory(), model::kDeviceAgent);
+    pid::PostedInterruptDescriptor desc(port, rig.vcpu(1).pi_desc());
+    CHECK(desc.nv() == vmm::kPostedIntrWakeupVector);
 }
 
 TEST_CASE("xAPIC ID change: APICv inhibited VM-wide, IPIv cleared in every VMCS, IPIs follow the new ID") {
