@@ -399,6 +399,7 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     const cpu::EntryResult r = v.m_launched ? p.vmresume() : p.vmlaunch();
     p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit", "vmx.c vmx_vcpu_run", "kvm");
     v.m_mode = VcpuMode::OutsideGuestMode;
+    if (v.m_guest_mode_waiters) v.m_left_guest_mode.notify(p.annotation());
     switch (r.outcome) {
         case cpu::EntryOutcome::GuestFinished:
             p.local_irq_enable();
@@ -597,9 +598,17 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
             if ((value >> 24) != (v.m_id & 0xFF) && !v.vm().apicv_inhibited()) {
                 v.vm().inhibit_apicv("apic_id_modified");
                 // kvm_make_all_cpus_request(KVM_REQ_APICV_UPDATE): kick every vCPU so
-                // that each one refreshes its controls (IPIv off) before it runs again.
-                for (auto& t : v.vm().vcpus())
-                    if (t.get() != &v) kvm_vcpu_kick(v, *t);
+                // that each one refreshes its controls (IPIv off) before it runs again,
+                // and, a KVM_REQUEST_WAIT request, wait until the kicked ones were taken
+                // out of guest mode.
+                std::vector<Vcpu*> kicked;
+                for (auto& t : v.vm().vcpus()) {
+                    if (t.get() == &v) continue;
+                    p.sync_for_shared_state();
+                    if (t->m_mode == VcpuMode::InGuestMode) kicked.push_back(t.get());
+                    kvm_vcpu_kick(v, *t);
+                }
+                for (Vcpu* t : kicked) wait_out_of_guest_mode(v, *t);
             }
             return;
         case cpu::kVapicEoi: {
@@ -886,6 +895,17 @@ void Kvm::kvm_vcpu_block(Vcpu& v) {
     p.step(Cost::KvmVcpuUnblock, "vCPU thread scheduled in after wake-up", "kvm_main.c", "kvm");
     vcpu_load(v);
     if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
+}
+
+void Kvm::wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target) {
+    // smp_call_function_many(..., wait): the kicking CPU spins until the kick's IPI was
+    // taken, which in guest mode means a VM exit.
+    LogicalProcessor& p = lp(waiter);
+    p.step(Cost::KvmSendIpiMask, "kvm_make_all_cpus_request: wait for the kicked vCPU", "kvm_main.c", "kvm");
+    p.sync();
+    ++target.m_guest_mode_waiters;
+    while (target.m_mode == VcpuMode::InGuestMode) p.wait_for(target.m_left_guest_mode);
+    --target.m_guest_mode_waiters;
 }
 
 bool Kvm::vmx_needs_pi_wakeup(const Vcpu&) const {

@@ -91,6 +91,8 @@ private:
     bool m_req_event = false;       // KVM_REQ_EVENT
     bool m_apicv_refresh = false;   // KVM_REQ_APICV_UPDATE
     sc_core::sc_event m_wake_event;
+    sc_core::sc_event m_left_guest_mode;  // notified when m_mode leaves IN_GUEST_MODE ...
+    unsigned m_guest_mode_waiters = 0;    // ... while someone waits for it
     std::map<std::uint16_t, std::uint64_t> m_exits;
     std::unique_ptr<NestedVmx> m_nested;
 };
@@ -201,6 +203,8 @@ private:
     // posted_intr.c vmx_needs_pi_wakeup(): a vCPU that does not run can be the target of
     // posted interrupts (its notifications need the wakeup vector, SN on preemption).
     bool vmx_needs_pi_wakeup(const Vcpu& v) const;
+    // The wait of a KVM_REQUEST_WAIT request: until `target` has left guest mode.
+    void wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target);
     // vmx.c __vmx_interrupt_blocked() on the vCPU's loaded VMCS.
     static bool vmx_interrupt_blocked(const vmcs::Vmcs& vmcs);
     void pi_wakeup_handler(unsigned pcpu);

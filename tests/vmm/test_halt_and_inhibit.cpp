@@ -187,3 +187,29 @@ TEST_CASE("writing the xAPIC ID with the vCPU's own ID inhibits nothing") {
     REQUIRE(rig.run());
     CHECK_FALSE(rig.vm().apicv_inhibited());
 }
+
+TEST_CASE("the APICv inhibit waits until the kicked vCPUs have left guest mode") {
+    // kvm_make_all_cpus_request(KVM_REQ_APICV_UPDATE) is a KVM_REQUEST_WAIT request: the
+    // inhibiting vCPU kicks every vCPU in guest mode and waits for the kicks to be taken,
+    // so no vCPU keeps running with IPIv once the ID write has completed.
+    vmm::KvmParams p;  // APICv and IPIv on
+    KvmRig rig(2, p, /*x2apic=*/false);
+    const std::uint64_t running = rig.alloc_line(), done = rig.alloc_line();
+    std::uint64_t target_exits_when_write_done = 99;
+    rig.add_vcpu(0, 0, [&](cpu::GuestCpu& g) {
+        g.spin_until([&] { return g.load64(running) != 0; }, running);
+        g.compute(5000);
+        const std::uint32_t id = g.mmio_read32(cpu::kGuestApicBase + test::kApicIdOffset);
+        g.mmio_write32(cpu::kGuestApicBase + test::kApicIdOffset, id + (0x10u << 24));
+        target_exits_when_write_done = rig.vcpu(1).exits(r(ExitReason::ExternalInterrupt));
+        g.store64(done, 1);
+    });
+    rig.add_vcpu(1, 1, [&](cpu::GuestCpu& g) {
+        g.store64(running, 1);
+        g.spin_until([&] { return g.load64(done) != 0; }, done);  // in guest mode all along
+        g.idle_loop();
+    });
+    REQUIRE(rig.run());
+    CHECK(rig.stat("kvm.apicv_inhibit.apic_id_modified") == 1);
+    CHECK(target_exits_when_write_done >= 1);
+}
