@@ -28,6 +28,7 @@ nlohmann::json RunOutcome::to_json() const {
             {"total_iterations", total_iterations},
             {"exits", exits},
             {"notifications", notifications},
+            {"kvm_notifications", kvm_notifications},
             {"host_seconds", host_seconds},
             {"simulated_cycles", simulated_cycles},
             {"check_ok", check_ok},
@@ -47,6 +48,7 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
     o.total_iterations = j.at("total_iterations");
     o.exits = j.at("exits").get<std::map<std::string, std::uint64_t>>();
     o.notifications = j.at("notifications");
+    o.kvm_notifications = j.at("kvm_notifications");
     o.host_seconds = j.at("host_seconds");
     o.simulated_cycles = j.at("simulated_cycles");
     o.check_ok = j.at("check_ok");
@@ -168,7 +170,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     for (std::uint16_t reason = 0; reason <= 64; ++reason)
         if (auto n = kvm.exits(reason)) out.exits[std::to_string(reason)] = n;
     for (unsigned c = 0; c < platform->cpu_count(); ++c) out.notifications += platform->cpu(c).notifications_sent();
-    out.notifications += platform->stats().value("kvm.notifications_sent");
+    out.kvm_notifications = platform->stats().value("kvm.notifications_sent");
     platform->bus().export_stats(platform->stats());
     for (unsigned c = 0; c < platform->cpu_count(); ++c) {
         auto& st = platform->stats();

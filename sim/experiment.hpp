@@ -44,7 +44,8 @@ struct RunOutcome {
     std::uint64_t iterations = 0;
     std::uint64_t total_iterations = 0;
     std::map<std::string, std::uint64_t> exits;  // basic reason (as a string) -> count
-    std::uint64_t notifications = 0;             // IPIv + KVM posted-interrupt notifications
+    std::uint64_t notifications = 0;             // posted-interrupt notifications IPI virtualization sent
+    std::uint64_t kvm_notifications = 0;         // ... and those KVM sent (vmx_deliver_posted_interrupt)
     double host_seconds = 0;
     double simulated_cycles = 0;
     bool check_ok = false;
