@@ -14,6 +14,7 @@ MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, co
             ++w->writes;
             w->latest = std::max(w->latest, sc_core::sc_time_stamp() + m_store_time_offset);
             w->written.notify(m_store_time_offset);
+            if (w->waiters > 0) w->waiters_woken = true;
         }
     });
 }
@@ -53,7 +54,7 @@ void MemoryTarget::begin_wait(std::uint64_t line_address) {
 }
 
 void MemoryTarget::end_wait(std::uint64_t line_address) {
-    if (WatchedLine* w = watched(line_address); w && w->waiters > 0) --w->waiters;
+    if (WatchedLine* w = watched(line_address); w && w->waiters > 0 && --w->waiters == 0) w->waiters_woken = false;
 }
 
 void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {
@@ -72,8 +73,9 @@ void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_ti
         if (gp.is_write()) std::memcpy(plain.data, gp.get_data_ptr(), plain.size);
     }
     if (req->op != MemOp::Read && delay != sc_core::SC_ZERO_TIME) {
-        // A store to a line a poller waits on: synchronize first (see begin_wait).
-        if (const WatchedLine* w = watched(req->address); w && w->waiters > 0) {
+        // A second store to a line whose pollers were woken but have not run: synchronize
+        // first (see begin_wait).
+        if (const WatchedLine* w = watched(req->address); w && w->waiters > 0 && w->waiters_woken) {
             wait(delay);
             delay = sc_core::SC_ZERO_TIME;
             req->synchronized = true;

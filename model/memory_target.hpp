@@ -42,10 +42,11 @@ public:
     // writer running ahead of SystemC time stores "in the future": a poller must not
     // observe the value before then.
     sc_core::sc_time line_store_time(std::uint64_t line_address) const;
-    // A poller waits on the line from begin_wait to end_wait. A store to a line with a
-    // waiting poller synchronizes its initiator first (decoupled mode: the transaction's
-    // annotated delay is waited out in b_transport, as a TLM-2.0 LT target may), so the
-    // poller wakes, and sees memory, at the store's simulated time and in its order.
+    // A poller waits on the line from begin_wait to end_wait. A store wakes the waiting
+    // pollers at its annotated time; a further store to the line before they have run
+    // (and read the line) synchronizes its initiator first (decoupled mode: the annotated
+    // delay is waited out in b_transport, as a TLM-2.0 LT target may), so the pollers see
+    // memory as of the store that woke them, in exact mode's order.
     void begin_wait(std::uint64_t line_address);
     void end_wait(std::uint64_t line_address);
 
@@ -55,6 +56,7 @@ private:
         std::uint64_t writes = 0;
         sc_core::sc_time latest = sc_core::SC_ZERO_TIME;
         unsigned waiters = 0;
+        bool waiters_woken = false;  // a store woke the waiters; they have not run yet
     };
     WatchedLine* watched(std::uint64_t line_address);
     const WatchedLine* watched(std::uint64_t line_address) const;

@@ -84,18 +84,21 @@ TEST_CASE("memory answers TLM transactions with latency and address errors", "[m
 
 namespace {
 // Two initiator threads over one memory: a poller waits on a line; a writer stores to it
-// with its local time offset annotated on the transaction.
+// with its local time offset annotated on the transaction, once or twice.
 struct PollAndStore : sc_core::sc_module {
     tlm_utils::simple_initiator_socket<PollAndStore> writer_socket{"writer_socket"};
     MemoryTarget& target;
     Clock& clock;
-    double offset_cycles;
+    double offset_cycles, second_offset_cycles;
     bool poller_waits;
-    double woke_at = -1, writer_after = -1;
+    double woke_at = -1, writer_after = -1, writer_after_second = -1;
+    bool first_synchronized = true, second_synchronized = false;
     std::uint64_t line = 0x1000;
     SC_HAS_PROCESS(PollAndStore);
-    PollAndStore(sc_core::sc_module_name n, MemoryTarget& t, Clock& c, double offset, bool waits)
-        : sc_module(n), target(t), clock(c), offset_cycles(offset), poller_waits(waits) {
+    PollAndStore(sc_core::sc_module_name n, MemoryTarget& t, Clock& c, double offset, bool waits,
+                 double second_offset = -1)
+        : sc_module(n), target(t), clock(c), offset_cycles(offset), second_offset_cycles(second_offset),
+          poller_waits(waits) {
         SC_THREAD(poller);
         SC_THREAD(writer);
     }
@@ -106,8 +109,7 @@ struct PollAndStore : sc_core::sc_module {
         if (poller_waits) target.end_wait(line);
         woke_at = clock.to_cycles(sc_core::sc_time_stamp());
     }
-    void writer() {
-        sc_core::wait(clock.to_time(100));
+    void store(double offset, bool& synchronized) {
         tlm::tlm_generic_payload gp;
         MemRequest w;
         w.op = MemOp::Write;
@@ -115,10 +117,17 @@ struct PollAndStore : sc_core::sc_module {
         w.size = 8;
         w.agent = 0;
         std::memset(w.data, 0, sizeof w.data);
-        sc_core::sc_time delay = clock.to_time(offset_cycles);
+        sc_core::sc_time delay = clock.to_time(offset);
         tlm_memory_access(writer_socket, gp, w, delay);
+        synchronized = w.synchronized;
+    }
+    void writer() {
+        sc_core::wait(clock.to_time(100));
+        store(offset_cycles, first_synchronized);
         writer_after = clock.to_cycles(sc_core::sc_time_stamp());
-        CHECK(w.synchronized == poller_waits);
+        if (second_offset_cycles < 0) return;
+        store(second_offset_cycles, second_synchronized);
+        writer_after_second = clock.to_cycles(sc_core::sc_time_stamp());
     }
 };
 }  // namespace
@@ -135,18 +144,26 @@ TEST_CASE("a store annotated ahead of SystemC time wakes a poller at the store's
     sc_core::sc_start();
     CHECK(m.woke_at == Approx(500));       // 100 + the annotated offset
     CHECK(m.writer_after == Approx(100));  // the writer did not synchronize
+    CHECK_FALSE(m.first_synchronized);
     CHECK(clock.to_cycles(target.line_store_time(0x1000)) == Approx(500));
     CHECK(target.line_write_count(0x1008) == 1);  // the same line
 }
 
-TEST_CASE("a store to a line a poller waits on synchronizes the writer first", "[memory][tlm][decoupled]") {
+TEST_CASE("a second store to a polled line before the poller ran synchronizes the writer first",
+          "[memory][tlm][decoupled]") {
     CostTable t = vtx::test::memory_test_costs();
     Clock clock(2.0);
     PhysicalMemory mem(0x10000, &t);
     MemoryTarget target("memory", mem, clock);
-    PollAndStore m("m", target, clock, 400, true);
+    // The first store (at 100 + 400) wakes the waiting poller then, without a
+    // synchronization; the second (at 100 + 600) waits until then, so the poller runs at
+    // 500 and sees memory as of the first store.
+    PollAndStore m("m", target, clock, 400, true, 600);
     m.writer_socket.bind(target.socket);
     sc_core::sc_start();
-    CHECK(m.writer_after == Approx(500));
+    CHECK_FALSE(m.first_synchronized);
+    CHECK(m.writer_after == Approx(100));
+    CHECK(m.second_synchronized);
+    CHECK(m.writer_after_second == Approx(700));
     CHECK(m.woke_at == Approx(500));
 }
