@@ -131,10 +131,11 @@ std::uint64_t LogicalProcessor::tsc() const {
 void LogicalProcessor::Port::access(model::MemRequest& req) {
     m_lp.sync_point();
     req.agent = m_lp.m_index;
+    req.synchronized = false;
     sc_core::sc_time delay = m_lp.annotation();
     const double cycles = model::tlm_memory_access(m_lp.mem_socket, m_payload, req, delay);
-    // The target may have waited the offset out (a store a poller waits for); the
-    // latency is charged below.
+    // The target may have waited the offset out (a second store to a polled line, see
+    // MemoryTarget::begin_wait); the latency is charged below.
     if (req.synchronized) m_lp.m_local = 0.0;
     if (m_lp.m_platform.tracer().any()) {
         char what[96];

@@ -121,8 +121,9 @@ public:
     sc_core::sc_time hand_over();
     void take_over(const sc_core::sc_time& free_at);
     // The delay to annotate on a transaction or notification another agent observes, so
-    // that it takes effect at this processor's local time: the local offset in decoupled
-    // mode; zero in exact mode, which synchronized at the sync point before it.
+    // that it takes effect at this processor's local time: the local offset (in exact mode
+    // zero right after a sync point; a notification made without one, such as KVM's
+    // wakeup of a vCPU thread, carries what was charged since).
     sc_core::sc_time annotation() const;
     // The global quantum in cycles (0: exact mode). Set by the Platform.
     double quantum() const { return m_quantum; }
