@@ -273,6 +273,13 @@ TEST_CASE("ipiv: xAPIC ICR values IPIv does not virtualize exit 56, a self-IPI i
         {"INIT", 1u << 24, kIcrInit | kIcrLevelAssert, true},
         {"SIPI", 1u << 24, kIcrStartup | 0x12, true},
         {"all excluding self", 0, kIcrShorthandOthers | 0x45, true},
+        {"all including self", 0, kIcrShorthandAll | 0x45, true},
+        {"lowest priority", 1u << 24, 0x100 | 0x45, true},
+        {"level-triggered", 1u << 24, kIcrTriggerLevel | kIcrLevelAssert | 0x45, true},
+        {"delivery status (bit 12) set", 1u << 24, 0x1000 | 0x45, true},
+        {"reserved bits 17:16", 1u << 24, (0x3u << 16) | 0x45, true},
+        {"reserved bit 13", 1u << 24, (1u << 13) | 0x45, true},
+        {"reserved bits 31:20", 1u << 24, 0x00100000u | 0x45, true},
         {"self-IPI (VID)", 0, kIcrShorthandSelf | 0x52, false},
     };
     constexpr std::size_t n = sizeof rows / sizeof rows[0];
@@ -462,3 +469,63 @@ TEST_CASE("ipiv: the icx profile has no tertiary controls", "[cpu][ipiv][entry]"
     CHECK(v.end->failed_check.find("primary_reserved_bits") != std::string::npos);
     CHECK_FALSE(ran);
 }
+
+TEST_CASE("ipiv: WRMSR 830H with reserved bits set raises #GP, sends nothing and takes no VM exit",
+          "[cpu][ipiv][gp]") {
+    // New SDM 30.5: with "virtualize x2APIC mode" and IPIv, WRMSR 830H checks the reserved
+    // bits (31:20, 17:16, 13) before anything else and faults.
+    IpivPair t(true);
+    struct Row {
+        const char* what;
+        std::uint32_t lo;
+    };
+    const Row rows[] = {{"bit 13", (1u << 13) | 0x45}, {"bits 17:16", (0x3u << 16) | 0x45},
+                        {"bit 20", (1u << 20) | 0x45}, {"bit 31", (1u << 31) | 0x45}};
+    std::vector<std::uint64_t> gp_rip;
+    t.sender.handler(13, [&](GuestCpu&, std::uint8_t) {
+        gp_rip.push_back(t.sender.ctx.return_rip);
+        t.sender.ctx.return_rip += kLenWrmsr;  // the handler skips the faulting WRMSR
+    });
+    std::vector<std::uint64_t> rip_before;
+    t.target_waits([] { return true; });
+    t.sender.program([&](GuestCpu& g) {
+        for (const Row& r : rows) {
+            rip_before.push_back(t.sender.guest_rip());
+            g.wrmsr(kMsrIcr, x2apic_icr(1, r.lo));
+        }
+    });
+    REQUIRE(t.h.run() == "");
+    CHECK(t.sender.exits.empty());
+    REQUIRE(gp_rip.size() == std::size(rows));
+    for (std::size_t i = 0; i < std::size(rows); ++i) {
+        INFO(rows[i].what);
+        CHECK(gp_rip[i] == rip_before[i]);  // fault-like: the WRMSR did not retire
+    }
+    CHECK(t.target.pid_state().pir.empty());
+    CHECK(t.h.cpu(0).notifications_sent() == 0);
+    CHECK(t.sender.vapic64(kVapicIcrLo) == 0);  // the value never reached VICR
+}
+
+TEST_CASE("ipiv: APIC ID 4095, the last index of a 4096-entry PID-pointer table, is virtualized",
+          "[cpu][ipiv]") {
+    // KVM's kvm.max_vcpu_ids limit: x2APIC IDs up to 4095, one 8-byte entry each.
+    constexpr std::uint32_t kLastId = 4095;
+    IpivPair t(true);
+    const std::uint64_t big = t.h.make_pid_table(kLastId + 1);
+    t.h.set_pid_table_entry(big, kLastId, pid::PidTableEntry::for_descriptor(t.target.pid_address).raw);
+    for (TestVcpu* v : {&t.sender, &t.target}) {
+        v->pid_table = big;
+        v->last_pid_index = kLastId;
+    }
+    t.target_handles(0x45, true);
+    t.target_waits([&] { return !t.received.empty(); });
+    t.sender.program([&](GuestCpu& g) {
+        t.sender_waits_for_target(g);
+        g.wrmsr(kMsrIcr, x2apic_icr(kLastId, 0x45));
+    });
+    REQUIRE(t.h.run() == "");
+    CHECK(t.sender.exits.empty());
+    CHECK(t.h.cpu(0).notifications_sent() == 1);
+    CHECK(t.received == std::vector<std::uint8_t>{0x45});
+}
+
