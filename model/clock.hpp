@@ -19,19 +19,20 @@ public:
     // sc_time::to_seconds() (same operations, same order: bit-identical results) instead
     // of calls into the library.
     sc_core::sc_time to_time(double cycles) const {
-        // The same few latencies are converted again and again: remember the last few.
+        const double ps = cycles * m_period_ps;
+        if (!resolution_is_1ps() || !(ps > 0.0)) return sc_core::sc_time(ps, sc_core::SC_PS);
+        // as sc_time(double, SC_PS) rounds at 1 ps resolution
+        return sc_core::sc_time::from_value(static_cast<sc_core::sc_time::value_type>(static_cast<std::int64_t>(ps + 0.5)));
+    }
+    // The same, for the few latencies that are converted again and again (the memory's):
+    // the last few conversions are remembered.
+    sc_core::sc_time latency_to_time(double cycles) const {
         std::uint64_t bits;
         std::memcpy(&bits, &cycles, sizeof bits);
         Memo& m = m_memo[(bits ^ (bits >> 32) ^ (bits >> 45)) % kMemoSlots];
         if (m.valid && m.cycles == cycles) return m.time;
-        const double ps = cycles * m_period_ps;
-        sc_core::sc_time t;
-        if (!resolution_is_1ps() || !(ps > 0.0))
-            t = sc_core::sc_time(ps, sc_core::SC_PS);
-        else  // as sc_time(double, SC_PS) rounds at 1 ps resolution
-            t = sc_core::sc_time::from_value(static_cast<sc_core::sc_time::value_type>(static_cast<std::int64_t>(ps + 0.5)));
-        m = Memo{true, cycles, t};
-        return t;
+        m = Memo{true, cycles, to_time(cycles)};
+        return m.time;
     }
     double to_cycles(const sc_core::sc_time& t) const {
         if (!resolution_is_1ps()) return t.to_seconds() * 1e12 / m_period_ps;

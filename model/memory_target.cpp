@@ -86,7 +86,7 @@ void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_ti
         const double cycles = m_mem.access(*req);
         m_store_time_offset = sc_core::SC_ZERO_TIME;
         req->latency = cycles;
-        delay += m_clock.to_time(cycles);
+        delay += m_clock.latency_to_time(cycles);
     } catch (const MemoryError&) {
         m_store_time_offset = sc_core::SC_ZERO_TIME;
         gp.set_response_status(tlm::TLM_ADDRESS_ERROR_RESPONSE);
