@@ -91,6 +91,11 @@ MsrResult LocalApic::wrmsr(std::uint32_t msr, std::uint64_t value, const sc_core
     return r;
 }
 
+double LocalApic::write_register(std::uint32_t offset, std::uint32_t value, const sc_core::sc_time& annotation) {
+    if (m_state.x2apic_mode()) return wrmsr(x2apic_msr_of(offset), value, annotation).cycles;
+    return mmio_write(offset, value, annotation).cycles;
+}
+
 void LocalApic::send_ipi(std::uint64_t icr_value) {
     switch (m_state.mode()) {
         case ApicMode::X2Apic:

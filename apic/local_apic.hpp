@@ -74,6 +74,10 @@ public:
     MsrResult rdmsr(std::uint32_t msr, const sc_core::sc_time& annotation = sc_core::SC_ZERO_TIME);
     MsrResult wrmsr(std::uint32_t msr, std::uint64_t value,
                     const sc_core::sc_time& annotation = sc_core::SC_ZERO_TIME);
+    // Host-software convenience: a 32-bit register write in the APIC's current mode
+    // (x2APIC: WRMSR of the register's MSR; xAPIC: the MMIO offset); its cost.
+    double write_register(std::uint32_t offset, std::uint32_t value,
+                          const sc_core::sc_time& annotation = sc_core::SC_ZERO_TIME);
     // Host-software convenience: the ICR write of the current mode (xAPIC: ICR_HI then
     // ICR_LO; x2APIC: WRMSR 830H). Nothing is sent if the APIC is disabled or, in x2APIC
     // mode, the value sets reserved bits (counted in ipis_refused()).

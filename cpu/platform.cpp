@@ -37,14 +37,14 @@ void Platform::set_quantum(double cycles) {
     tlm::tlm_global_quantum::instance().set(m_clock.to_time(cycles));
 }
 
-void Platform::bring_up_host_apics() {
+void Platform::bring_up_host_apics(bool x2apic) {
     constexpr std::uint32_t kHostSvr = apic::kSvrApicSoftwareEnable | 0xFF;  // spurious vector FFH
     for (unsigned c = 0; c < cpu_count(); ++c) {
         auto& a = cpu(c).apic();
         const std::uint64_t base = apic::kApicDefaultBaseAddress | apic::kApicBaseGlobalEnable |
                                    (c == 0 ? apic::kApicBaseBsp : 0);
-        a.wrmsr(apic::kMsrIa32ApicBase, base | apic::kApicBaseX2ApicEnable);
-        a.wrmsr(apic::kX2ApicMsrSvr, kHostSvr);
+        a.wrmsr(apic::kMsrIa32ApicBase, base | (x2apic ? apic::kApicBaseX2ApicEnable : 0));
+        a.write_register(apic::kApicOffsetSvr, kHostSvr);
     }
 }
 

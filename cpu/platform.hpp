@@ -60,8 +60,9 @@ public:
     double quantum() const { return m_quantum; }
 
     // What the host's firmware and kernel do to its local APICs before anything runs:
-    // x2APIC mode (as Linux uses on these servers), software-enabled, spurious vector FFH.
-    void bring_up_host_apics();
+    // x2APIC mode (as Linux uses on these servers) or, with `x2apic` false, xAPIC mode
+    // (Linux booted with nox2apic); software-enabled, spurious vector FFH.
+    void bring_up_host_apics(bool x2apic = true);
 
     // Gives a vCPU context a VMCS region in physical memory (4 KiB, revision identifier
     // in its first 4 bytes) so that VMCLEAR/VMPTRLD can name it by address.

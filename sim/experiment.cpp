@@ -106,7 +106,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     // The APICs' delivery logs feed the timeline only: without one they are not kept.
     for (unsigned c = 0; c < platform->cpu_count(); ++c)
         platform->cpu(c).apic().set_delivery_log(!spec.timeline_path.empty());
-    platform->bring_up_host_apics();
+    platform->bring_up_host_apics(spec.kvm.host_x2apic);
     vmm::Kvm kvm(*platform, spec.kvm);
     kvm.set_vmcs_overrides(spec.vmcs_overrides);
     vmm::Vm& vm = kvm.create_vm(spec.config.x2apic);

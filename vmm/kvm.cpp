@@ -48,9 +48,12 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         throw model::ConfigError(where + ": kvm." + name + " = \"" + value + "\": " + what);
     };
     bool b = false;
-    if (name == "enable_apicv" || name == "enable_ipiv" || name == "x2apic_icr_fastpath") {
+    if (name == "enable_apicv" || name == "enable_ipiv" || name == "x2apic_icr_fastpath" || name == "host_x2apic") {
         if (!parse_bool(value, b)) bad("expected on or off");
-        (name == "enable_apicv" ? enable_apicv : name == "enable_ipiv" ? enable_ipiv : x2apic_icr_fastpath) = b;
+        (name == "enable_apicv"   ? enable_apicv
+         : name == "enable_ipiv"  ? enable_ipiv
+         : name == "host_x2apic"  ? host_x2apic
+                                  : x2apic_icr_fastpath) = b;
     } else if (name == "sched_slice_cycles") {
         const auto n = model::parse_u64(value);
         if (!n || *n < 1000) bad("expected a number of cycles >= 1000");
@@ -61,7 +64,7 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         max_vcpu_ids = static_cast<std::uint32_t>(*n);
     } else {
         throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
-                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles)");
+                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic)");
     }
 }
 
@@ -73,6 +76,7 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
         {"kvm.x2apic_icr_fastpath", onoff(x2apic_icr_fastpath), "handle unicast x2APIC ICR writes in the IRQs-off fastpath"},
         {"kvm.max_vcpu_ids", std::to_string(max_vcpu_ids), "KVM_CAP_MAX_VCPU_ID: PID-pointer table entries, last PID-pointer index + 1"},
         {"kvm.sched_slice_cycles", std::to_string(sched_slice_cycles), "host scheduler time slice when vCPUs share a physical CPU"},
+        {"kvm.host_x2apic", onoff(host_x2apic), "host kernel's local APIC mode: x2APIC, or xAPIC (nox2apic); decides the PID's NDST format"},
     };
 }
 

@@ -35,6 +35,7 @@ struct KvmParams {
     bool x2apic_icr_fastpath = true;  // handle_fastpath_set_x2apic_icr_irqoff (off: pre-2019 path)
     std::uint32_t max_vcpu_ids = 4096;  // KVM_CAP_MAX_VCPU_ID
     std::uint64_t sched_slice_cycles = 2000000;  // host scheduler time slice (overcommit)
+    bool host_x2apic = true;  // the host kernel's local APIC mode (off: booted with nox2apic)
     // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
     void set(const std::string& name, const std::string& value, const std::string& where);
     // name, value, description of every knob.

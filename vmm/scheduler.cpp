@@ -54,10 +54,9 @@ void HostScheduler::yield(Vcpu& v) {
 void HostScheduler::arm_slice_timer() {
     auto& apic = m_cpu.apic();
     m_cpu.sync();
-    m_cpu.charge_cycles(apic.wrmsr(apic::kX2ApicMsrTimerDivide, kTimerDivideBy1).cycles);
-    m_cpu.charge_cycles(apic.wrmsr(apic::kX2ApicMsrLvtTimer, kLocalTimerVector).cycles);
-    m_cpu.charge_cycles(apic.wrmsr(apic::kX2ApicMsrTimerInitialCount,
-                                   static_cast<std::uint64_t>(m_slice)).cycles);
+    m_cpu.charge_cycles(apic.write_register(apic::kApicOffsetTimerDivide, kTimerDivideBy1));
+    m_cpu.charge_cycles(apic.write_register(apic::kApicOffsetLvtTimer, kLocalTimerVector));
+    m_cpu.charge_cycles(apic.write_register(apic::kApicOffsetTimerInitialCount, static_cast<std::uint32_t>(m_slice)));
 }
 
 void HostScheduler::timer_tick() {

@@ -43,7 +43,7 @@ public:
     KvmRig(unsigned pcpus, vmm::KvmParams params, bool x2apic, const model::CpuProfile& profile) {
         sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
         m_platform = std::make_unique<cpu::Platform>("platform", profile, pcpus);
-        m_platform->bring_up_host_apics();
+        m_platform->bring_up_host_apics(params.host_x2apic);
         m_kvm = std::make_unique<vmm::Kvm>(*m_platform, params);
         m_vm = &m_kvm->create_vm(x2apic);
     }

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include "cpu/guest_context.hpp"
+#include "model/memory.hpp"
+#include "pid/descriptor.hpp"
 #include "vmcs/controls.hpp"
 #include "vmcs/exit_info.hpp"
 #include "vmm/ping.hpp"
@@ -217,3 +219,32 @@ void init_level_deassert_does_nothing(bool x2apic) {
 TEST_CASE("an INIT level de-assert IPI does nothing to its target in x2APIC mode") { init_level_deassert_does_nothing(true); }
 
 TEST_CASE("an INIT level de-assert IPI does nothing to its target in xAPIC mode") { init_level_deassert_does_nothing(false); }
+
+namespace {
+// A host whose kernel runs its local APICs in xAPIC mode (nox2apic): KVM's
+// vmx_vcpu_pi_load writes NDST in the xAPIC format (the 8-bit APIC ID in bits 15:8), and the
+// notifications, from IPIv or from KVM, reach the target CPU through the xAPIC ICR.
+void ping_on_xapic_host(bool ipiv) {
+    vmm::KvmParams p = params(true, ipiv);
+    p.host_x2apic = false;
+    KvmRig rig(2, p, /*x2apic=*/true);
+    PingLog log;
+    test::add_ping(rig, kIpis, false, log);
+    REQUIRE(rig.run());
+    CHECK(log.in_order());
+    CHECK_FALSE(rig.platform().cpu(1).apic().x2apic_mode());
+    model::DirectMemoryPort port(rig.platform().memory(), model::kDeviceAgent);
+    pid::PostedInterruptDescriptor desc(port, rig.vcpu(1).pi_desc());
+    CHECK(desc.ndst() == pid::ndst_for_xapic(static_cast<std::uint8_t>(rig.platform().cpu(1).apic().apic_id())));
+    CHECK(desc.ndst() == 1u << 8);
+    CHECK(rig.platform().cpu(1).apic().accepted_count(vmm::kPostedIntrVector) == kIpis);
+    if (ipiv)
+        CHECK(rig.platform().cpu(0).notifications_sent() == kIpis);
+    else
+        CHECK(rig.stat("kvm.notifications_sent") == kIpis);
+}
+}  // namespace
+
+TEST_CASE("a host in xAPIC mode: IPIv notifications use the xAPIC NDST format") { ping_on_xapic_host(true); }
+
+TEST_CASE("a host in xAPIC mode: KVM's notifications reach the target CPU") { ping_on_xapic_host(false); }
