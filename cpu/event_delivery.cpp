@@ -19,6 +19,12 @@ std::uint32_t intr_info_external(std::uint8_t vector) {
                      << vmcs::kIntrInfoTypeShift) |
            vmcs::kIntrInfoValid;
 }
+constexpr std::uint32_t kIntrInfoNmi =
+    vmcs::kVectorNmi | (static_cast<std::uint32_t>(vmcs::InterruptionType::Nmi) << vmcs::kIntrInfoTypeShift) |
+    vmcs::kIntrInfoValid;
+
+bool blocked_by_nmi(std::uint64_t interruptibility) { return (interruptibility & vmcs::kBlockingByNmi) != 0; }
+bool blocked_by_mov_ss(std::uint64_t interruptibility) { return (interruptibility & vmcs::kBlockingByMovSs) != 0; }
 
 }  // namespace
 
@@ -34,6 +40,11 @@ bool LogicalProcessor::event_window(GuestContext& g) {
         v.hw_write(Field::VmEntryIntrInfoField,
                    v.hw_read(Field::VmEntryIntrInfoField) & ~std::uint64_t{vmcs::kIntrInfoValid});
         trace("vmx", "VM entry: deliver injected event", "SDM 26.6", 0);
+        // An injected NMI leaves NMI blocking (virtual-NMI blocking with "virtual NMIs")
+        // in effect until IRET (SDM 27.6.1.2).
+        if (g.pending_injection_nmi)
+            v.hw_write(Field::GuestInterruptibilityInfo,
+                       v.hw_read(Field::GuestInterruptibilityInfo) | vmcs::kBlockingByNmi);
         deliver_guest_interrupt(g, vec);
         return false;
     }
@@ -70,7 +81,38 @@ bool LogicalProcessor::event_window(GuestContext& g) {
             sync_point();
             continue;
         }
-        const bool sti_blocked = vmcs::blocked_by_sti_or_mov_ss(v.hw_read(Field::GuestInterruptibilityInfo));
+        const std::uint64_t interruptibility = v.hw_read(Field::GuestInterruptibilityInfo);
+        const bool sti_blocked = vmcs::blocked_by_sti_or_mov_ss(interruptibility);
+        // NMI-window exiting (SDM 26.7.6): an exit before any instruction once there is no
+        // virtual-NMI blocking and no blocking by STI or MOV SS.
+        if ((primary() & vmcs::kPrimaryNmiWindowExiting) && !blocked_by_nmi(interruptibility) && !sti_blocked) {
+            trace("vmx", "NMI window open: VM exit", "SDM 26.7.6", 0);
+            vm_exit(g, static_cast<std::uint32_t>(ExitReason::NmiWindow), 0);
+            return false;
+        }
+        // NMIs (SDM 26.2, 24.4.2): with "NMI exiting" a VM exit (reason 0, NMI interruption
+        // information), held only by blocking by MOV SS (and, without "virtual NMIs", by
+        // NMI blocking); otherwise delivered through the guest IDT, held by NMI blocking,
+        // which the delivery sets and IRET clears.
+        if (m_apic->nmi_pending() && !blocked_by_mov_ss(interruptibility)) {
+            const bool nmi_exiting = pin() & vmcs::kPinNmiExiting;
+            const bool virtual_nmis = pin() & vmcs::kPinVirtualNmis;
+            if (nmi_exiting && (virtual_nmis || !blocked_by_nmi(interruptibility))) {
+                m_apic->clear_nmi();
+                step(Cost::VmxExternalInterruptExit, "NMI recognized: VM exit", "SDM 26.2");
+                vm_exit(g, static_cast<std::uint32_t>(ExitReason::ExceptionOrNmi), 0, kIntrInfoNmi);
+                return false;
+            }
+            if (!nmi_exiting && !blocked_by_nmi(interruptibility)) {
+                m_apic->clear_nmi();
+                trace("vmx", "NMI delivered through the guest IDT", "SDM 6.7", 0);
+                if (activity == ActivityState::Hlt)
+                    v.hw_write(Field::GuestActivityState, static_cast<std::uint64_t>(ActivityState::Active));
+                v.hw_write(Field::GuestInterruptibilityInfo, interruptibility | vmcs::kBlockingByNmi);
+                deliver_guest_interrupt(g, vmcs::kVectorNmi);
+                return false;
+            }
+        }
         // Interrupt-window exiting (SDM 25.2): an exit as soon as interrupts are enabled.
         if ((primary() & vmcs::kPrimaryInterruptWindowExiting) && guest_if(g) && !sti_blocked) {
             vm_exit(g, static_cast<std::uint32_t>(ExitReason::InterruptWindow), 0);
@@ -164,6 +206,9 @@ void LogicalProcessor::deliver_guest_interrupt(GuestContext& g, std::uint8_t vec
     LogicalProcessor& lp = *g.lp;
     lp.step(Cost::GuestIret, "IRET", "SDM 6.14", "guest");
     lp.set_rip(g, g.return_rip);
+    // IRET unblocks NMIs (and, with "virtual NMIs", virtual NMIs: SDM 26.3 / 25.3).
+    if (const auto intr = g.vmcs.hw_read(Field::GuestInterruptibilityInfo); intr & vmcs::kBlockingByNmi)
+        g.vmcs.hw_write(Field::GuestInterruptibilityInfo, intr & ~std::uint64_t{vmcs::kBlockingByNmi});
     g.return_rip = outer_return_rip;
     g.vmcs.hw_write(Field::GuestRflags, g.vmcs.hw_read(Field::GuestRflags) | (rflags & x86::kRflagsIf));
 }

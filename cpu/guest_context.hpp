@@ -76,6 +76,7 @@ public:
     sc_core::sc_event resume_event;
     std::unique_ptr<GuestCpu> api;
     int pending_injection = -1;  // vector injected by VM entry, delivered before any instruction
+    bool pending_injection_nmi = false;  // ... and it is an NMI (type 2): NMI blocking follows
     // RIP in the frame of the interrupt or exception being handled: what IRET returns to.
     // An exception handler may change it (as kvm-unit-tests' exception fixups do).
     std::uint64_t return_rip = 0;

@@ -81,6 +81,8 @@ EntryResult LogicalProcessor::vm_entry(bool launch) {
     const auto entry_info = v.hw_read(Field::VmEntryIntrInfoField);
     if (entry_info & vmcs::kIntrInfoValid) {
         g.pending_injection = static_cast<int>(entry_info & vmcs::kIntrInfoVectorMask);
+        g.pending_injection_nmi = vmcs::interruption_type(static_cast<std::uint32_t>(entry_info)) ==
+                                  vmcs::InterruptionType::Nmi;
         v.hw_write(Field::GuestActivityState, static_cast<std::uint64_t>(ActivityState::Active));
     }
     // 26.7.7 (SDM16 26.6.7) VM exits induced by the TPR threshold: with "use TPR shadow"
