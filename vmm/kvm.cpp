@@ -392,7 +392,9 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     // Without APICv, interrupts posted to the PIR (before an APICv inhibit, or by a
     // sender still running with IPIv) are moved to the IRR and injected like any other.
     if (!v.apicv_active() && sync_pir_to_irr(v)) v.m_req_event = true;
-    if (v.m_req_event && !v.apicv_active()) inject_pending_interrupt(v);
+    // NMIs first (they rank above interrupts); an NMI occupies the entry's injection.
+    const bool nmi_injected = v.m_nmi_pending && inject_pending_nmi(v);
+    if (v.m_req_event && !v.apicv_active() && !nmi_injected) inject_pending_interrupt(v);
     v.m_req_event = false;
     p.local_irq_disable();
     v.m_mode = VcpuMode::InGuestMode;
@@ -563,6 +565,19 @@ void Kvm::handle_exit(Vcpu& v, const cpu::VmExit& e) {
         case ExitReason::InterruptWindow:
             v.m_req_event = true;
             return;
+        case ExitReason::NmiWindow: {
+            // handle_nmi_window: close the window; the pending NMI is injected now.
+            const auto primary = p.vmread(Field::CpuBasedVmExecControl).value;
+            p.vmwrite(Field::CpuBasedVmExecControl, primary & ~std::uint64_t{vmcs::kPrimaryNmiWindowExiting});
+            v.m_req_event = true;
+            return;
+        }
+        case ExitReason::ExceptionOrNmi:
+            // handle_exception_nmi_irqoff: an NMI that arrived for the host (NMI exiting)
+            // was handled by the host with IRQs off; no exception is intercepted.
+            if (vmcs::interruption_type(e.intr_info) == vmcs::InterruptionType::Nmi) return;
+            throw cpu::SimulationError(v.m_ctx.name + ": unexpected exception VM exit, information " +
+                                       std::to_string(e.intr_info));
         case ExitReason::Vmclear:
         case ExitReason::Vmlaunch:
         case ExitReason::Vmptrld:
@@ -711,6 +726,12 @@ void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, const apic::InterruptMessage&
                 kvm_vcpu_kick(src, target);
             }
             return;
+        case apic::DeliveryMode::Nmi:
+            // kvm_inject_nmi: nmi_queued, then process_nmi caps what is pending at two.
+            target.m_nmi_pending = std::min(target.m_nmi_pending + 1, 2u);
+            target.m_req_event = true;
+            kvm_vcpu_kick(src, target);
+            return;
         case apic::DeliveryMode::Init:
             // "if (!trig_mode || level)": an INIT level de-assert (which Linux sends after
             // the INIT) changes nothing.
@@ -726,7 +747,7 @@ void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, const apic::InterruptMessage&
             kvm_vcpu_kick(src, target);
             return;
         default:
-            return;  // SMI/NMI are not modelled for guests
+            return;  // SMIs are not modelled for guests
     }
 }
 
@@ -785,6 +806,30 @@ std::uint8_t Kvm::apic_ppr(Vcpu& v) {
                                                                      : static_cast<std::uint8_t>(isrv & kPriorityClassMask);
 }
 
+bool Kvm::vmx_nmi_allowed(const vmcs::Vmcs& vmcs) {
+    const auto intr = vmcs.hw_read(Field::GuestInterruptibilityInfo);
+    return !(intr & vmcs::kBlockingByNmi) && !vmcs::blocked_by_sti_or_mov_ss(intr);
+}
+
+bool Kvm::inject_pending_nmi(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    const auto primary = p.current_vmcs()->hw_read(Field::CpuBasedVmExecControl);
+    if (!vmx_nmi_allowed(*p.current_vmcs())) {
+        // enable_nmi_window: exit as soon as the guest's IRET unblocks NMIs.
+        p.vmwrite(Field::CpuBasedVmExecControl, primary | vmcs::kPrimaryNmiWindowExiting);
+        return false;
+    }
+    p.step(Cost::KvmInjectInterrupt, "vmx_inject_nmi", "vmx.c", "kvm");
+    --v.m_nmi_pending;
+    ++m_stat_nmis_injected;
+    p.vmwrite(Field::VmEntryIntrInfoField,
+              vmcs::kVectorNmi | (static_cast<std::uint32_t>(vmcs::InterruptionType::Nmi) << vmcs::kIntrInfoTypeShift) |
+                  vmcs::kIntrInfoValid);
+    // Another NMI waits behind this one: ask for the window after its IRET.
+    if (v.m_nmi_pending) p.vmwrite(Field::CpuBasedVmExecControl, primary | vmcs::kPrimaryNmiWindowExiting);
+    return true;
+}
+
 void Kvm::inject_pending_interrupt(Vcpu& v) {
     // Without APICv (kvm_check_and_inject_events, update_cr8_intercept): inject the highest
     // IRR vector that the PPR lets through, through the VM-entry interruption-information
@@ -816,6 +861,7 @@ void Kvm::inject_pending_interrupt(Vcpu& v) {
 
 bool Kvm::kvm_vcpu_has_events(Vcpu& v) {
     if ((v.m_pending_init || v.m_pending_sipi) && !nested_init_blocked(v)) return true;
+    if (v.m_nmi_pending && vmx_nmi_allowed(v.loaded_context().vmcs)) return true;
     // kvm_arch_interrupt_allowed: a vCPU that halted with interrupts disabled stays halted.
     // (Plain reads of its VMCS and pages: a blocked thread checks without running on the CPU.)
     if (vmx_interrupt_blocked(v.loaded_context().vmcs)) return false;

@@ -87,6 +87,7 @@ private:
     bool m_launched = false;
     bool m_blocked = false;
     bool m_pending_init = false;
+    unsigned m_nmi_pending = 0;     // arch.nmi_pending (at most 2: one can wait behind one in service)
     bool m_pending_sipi = false;
     std::uint8_t m_sipi_vector = 0;
     bool m_req_event = false;       // KVM_REQ_EVENT
@@ -196,6 +197,11 @@ private:
     bool pir_to_irr_while_blocked(Vcpu& v);  // the same, untimed (kvm_vcpu_has_events)
     std::uint8_t apic_ppr(Vcpu& v);  // __apic_update_ppr, from the lapic page
     void inject_pending_interrupt(Vcpu& v);
+    // kvm_check_and_inject_events, NMI part: inject a pending NMI through VM entry when
+    // NMIs are not blocked, else ask for an NMI-window exit. True if one was injected.
+    bool inject_pending_nmi(Vcpu& v);
+    // vmx_nmi_allowed: no NMI (virtual-NMI) blocking, no blocking by STI or MOV SS.
+    static bool vmx_nmi_allowed(const vmcs::Vmcs& vmcs);
     // posted_intr.c
     void vmx_vcpu_pi_load(Vcpu& v);
     void vmx_vcpu_pi_put(Vcpu& v, bool preempted);
@@ -242,6 +248,8 @@ private:
                                                   "interrupts KVM injected through VM entry (APICv inactive)"};
     model::StatCounter m_stat_pi_wakeup_handler{m_platform.stats(), "kvm.pi_wakeup_handler",
                                                 "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)"};
+    model::StatCounter m_stat_nmis_injected{m_platform.stats(), "kvm.nmis_injected",
+                                            "NMIs KVM injected through VM entry"};
     model::StatCounter m_stat_pi_wakeups{m_platform.stats(), "kvm.pi_wakeups",
                                          "blocked vCPUs woken by pi_wakeup_handler (PID.ON set)"};
 };

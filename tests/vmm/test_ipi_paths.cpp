@@ -248,3 +248,62 @@ void ping_on_xapic_host(bool ipiv) {
 TEST_CASE("a host in xAPIC mode: IPIv notifications use the xAPIC NDST format") { ping_on_xapic_host(true); }
 
 TEST_CASE("a host in xAPIC mode: KVM's notifications reach the target CPU") { ping_on_xapic_host(false); }
+
+namespace {
+// vCPU 0 sends `count` NMI IPIs back to back to vCPU 1, whose NMI handler (vector 2) works
+// `handler_cycles` before its IRET and records when it ran.
+struct NmiRun {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> handled;  // TSC at entry, before IRET
+    std::uint64_t nmi_window_exits = 0, injected = 0;
+    unsigned mp_runnable = 0;
+};
+NmiRun send_nmis(bool x2apic, unsigned count, std::uint64_t handler_cycles) {
+    KvmRig rig(2, {}, x2apic);
+    NmiRun out;
+    constexpr std::uint32_t kIcrNmi = 4u << 8;
+    const std::uint64_t ready = rig.alloc_line(), handled = rig.alloc_line();
+    rig.add_vcpu(0, 0, [&](cpu::GuestCpu& g) {
+        g.spin_until([&] { return g.load64(ready) != 0; }, ready);
+        for (unsigned i = 0; i < count; ++i) test::send_ipi(g, x2apic, test::kIcrAssert | kIcrNmi, 1);
+        g.spin_until([&] { return g.load64(handled) >= count; }, handled);
+    });
+    rig.add_vcpu(1, 1, [&](cpu::GuestCpu& g) {
+        g.set_handler(vmcs::kVectorNmi, [&](cpu::GuestCpu& c, std::uint8_t) {
+            const std::uint64_t at = c.rdtsc();
+            c.compute(handler_cycles);
+            out.handled.emplace_back(at, c.rdtsc());
+            c.lock_add(handled, 1);
+        });
+        g.sti();
+        g.store64(ready, 1);
+        g.idle_loop();
+    });
+    REQUIRE(rig.run());
+    out.nmi_window_exits = rig.vcpu(1).exits(r(ExitReason::NmiWindow));
+    out.injected = rig.stat("kvm.nmis_injected");
+    return out;
+}
+}  // namespace
+
+TEST_CASE("an NMI IPI is injected into its target and handled once (x2APIC)") {
+    const NmiRun n = send_nmis(true, 1, 100);
+    CHECK(n.handled.size() == 1);
+    CHECK(n.injected == 1);
+    CHECK(n.nmi_window_exits == 0);
+}
+
+TEST_CASE("an NMI IPI is injected into its target and handled once (xAPIC)") {
+    const NmiRun n = send_nmis(false, 1, 100);
+    CHECK(n.handled.size() == 1);
+    CHECK(n.injected == 1);
+}
+
+TEST_CASE("a second NMI waits for the NMI window that the first handler's IRET opens") {
+    // The second NMI IPI arrives while the first handler runs (virtual-NMI blocking): KVM
+    // asks for an NMI-window exit and injects it after the IRET, never nested.
+    const NmiRun n = send_nmis(true, 2, 20000);
+    REQUIRE(n.handled.size() == 2);
+    CHECK(n.injected == 2);
+    CHECK(n.nmi_window_exits == 1);
+    CHECK(n.handled[1].first > n.handled[0].second);  // after the first handler's end
+}
