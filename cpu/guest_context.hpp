@@ -72,6 +72,10 @@ public:
     // Run-time state (owned by the processor).
     LogicalProcessor* lp = nullptr;  // where the context last entered
     bool thread_started = false;
+    sc_core::sc_process_handle thread;  // the guest program's thread, once started
+    // The vCPU was reset (an INIT): the program it ran is abandoned; the next VM entry
+    // starts the program at the entry's CS:RIP on a new thread.
+    bool restart_requested = false;
     bool finished = false;
     sc_core::sc_event resume_event;
     std::unique_ptr<GuestCpu> api;

@@ -104,6 +104,14 @@ EntryResult LogicalProcessor::vm_entry(bool launch) {
     g.lp = this;
     m_guest_finished = false;
     if (m_platform.timeline().enabled()) m_platform.timeline().begin(now_cycles(), m_index, g.name, "guest");
+    if (g.restart_requested) {
+        // A reset vCPU: unwind the abandoned program's thread (SystemC process control)
+        // and start over where the VMCS now points.
+        g.restart_requested = false;
+        if (g.thread_started && g.thread.valid() && !g.thread.terminated()) g.thread.kill();
+        g.thread_started = false;
+        g.pending_injection = -1;
+    }
     if (!g.thread_started)
         start_guest_thread(g);
     else
@@ -127,8 +135,8 @@ void LogicalProcessor::start_guest_thread(GuestContext& g) {
     std::string name = g.name + "_guest";
     for (char& ch : name)
         if (ch == '.') ch = '_';
-    sc_core::sc_spawn([this, gp]() { guest_thread_body(gp); }, sc_core::sc_gen_unique_name(name.c_str()),
-                      &opts);
+    g.thread = sc_core::sc_spawn([this, gp]() { guest_thread_body(gp); },
+                                 sc_core::sc_gen_unique_name(name.c_str()), &opts);
 }
 
 void LogicalProcessor::guest_thread_body(GuestContext* gp) {

@@ -912,6 +912,7 @@ void Kvm::kvm_apic_accept_events(Vcpu& v) {
     if (v.m_pending_init) {
         v.m_pending_init = false;
         v.m_mp_state = MpState::InitReceived;  // kvm_vcpu_reset for an AP
+        v.m_ctx.restart_requested = v.m_ctx.thread_started;  // what it ran is gone
     }
     if (v.m_pending_sipi) {
         v.m_pending_sipi = false;

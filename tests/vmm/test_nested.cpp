@@ -439,3 +439,69 @@ TEST_CASE("Nested: INIT is blocked in L1 VMX root operation until L1 enters L2",
     CHECK(ap.events_busy >= 1);
     CHECK(bed.vm->vcpus()[1]->exits(static_cast<std::uint16_t>(ExitReason::ExternalInterrupt)) >= 2);
 }
+
+TEST_CASE("vmx_init_signal_test: an INIT latched in VMX root operation takes effect at VMXOFF", "[nested][vmm]") {
+    // kvm-unit-tests vmx_init_signal_test: INIT is blocked while the target is in (L1's) VMX
+    // root operation; KVM requests event processing on VMXOFF, so the latched INIT then
+    // resets the vCPU into wait-for-SIPI (KVM_MP_STATE_INIT_RECEIVED) and a SIPI restarts it.
+    constexpr std::uint8_t kRestartVector = 0x9B;
+    sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+    const auto profile = model::CpuProfile::load(std::string(VTX_SOURCE_DIR) + "/profiles/spr.json");
+    cpu::Platform platform("platform", profile, 2);
+    platform.bring_up_host_apics();
+    vmm::Kvm kvm(platform, vmm::KvmParams{});
+    vmm::Vm& vm = kvm.create_vm(true);
+    const std::uint64_t lines = vm.alloc_guest(64 * 4, 64);
+    const std::uint64_t in_vmx = lines, leave = lines + 64, progress = lines + 128, restarted = lines + 192;
+    const std::uint64_t vmxon_region = vm.alloc_guest(model::kPageSize, model::kPageSize);
+    bool ran_after_vmxoff = false, vmxon_ok = false;
+    std::uint64_t progress_when_init_sent = 0, progress_later = 0;
+    vmm::MpState state_before_sipi = vmm::MpState::Runnable;
+    vmm::Vcpu& bsp = vm.create_vcpu(0, 0);
+    vmm::Vcpu& ap = vm.create_vcpu(1, 1);
+    bsp.set_entry_point(kL1Entry);
+    ap.set_entry_point(kL1Entry + 0x1000);
+    vm.add_code(kL1Entry, [&](cpu::GuestCpu& g) {
+        g.spin_until([&] { return g.load64(in_vmx) != 0; }, in_vmx);
+        g.wrmsr(kMsrIcr, (std::uint64_t{1} << 32) | kIcrInit);  // blocked: the AP is in VMX root
+        progress_when_init_sent = g.load64(progress);
+        g.compute(50000);
+        progress_later = g.load64(progress);
+        g.store64(leave, 1);  // the AP executes VMXOFF: the INIT is taken then
+        g.compute(50000);
+        g.load64(leave);  // an instruction boundary: this vCPU's time is now
+        state_before_sipi = ap.mp_state();
+        g.wrmsr(kMsrIcr, (std::uint64_t{1} << 32) | kIcrStartup | kRestartVector);
+        g.spin_until([&] { return g.load64(restarted) != 0; }, restarted);
+    });
+    vm.add_code(kL1Entry + 0x1000, [&](cpu::GuestCpu& g) {
+        vmxon_ok = g.vmxon(vmxon_region);
+        g.store64(in_vmx, 1);
+        while (g.load64(leave) == 0) {  // VMX root operation, running
+            g.lock_add(progress, 1);
+            g.compute(1000);
+        }
+        g.vmxoff();
+        ran_after_vmxoff = true;  // never: the INIT resets the vCPU at the VMXOFF
+        for (;;) g.hlt();
+    });
+    vm.add_code(std::uint64_t{kRestartVector} << 12, [&](cpu::GuestCpu& g) {
+        g.store64(restarted, 1);
+        for (;;) g.hlt();
+    });
+    bool finished = false;
+    kvm.on_guest_finished = [&](vmm::Vcpu& v) {
+        if (v.id() == 0) {
+            finished = true;
+            sc_core::sc_stop();
+        }
+    };
+    kvm.start();
+    sc_core::sc_start(sc_core::sc_time(1, sc_core::SC_SEC));
+    REQUIRE(finished);
+    CHECK(vmxon_ok);
+    CHECK(progress_later > progress_when_init_sent);  // INIT blocked: the AP kept running
+    CHECK_FALSE(ran_after_vmxoff);
+    CHECK(state_before_sipi == vmm::MpState::InitReceived);
+    CHECK(platform.memory().peek64(vm.gpa_to_hpa(restarted)) == 1);
+}
