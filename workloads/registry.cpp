@@ -64,6 +64,19 @@ std::uint64_t parse_param(const std::string& workload, const std::string& key, c
     return n;
 }
 
+void check_vcpus(const std::string& workload, const WorkloadConfig& cfg, unsigned min) {
+    if (cfg.vcpus < min)
+        throw model::ConfigError(workload + ": --vcpus " + std::to_string(cfg.vcpus) + " is below " +
+                                 std::to_string(min) + ", the fewest this workload runs on");
+    if (!cfg.x2apic && cfg.vcpus > kXapicMaxVcpus)
+        throw model::ConfigError(workload + ": --vcpus " + std::to_string(cfg.vcpus) +
+                                 " in xAPIC mode: xAPIC APIC IDs are 8 bits and FFH is the broadcast address, so a VM "
+                                 "has at most " + std::to_string(kXapicMaxVcpus) + " (use --apic x2apic)");
+    if (cfg.x2apic && cfg.vcpus > kX2apicMaxVcpus)
+        throw model::ConfigError(workload + ": --vcpus " + std::to_string(cfg.vcpus) +
+                                 " is above KVM_MAX_VCPU_IDS (" + std::to_string(kX2apicMaxVcpus) + ")");
+}
+
 void check_params(const std::string& workload, const WorkloadConfig& cfg, const std::vector<std::string>& known) {
     for (const auto& [key, value] : cfg.params)
         if (std::find(known.begin(), known.end(), key) == known.end()) {

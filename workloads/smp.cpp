@@ -43,7 +43,7 @@ class ApBoot : public Workload {
 public:
     void setup(vmm::Kvm&, vmm::Vm& vm, const WorkloadConfig& cfg) override {
         m_n = cfg.vcpus;
-        if (m_n < 2 || m_n > 64) throw model::ConfigError("ap_boot: --vcpus must be 2..64");
+        check_vcpus("ap_boot", cfg);
         for (const auto& [key, value] : cfg.params) {
             if (key == "sipi_delay")
                 m_sipi_delay = parse_param("ap_boot", key, value);
@@ -128,7 +128,8 @@ public:
     void setup(vmm::Kvm&, vmm::Vm& vm, const WorkloadConfig& cfg) override {
         m_n = cfg.vcpus;
         m_x2apic = cfg.x2apic;
-        const unsigned max = m_broadcast ? 64 : m_x2apic ? kX2apicClusterMaxVcpus : kXapicFlatMaxVcpus;
+        if (m_broadcast) check_vcpus(name(), cfg);
+        const unsigned max = m_broadcast ? cfg.vcpus : m_x2apic ? kX2apicClusterMaxVcpus : kXapicFlatMaxVcpus;
         if (m_n < 2 || m_n > max)
             throw model::ConfigError(std::string(name()) + ": --vcpus must be 2.." + std::to_string(max) +
                                      (m_broadcast ? "" : m_x2apic ? " (x2APIC cluster 0)" : " (xAPIC flat logical model)"));

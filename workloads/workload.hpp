@@ -55,6 +55,13 @@ const std::vector<WorkloadInfo>& workload_registry();
 // [min, max]; throws model::ConfigError naming the workload, key and range.
 std::uint64_t parse_param(const std::string& workload, const std::string& key, const std::string& value,
                           std::uint64_t min = 0, std::uint64_t max = ~std::uint64_t{0});
+// The most vCPUs a VM can address in an APIC mode: xAPIC physical APIC IDs are 8 bits and
+// FFH is the broadcast address (SDM 11.6.2.1), so 255; x2APIC IDs are 32 bits and KVM allows
+// KVM_MAX_VCPU_IDS = 4096 (kvm.max_vcpu_ids may lower it; KVM refuses a vCPU at or above it).
+inline constexpr unsigned kXapicMaxVcpus = 255;
+inline constexpr unsigned kX2apicMaxVcpus = 4096;
+// Refuses a vCPU count below `min` or above the APIC mode's limit, with the reason.
+void check_vcpus(const std::string& workload, const WorkloadConfig& cfg, unsigned min = 2);
 // Refuses any parameter but `known` (comma-separated list for the message).
 void check_params(const std::string& workload, const WorkloadConfig& cfg, const std::vector<std::string>& known);
 const WorkloadInfo* find_workload(const std::string& name);

@@ -161,3 +161,37 @@ TEST_CASE("random_ipi with APICv and bursts: missing IPIs are at least those KVM
     CHECK(run.result.ok);
     CHECK(run.result.values.at("missing") >= run.result.values.at("coalesced"));
 }
+
+TEST_CASE("broadcast runs beyond 255 vCPUs in x2APIC mode: every vCPU gets every IPI once") {
+    auto run = run_workload("broadcast", config(300, true, 50000), kvm_params(true, true));
+    INFO(run.error);
+    REQUIRE(run.finished);
+    INFO(run.result.check);
+    CHECK(run.result.ok);
+}
+
+TEST_CASE("ap_boot brings 299 APs online in x2APIC mode") {
+    auto run = run_workload("ap_boot", config(300, true), kvm_params(true, true));
+    INFO(run.error);
+    REQUIRE(run.finished);
+    INFO(run.result.check);
+    CHECK(run.result.ok);
+    CHECK(run.result.iterations == 299);
+}
+
+TEST_CASE("an xAPIC VM of more than 255 vCPUs is refused with the architectural reason") {
+    for (const char* w : {"broadcast", "ap_boot"}) {
+        INFO(w);
+        const workloads::WorkloadInfo* info = workloads::find_workload(w);
+        REQUIRE(info);
+        auto workload = info->make();
+        static test::KvmRig rig(1, kvm_params(true, true), /*x2apic=*/false);  // one elaboration
+        try {
+            workload->setup(rig.kvm(), rig.vm(), config(256, false));
+            FAIL("no ConfigError");
+        } catch (const model::ConfigError& e) {
+            CHECK(std::string(e.what()).find("at most 255") != std::string::npos);
+            CHECK(std::string(e.what()).find("8 bits") != std::string::npos);
+        }
+    }
+}
