@@ -8,9 +8,10 @@
 //              the second SIPI of each pair is ignored (the AP is no longer waiting).
 //              cycles_per_iteration: BSP TSC ticks from the first INIT until the last AP
 //              is online, per AP.
-//   multicast  vCPU 0 sends fixed IPIs in logical destination mode (xAPIC flat model, or
-//              x2APIC cluster 0) to a seeded random non-empty set of the other vCPUs and
-//              waits until every member has handled it.
+//   multicast  vCPU 0 sends fixed IPIs in logical destination mode to a seeded random
+//              non-empty set of the other vCPUs of one random cluster and waits until every
+//              member has handled it: the xAPIC flat model up to 8 vCPUs, the xAPIC cluster
+//              model (15 clusters of 4) up to 60, x2APIC clusters of 16 up to 4096.
 //   broadcast  vCPU 0 sends fixed IPIs with the all-excluding-self shorthand and waits
 //              until every other vCPU has handled it.
 //
@@ -18,6 +19,7 @@
 // their own line and in a shared acknowledgement count, then EOIs. The check is that every
 // target received each IPI sent to it exactly once. Measured as do_test() passes:
 // cycles_per_iteration is per IPI sent.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,7 +38,11 @@ constexpr std::uint64_t kApTrampoline = kApTrampolineVector << 12;  // CS.base a
 constexpr std::uint64_t kDefaultSipiDelay = 20000;                  // cycles ("200 us", scaled)
 constexpr unsigned kInitToSipiFactor = 10;                           // "10 ms" vs "200 us"
 constexpr unsigned kXapicFlatMaxVcpus = 8;     // flat model: one LDR bit per APIC
-constexpr unsigned kX2apicClusterMaxVcpus = 16;  // x2APIC cluster 0: IDs 0..15
+constexpr unsigned kXapicClusterSize = 4;      // xAPIC cluster model: 4 member bits ...
+constexpr unsigned kXapicClusterMaxVcpus = 60;  // ... in 15 clusters (cluster 15 is broadcast)
+constexpr unsigned kXapicClusterShift = 4;     // cluster in bits 7:4 of the 8-bit logical ID
+constexpr unsigned kX2apicClusterSize = 16;    // x2APIC: ID[31:4] cluster, ID[3:0] member bit
+constexpr unsigned kX2apicClusterShift = 16;   // cluster in bits 31:16 of the destination
 
 // ---- ap_boot ---------------------------------------------------------------------------
 class ApBoot : public Workload {
@@ -128,11 +134,15 @@ public:
     void setup(vmm::Kvm&, vmm::Vm& vm, const WorkloadConfig& cfg) override {
         m_n = cfg.vcpus;
         m_x2apic = cfg.x2apic;
-        if (m_broadcast) check_vcpus(name(), cfg);
-        const unsigned max = m_broadcast ? cfg.vcpus : m_x2apic ? kX2apicClusterMaxVcpus : kXapicFlatMaxVcpus;
-        if (m_n < 2 || m_n > max)
-            throw model::ConfigError(std::string(name()) + ": --vcpus must be 2.." + std::to_string(max) +
-                                     (m_broadcast ? "" : m_x2apic ? " (x2APIC cluster 0)" : " (xAPIC flat logical model)"));
+        check_vcpus(name(), cfg);
+        if (!m_broadcast && !m_x2apic && m_n > kXapicClusterMaxVcpus)
+            throw model::ConfigError(std::string(name()) + ": --vcpus " + std::to_string(m_n) +
+                                     " in xAPIC mode: logical destinations address at most " +
+                                     std::to_string(kXapicClusterMaxVcpus) +
+                                     " vCPUs (flat model: 8; cluster model: 15 clusters of 4), use --apic x2apic");
+        // The logical model: xAPIC flat (one bit per vCPU, up to 8), xAPIC cluster (4 per
+        // cluster), x2APIC cluster (16 per cluster, the IDs' own).
+        m_cluster_size = m_x2apic ? kX2apicClusterSize : m_n <= kXapicFlatMaxVcpus ? m_n : kXapicClusterSize;
         if (!cfg.params.empty())
             throw model::ConfigError(std::string(name()) + ": unknown parameter workload." + cfg.params.begin()->first +
                                      " (this workload has none besides workload.goal)");
@@ -179,9 +189,15 @@ public:
 private:
     const char* name() const { return m_broadcast ? "broadcast" : "multicast"; }
     std::uint64_t count_line(unsigned id) const { return m_counts + kLine * id; }
-    // The logical ID a vCPU programs (xAPIC flat: LDR bits 31:24) or has (x2APIC cluster 0:
-    // bit ID in LDR bits 15:0); the message destination is the OR of the members'.
-    static std::uint32_t logical_bit(unsigned id) { return 1u << id; }
+    // A vCPU's bit in its cluster's member mask (flat: its own bit of 8), and the cluster
+    // part of a logical destination (xAPIC cluster model: bits 7:4 of the 8-bit
+    // destination; x2APIC: bits 31:16). The destination is the cluster with the OR of
+    // the members' bits.
+    std::uint32_t logical_bit(unsigned id) const { return 1u << (id % m_cluster_size); }
+    std::uint32_t cluster_field(unsigned cluster) const {
+        if (m_x2apic) return cluster << kX2apicClusterShift;
+        return m_n <= kXapicFlatMaxVcpus ? 0 : cluster << kXapicClusterShift;
+    }
 
     void bsp_main(cpu::GuestCpu& g) {
         kut::Lib lib(g, m_x2apic);
@@ -199,14 +215,20 @@ private:
                 members = m_n - 1;
             } else {
                 icr |= kut::kApicDestLogical;
-                // A random non-empty subset of vCPUs 1..N-1.
-                const std::uint64_t set = 1 + m_rng.below((std::uint64_t{1} << (m_n - 1)) - 1);
-                for (unsigned i = 1; i < m_n; ++i)
-                    if ((set >> (i - 1)) & 1u) {
+                // A random cluster, then a random non-empty subset of its vCPUs other than
+                // vCPU 0 (one cluster: a random non-empty subset of vCPUs 1..N-1).
+                const unsigned clusters = (m_n + m_cluster_size - 1) / m_cluster_size;
+                const unsigned c = clusters == 1 ? 0 : static_cast<unsigned>(m_rng.below(clusters));
+                const unsigned first = std::max(c * m_cluster_size, 1u);
+                const unsigned last = std::min((c + 1) * m_cluster_size, m_n);  // exclusive
+                const std::uint64_t set = 1 + m_rng.below((std::uint64_t{1} << (last - first)) - 1);
+                for (unsigned i = first; i < last; ++i)
+                    if ((set >> (i - first)) & 1u) {
                         dest |= logical_bit(i);
                         ++m_expected[i];
                         ++members;
                     }
+                dest |= cluster_field(c);
             }
             lib.apic_icr_write(icr, dest);
             acks += members;
@@ -217,9 +239,12 @@ private:
     void target_main(cpu::GuestCpu& g, unsigned self) {
         kut::Lib lib(g, m_x2apic);
         if (!m_broadcast && !m_x2apic) {
-            // xAPIC flat logical mode: DFR model 1111b, logical ID = one bit per vCPU.
-            lib.apic_write(kut::kApicDfr, kut::kApicDfrFlat);
-            lib.apic_write(kut::kApicLdr, logical_bit(self) << kut::kXapicLdrShift);
+            // xAPIC logical mode: flat (DFR model 1111b, one bit per vCPU) or cluster
+            // (DFR model 0000b, cluster in LDR[31:28], member bit in LDR[27:24]).
+            const bool flat = m_n <= kXapicFlatMaxVcpus;
+            lib.apic_write(kut::kApicDfr, flat ? kut::kApicDfrFlat : kut::kApicDfrCluster);
+            lib.apic_write(kut::kApicLdr, (cluster_field(self / m_cluster_size) | logical_bit(self))
+                                              << kut::kXapicLdrShift);
         }
         g.set_handler(kGroupVector, [this, self](cpu::GuestCpu& c, std::uint8_t) {
             c.lock_add(count_line(self), 1);
@@ -233,6 +258,7 @@ private:
 
     bool m_broadcast;
     unsigned m_n = 4;
+    unsigned m_cluster_size = 8;
     bool m_x2apic = true;
     std::uint64_t m_goal = 0;
     model::Rng m_rng;

@@ -1,6 +1,7 @@
 // ap_boot, multicast, broadcast and the long randomized random_ipi run.
 #include <catch2/catch.hpp>
 
+#include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
 #include "vmcs/exit_info.hpp"
 #include "workloads/workload_rig.hpp"
@@ -74,8 +75,14 @@ TEST_CASE("multicast in x2APIC cluster mode without IPIv: the slow WRMSR path (n
     CHECK(run.rig->stat("kvm.x2apic_icr_fastpath") == 0);
 }
 
-TEST_CASE("multicast refuses more vCPUs than the xAPIC flat model addresses") {
-    CHECK_THROWS_AS(run_workload("multicast", config(9, false), kvm_params(true, true)), model::ConfigError);
+TEST_CASE("multicast beyond the 8 vCPUs of the xAPIC flat model uses the cluster model") {
+    auto run = run_workload("multicast", config(9, false), kvm_params(true, true));
+    REQUIRE(run.finished);
+    INFO(run.result.check);
+    CHECK(run.result.ok);
+    cpu::VirtualApicPage page(run.rig->platform().memory(), run.rig->vcpu(8).vapic_page());
+    CHECK((page.read32(cpu::kVapicDfr) >> 28) == 0);  // cluster model
+    CHECK(page.read32(cpu::kVapicLdr) == ((2u << 4 | 1u) << 24));  // vCPU 8: cluster 2, bit 0
 }
 
 TEST_CASE("broadcast in x2APIC mode with IPIv: every other vCPU gets each IPI once") {
@@ -193,5 +200,36 @@ TEST_CASE("an xAPIC VM of more than 255 vCPUs is refused with the architectural 
             CHECK(std::string(e.what()).find("at most 255") != std::string::npos);
             CHECK(std::string(e.what()).find("8 bits") != std::string::npos);
         }
+    }
+}
+
+TEST_CASE("multicast in the xAPIC cluster model (40 vCPUs): each target gets each IPI once") {
+    auto run = run_workload("multicast", config(40, false, 50000), kvm_params(true, true));
+    INFO(run.error);
+    REQUIRE(run.finished);
+    INFO(run.result.check);
+    CHECK(run.result.ok);
+    // Cluster model: DFR 0000b, LDR = cluster << 28 | member bit << 24.
+    cpu::VirtualApicPage page(run.rig->platform().memory(), run.rig->vcpu(13).vapic_page());
+    CHECK(page.read32(cpu::kVapicLdr) == ((3u << 4 | 1u << 1) << 24));  // vCPU 13: cluster 3, bit 1
+    CHECK((page.read32(cpu::kVapicDfr) >> 28) == 0);
+}
+
+TEST_CASE("multicast across x2APIC clusters (100 vCPUs): each target gets each IPI once") {
+    auto run = run_workload("multicast", config(100, true, 50000), kvm_params(true, true));
+    INFO(run.error);
+    REQUIRE(run.finished);
+    INFO(run.result.check);
+    CHECK(run.result.ok);
+}
+
+TEST_CASE("multicast refuses more xAPIC vCPUs than logical destinations can address") {
+    static test::KvmRig rig(1, kvm_params(true, true), /*x2apic=*/false);
+    auto workload = workloads::find_workload("multicast")->make();
+    try {
+        workload->setup(rig.kvm(), rig.vm(), config(61, false));
+        FAIL("no ConfigError");
+    } catch (const model::ConfigError& e) {
+        CHECK(std::string(e.what()).find("at most 60") != std::string::npos);
     }
 }
