@@ -29,10 +29,6 @@ InterruptBus::InterruptBus(sc_core::sc_module_name name, const model::CostTable&
       m_costs(costs),
       m_clock(clock) {
     target_socket.register_b_transport(this, &InterruptBus::b_transport);
-    SC_HAS_PROCESS(InterruptBus);
-    SC_METHOD(deliver_due);
-    sensitive << m_delivery_event;
-    dont_initialize();
 }
 
 std::size_t InterruptBus::attach(InterruptBusClient& client) {
@@ -61,7 +57,7 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
 
     if (msg.shorthand == Shorthand::Self) {  // loops back inside the sending APIC
         ++m_loopbacks;
-        schedule(enter, source, msg);
+        deliver(enter, source, msg);
         return;
     }
 
@@ -78,34 +74,24 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
     const sc_core::sc_time start = std::max(enter, m_path_free);
     m_queueing_cycles += m_clock.to_cycles(start - enter);
     for (std::size_t k = 0; k < targets.size(); ++k)
-        schedule(start + m_clock.to_time(ser * static_cast<double>(k + 1) + latency), targets[k], msg);
+        deliver(start + m_clock.to_time(ser * static_cast<double>(k + 1) + latency), targets[k], msg);
     const double slots = static_cast<double>(std::max<std::size_t>(targets.size(), 1));
     m_path_free = start + m_clock.to_time(ser * slots);
     m_busy_cycles += ser * slots;
 }
 
-void InterruptBus::schedule(const sc_core::sc_time& when, std::size_t target,
+void InterruptBus::deliver(const sc_core::sc_time& when, std::size_t target,
                             const InterruptMessage& msg) {
-    m_pending.emplace(std::make_pair(when, m_sequence++), Pending{target, msg});
-    // An earlier notification overrides a later pending one; a later one is ignored.
-    m_delivery_event.notify(m_pending.begin()->first.first - sc_core::sc_time_stamp());
-}
-
-void InterruptBus::deliver_due() {
-    const sc_core::sc_time now = sc_core::sc_time_stamp();
-    while (!m_pending.empty() && m_pending.begin()->first.first <= now) {
-        const Pending p = m_pending.begin()->second;
-        m_pending.erase(m_pending.begin());
-        tlm::tlm_generic_payload gp;
-        InterruptMessageExtension ext{p.message};
-        std::uint32_t data = 0;
-        prepare_interrupt_payload(gp, ext, data);
-        sc_core::sc_time delay = sc_core::SC_ZERO_TIME;
-        initiator_socket[static_cast<int>(p.target)]->b_transport(gp, delay);
-        gp.clear_extension(&ext);
-        ++m_deliveries;
-    }
-    if (!m_pending.empty()) m_delivery_event.notify(m_pending.begin()->first.first - now);
+    // TLM-2.0 loosely timed: hand the copy to the receiver now, annotated with the time
+    // until it arrives; the receiver queues it for then.
+    tlm::tlm_generic_payload gp;
+    InterruptMessageExtension ext{msg};
+    std::uint32_t data = 0;
+    prepare_interrupt_payload(gp, ext, data);
+    sc_core::sc_time delay = when - sc_core::sc_time_stamp();
+    initiator_socket[static_cast<int>(target)]->b_transport(gp, delay);
+    gp.clear_extension(&ext);
+    ++m_deliveries;
 }
 
 void InterruptBus::export_stats(model::Stats& stats, const std::string& prefix) const {

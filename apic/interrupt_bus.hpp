@@ -5,8 +5,9 @@
 // with a generic payload carrying an InterruptMessageExtension and, as the annotated delay,
 // the time until the message leaves the APIC (ApicIcrSend). The bus routes at that call,
 // against the current addressing state of every attached APIC (ID, LDR, DFR, mode, PPR),
-// reserves the shared path and schedules one copy per destination; at each copy's arrival
-// time it calls b_transport on that receiver through initiator_socket[index].
+// reserves the shared path and hands one copy per destination to that receiver at once,
+// through initiator_socket[index], annotated with the time until it arrives (TLM-2.0 loosely
+// timed; the receiver queues it for then).
 //
 // Timing (cycles; see docs/apic-choices.md):
 //   enter    = send time + ApicIcrSend                 (the annotated delay)
@@ -90,22 +91,13 @@ public:
 
 private:
     void b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
-    void deliver_due();
-    void schedule(const sc_core::sc_time& when, std::size_t target, const InterruptMessage& msg);
+    // Hands a copy to receiver `target`, annotated to arrive at `when`.
+    void deliver(const sc_core::sc_time& when, std::size_t target, const InterruptMessage& msg);
     void end_of_elaboration() override;
 
-    struct Pending {
-        std::size_t target;
-        InterruptMessage message;
-    };
     const model::CostTable& m_costs;
     const model::Clock& m_clock;
     std::vector<InterruptBusClient*> m_clients;
-    // Deliveries ordered by (arrival time, sequence number); one event re-armed for the
-    // earliest pending arrival.
-    std::multimap<std::pair<sc_core::sc_time, std::uint64_t>, Pending> m_pending;
-    std::uint64_t m_sequence = 0;
-    sc_core::sc_event m_delivery_event;
     sc_core::sc_time m_path_free = sc_core::SC_ZERO_TIME;
 
     std::uint64_t m_messages = 0, m_deliveries = 0, m_undeliverable = 0, m_loopbacks = 0;
