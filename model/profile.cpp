@@ -1,5 +1,7 @@
 #include "model/profile.hpp"
 
+#include <cmath>
+
 #include <fstream>
 #include <map>
 #include <set>
@@ -90,9 +92,12 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
     p.name = j["name"].get<std::string>();
     if (j.contains("description")) p.description = j["description"].get<std::string>();
     p.core_ghz = number_field(j, "core_ghz", file, "top level");
-    if (!(p.core_ghz > 0.0)) fail(file, "core_ghz must be positive");
+    // A clock between 1 MHz and 100 GHz: outside it cycles and simulated time lose meaning
+    // (a 1e300 GHz clock makes every step take no time at all).
+    auto clock_in_range = [](double ghz) { return ghz >= kMinClockGhz && ghz <= kMaxClockGhz; };
+    if (!clock_in_range(p.core_ghz)) fail(file, "core_ghz must be between 0.001 and 100 (GHz)");
     p.tsc_ghz = j.contains("tsc_ghz") ? number_field(j, "tsc_ghz", file, "top level") : p.core_ghz;
-    if (!(p.tsc_ghz > 0.0)) fail(file, "tsc_ghz must be positive");
+    if (!clock_in_range(p.tsc_ghz)) fail(file, "tsc_ghz must be between 0.001 and 100 (GHz)");
     if (j.contains("features")) load_features(j["features"], p.features, file);
 
     if (!j.contains("costs") || !j["costs"].is_array()) fail(file, "missing array \"costs\"");
@@ -115,6 +120,8 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
         CostEntry& ce = p.costs.entry(*cost);
         ce.cycles = number_field(e, "cycles", file, entry);
         if (ce.cycles < 0) fail(file, entry + ": cycles must not be negative");
+        if (!(ce.cycles <= kMaxCostCycles))
+            fail(file, entry + ": cycles must be at most " + std::to_string(static_cast<long long>(kMaxCostCycles)));
         if (!e.contains("provenance") || !e["provenance"].is_string())
             fail(file, entry + ": missing \"provenance\" (published, measured, fitted, assumed)");
         const auto prov = parse_provenance(e["provenance"].get<std::string>());
@@ -153,7 +160,9 @@ void CpuProfile::override_cost(const std::string& name, const std::string& value
     if (used == 0 || used != value.size())
         throw ConfigError(where + ": cost \"" + name + "\" value \"" + value +
                           "\" is not a number");
-    if (v < 0) throw ConfigError(where + ": cost \"" + name + "\" must not be negative");
+    if (!std::isfinite(v) || v < 0 || v > kMaxCostCycles)
+        throw ConfigError(where + ": cost \"" + name + "\" must be a finite number of cycles from 0 to " +
+                          std::to_string(static_cast<long long>(kMaxCostCycles)) + ", not \"" + value + "\"");
     costs.set_cycles(*cost, v);
     costs.entry(*cost).provenance = Provenance::Assumed;
     costs.entry(*cost).source = "set on the command line (" + where + ")";

@@ -7,6 +7,12 @@
 
 namespace vtx::model {
 
+// The largest value a cost may take (cycles): above it, a step would take longer than the
+// simulated time a run is allowed (seconds at GHz), so such a value is an input error.
+inline constexpr double kMaxCostCycles = 1e9;
+// The core and TSC clocks a profile may give (GHz).
+inline constexpr double kMinClockGhz = 0.001, kMaxClockGhz = 100.0;
+
 struct CpuProfile {
     std::string name;
     std::string description;

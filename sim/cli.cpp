@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/error.hpp"
+#include "model/parse.hpp"
 #include "sim/bench.hpp"
 #include "sim/calibrate.hpp"
 #include "sim/experiment.hpp"
@@ -82,6 +83,7 @@ struct Common {
     std::uint64_t seed = 1;
     unsigned runs = 1;
     unsigned jobs = 2;
+    std::string seed_text, runs_text, jobs_text;  // as given: checked by parse_count
     std::string json, csv, config, stats;
     bool trace = false;
     std::string debug;
@@ -94,9 +96,9 @@ void add_common(po::options_description& d, Common& c, unsigned default_runs) {
     d.add_options()
         ("profile", po::value(&c.profile)->default_value(c.profile), "CPU profile: a name in profiles/ or a JSON file")
         ("set", po::value(&c.sets)->composing(), "KEY=VALUE: cost.NAME, kvm.NAME, vmcs.FIELD or workload.NAME (repeatable)")
-        ("seed", po::value(&c.seed)->default_value(c.seed), "seed of the per-run variation")
-        ("runs", po::value(&c.runs)->default_value(default_runs), "runs per configuration")
-        ("jobs", po::value(&c.jobs)->default_value(c.jobs), "simulations in parallel (processes)")
+        ("seed", po::value(&c.seed_text)->default_value("1"), "seed of the per-run variation")
+        ("runs", po::value(&c.runs_text)->default_value(std::to_string(default_runs)), "runs per configuration")
+        ("jobs", po::value(&c.jobs_text)->default_value("2"), "simulations in parallel (processes)")
         ("json", po::value(&c.json), "write results as JSON to FILE")
         ("csv", po::value(&c.csv), "write per-run results as CSV to FILE")
         ("stats", po::value(&c.stats), "write run 1's statistics (gem5 stats.txt style) to FILE")
@@ -131,7 +133,21 @@ po::variables_map parse(const std::vector<std::string>& args, po::options_descri
     return vm;
 }
 
-RunSpec base_spec(const Common& c) {
+// A whole number given on the command line or in a config file, within the option's bounds
+// (a "-1" would otherwise wrap to a huge unsigned value).
+std::uint64_t parse_count(const char* option, const std::string& text, std::uint64_t min, std::uint64_t max) {
+    const auto n = model::parse_u64(text);
+    if (!n || *n < min || *n > max)
+        throw model::ConfigError(std::string("--") + option + ": \"" + text + "\" is not a whole number from " +
+                                 std::to_string(min) + " to " + std::to_string(max));
+    return *n;
+}
+constexpr std::uint64_t kMaxRuns = 100000, kMaxJobs = 1024, kMaxCpus = 4096;
+
+RunSpec base_spec(Common& c) {
+    c.seed = parse_count("seed", c.seed_text, 0, ~std::uint64_t{0});
+    c.runs = static_cast<unsigned>(parse_count("runs", c.runs_text, 1, kMaxRuns));
+    c.jobs = static_cast<unsigned>(parse_count("jobs", c.jobs_text, 1, kMaxJobs));
     RunSpec spec;
     spec.profile = load_profile(c.profile);
     spec.kvm.enable_ipiv = spec.profile.features.ipi_virtualization;
@@ -145,7 +161,6 @@ RunSpec base_spec(const Common& c) {
                 throw model::ConfigError("--debug: unknown flag \"" + f + "\" (known: vmx, pi, apic, kvm, guest, mem)");
             spec.debug_flags.push_back(f);
         }
-    if (c.runs == 0) throw model::ConfigError("--runs must be at least 1");
     if (c.quantum_given) spec.quantum_cycles = parse_quantum(c.quantum);
     return spec;
 }
@@ -196,7 +211,7 @@ void check_outcomes(const std::vector<RunOutcome>& outs) {
 int cmd_run(const std::vector<std::string>& args) {
     Common c;
     std::string workload, apic = "x2apic", ipiv, timeline;
-    unsigned vcpus = 0, pcpus = 0;
+    std::string vcpus, pcpus;
     po::options_description desc("vtxsim run WORKLOAD [options]");
     desc.add_options()("help,h", "this help")
         ("workload", po::value(&workload), "workload name (see `vtxsim list`)")
@@ -220,8 +235,10 @@ int cmd_run(const std::vector<std::string>& args) {
     RunSpec spec = base_spec(c);
     spec.workload = workload;
     spec.config.x2apic = apic == "x2apic";
-    spec.config.vcpus = vcpus ? vcpus : info->default_vcpus;
-    spec.config.pcpus = pcpus ? pcpus : spec.config.vcpus;
+    spec.config.vcpus = vcpus.empty() ? info->default_vcpus
+                                      : static_cast<unsigned>(parse_count("vcpus", vcpus, 1, kMaxCpus));
+    spec.config.pcpus = pcpus.empty() ? spec.config.vcpus
+                                      : static_cast<unsigned>(parse_count("pcpus", pcpus, 1, kMaxCpus));
     if (!ipiv.empty()) {
         if (ipiv != "on" && ipiv != "off") throw model::ConfigError("--ipiv must be on or off, not \"" + ipiv + "\"");
         spec.kvm.enable_ipiv = ipiv == "on";

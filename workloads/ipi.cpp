@@ -3,6 +3,9 @@
 // on_cpu(1, nop, 0) and waits for ipi_done; the target either busy-idles (`ipi`, the
 // series' modified AP loop) or halts (`ipi_halt`, the stock AP loop).
 #include <memory>
+#include <string>
+
+#include "model/error.hpp"
 
 #include "workloads/kut.hpp"
 #include "workloads/workload.hpp"
@@ -18,7 +21,11 @@ public:
     explicit IpiWorkload(bool halt_target) : m_halt(halt_target) {}
 
     void setup(vmm::Kvm&, vmm::Vm& vm, const WorkloadConfig& cfg) override {
-        check_params(m_halt ? "ipi_halt" : "ipi", cfg, {});
+        const char* name = m_halt ? "ipi_halt" : "ipi";
+        check_params(name, cfg, {});
+        if (cfg.vcpus != 2)
+            throw model::ConfigError(std::string(name) + ": runs on exactly 2 vCPUs (vmexit.c: CPU 0 sends to CPU 1), not --vcpus " +
+                                     std::to_string(cfg.vcpus));
         m_x2apic = cfg.x2apic;
         m_goal = cfg.goal;
         m_smp.base = vm.alloc_guest(64, 64);

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "cli_support.hpp"
 #include "sim/options.hpp"
 
@@ -111,4 +114,51 @@ TEST_CASE("VMCS values set by a user get the architectural answer", "[cli][vmcs]
     ::unlink(out.c_str());
     CHECK(j["exits"]["56"].get<int>() >= 64);
     CHECK(j["checks_ok"] == true);
+}
+
+TEST_CASE("counts are whole numbers within their bounds: nothing wraps", "[cli]") {
+    struct Row {
+        std::vector<std::string> args;
+        const char* says;
+    };
+    const Row rows[] = {
+        {{"run", "ipi", "--runs", "-1"}, "--runs: \"-1\" is not a whole number from 1"},
+        {{"run", "ipi", "--runs", "99999999999999999999"}, "--runs"},
+        {{"compare", "ipi", "--runs", "0"}, "--runs: \"0\""},
+        {{"run", "ipi", "--jobs", "0"}, "--jobs: \"0\""},
+        {{"run", "ipi", "--seed", "-3"}, "--seed: \"-3\""},
+        {{"run", "ipi", "--vcpus", "-2"}, "--vcpus: \"-2\""},
+        {{"run", "ipi", "--pcpus", "0"}, "--pcpus: \"0\""},
+        {{"run", "ipi", "--vcpus", "1"}, "ipi: runs on exactly 2 vCPUs"},
+        {{"run", "ipi", "--set", "cost.vmx.vmread=nan"}, "must be a finite number of cycles"},
+        {{"run", "ipi", "--set", "cost.vmx.vmread=1e300"}, "must be a finite number of cycles"},
+    };
+    for (const Row& row : rows) {
+        std::string line;
+        for (const auto& a : row.args) line += a + " ";
+        INFO(line);
+        const auto r = vtxsim(row.args);
+        CHECK(r.status == 2);
+        CHECK(r.err.find(row.says) != std::string::npos);
+    }
+}
+
+TEST_CASE("a profile clock outside 1 MHz .. 100 GHz is refused with the file named", "[cli]") {
+    const std::string bad = vtx::test::temp_path("fast.json");
+    {
+        std::ifstream in(std::string(VTX_SOURCE_DIR) + "/profiles/spr.json");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        std::string text = ss.str();
+        const auto at = text.find("\"core_ghz\"");
+        REQUIRE(at != std::string::npos);
+        const auto colon = text.find(':', at), end = text.find_first_of(",\n}", colon);
+        text.replace(colon + 1, end - colon - 1, " 1e300");
+        std::ofstream(bad) << text;
+    }
+    const auto r = vtxsim({"run", "ipi", "--profile", bad});
+    ::unlink(bad.c_str());
+    CHECK(r.status == 2);
+    CHECK(r.err.find("core_ghz must be between") != std::string::npos);
+    CHECK(r.err.find("fast.json") != std::string::npos);
 }
