@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/error.hpp"
+#include "model/output.hpp"
 #include "model/parse.hpp"
 #include "sim/bench.hpp"
 #include "sim/calibrate.hpp"
@@ -187,11 +188,7 @@ nlohmann::json resolved_config(const RunSpec& s) {
             {"costs", costs}};
 }
 
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream out(path);
-    if (!out) throw model::ConfigError("cannot write " + path);
-    out << text;
-}
+void write_file(const std::string& path, const std::string& text) { model::write_file_atomically(path, text); }
 
 std::vector<double> cycles_of(const std::vector<RunOutcome>& outs) {
     std::vector<double> v;
@@ -418,6 +415,17 @@ int cmd_compare(const std::vector<std::string>& args) {
                             {"host_seconds", host},
                             {"config", resolved_config(base)}};
         write_file(c.json, j.dump(2) + "\n");
+    }
+    if (!c.csv.empty()) {
+        std::string csv = "apic,ipiv,run,cycles_per_iteration\n";
+        for (int k = 0; k < 4; ++k)
+            for (unsigned r = 0; r < c.runs; ++r) {
+                char row[96];
+                std::snprintf(row, sizeof row, "%s,%s,%u,%.6f\n", kCompareConfigs[k].x2apic ? "x2apic" : "xapic",
+                              kCompareConfigs[k].ipiv ? "on" : "off", r + 1, col[k][r]);
+                csv += row;
+            }
+        write_file(c.csv, csv);
     }
     return 0;
 }

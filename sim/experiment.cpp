@@ -14,6 +14,7 @@
 #include "apic/registers.hpp"
 #include "cpu/platform.hpp"
 #include "model/error.hpp"
+#include "model/output.hpp"
 #include "model/rng.hpp"
 #include "vmcs/exit_info.hpp"
 
@@ -150,14 +151,10 @@ RunOutcome run_in_process(const RunSpec& spec) {
             for (const auto& d : platform->cpu(c).apic().delivery_log())
                 platform->timeline().instant(d.cycle, static_cast<int>(c), "APIC accepts vector " + std::to_string(d.vector),
                                              "apic", {{"source", d.source_id}, {"vector", d.vector}});
-        std::ofstream tl(spec.timeline_path);
-        if (!tl) {
-            out.error = "cannot write timeline " + spec.timeline_path;
-            return out;
-        }
-        tl << platform->timeline().to_json(platform->clock().ghz()).dump() << "\n";
-        std::ofstream vcd(spec.timeline_path + ".vcd");
-        vcd << platform->timeline().to_vcd(static_cast<int>(platform->cpu_count()));
+        model::write_file_atomically(spec.timeline_path,
+                                     platform->timeline().to_json(platform->clock().ghz()).dump() + "\n");
+        model::write_file_atomically(spec.timeline_path + ".vcd",
+                                     platform->timeline().to_vcd(static_cast<int>(platform->cpu_count())));
     }
     const workloads::WorkloadResult r = workload->result(kvm, vm);
     out.ok = true;

@@ -162,3 +162,25 @@ TEST_CASE("a profile clock outside 1 MHz .. 100 GHz is refused with the file nam
     CHECK(r.err.find("core_ghz must be between") != std::string::npos);
     CHECK(r.err.find("fast.json") != std::string::npos);
 }
+
+TEST_CASE("output that cannot be written is an error, never a silent exit 0", "[cli][output]") {
+    auto r = vtxsim({"run", "ipi", "--set", "workload.goal=1", "--json", "/dev/full"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("cannot write /dev/full") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "workload.goal=1", "--csv", "/nonexistent-dir/out.csv"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("cannot write /nonexistent-dir/out.csv") != std::string::npos);
+}
+
+TEST_CASE("compare --csv writes every run of every configuration", "[cli][output]") {
+    const std::string csv = vtx::test::temp_path("compare.csv");
+    REQUIRE(vtxsim({"compare", "ipi", "--runs", "2", "--set", "workload.goal=100000", "--csv", csv}).status == 0);
+    std::ifstream in(csv);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    ::unlink(csv.c_str());
+    REQUIRE(lines.size() == 1 + 4 * 2);
+    CHECK(lines[0] == "apic,ipiv,run,cycles_per_iteration");
+    CHECK(lines[1].rfind("xapic,off,1,", 0) == 0);
+    CHECK(lines[8].rfind("x2apic,on,2,", 0) == 0);
+}
