@@ -134,6 +134,13 @@ po::variables_map parse(const std::vector<std::string>& args, po::options_descri
     return vm;
 }
 
+// Options a subcommand shares with the others but does not use: refused, never ignored.
+void refuse_unused(const po::variables_map& vm, const char* subcommand, std::initializer_list<const char*> names) {
+    for (const char* n : names)
+        if (vm.count(n) && !vm[n].defaulted())
+            throw model::ConfigError(std::string("--") + n + ": `vtxsim " + subcommand + "` does not use it");
+}
+
 // A whole number given on the command line or in a config file, within the option's bounds
 // (a "-1" would otherwise wrap to a huge unsigned value).
 std::uint64_t parse_count(const char* option, const std::string& text, std::uint64_t min, std::uint64_t max) {
@@ -345,6 +352,7 @@ int cmd_compare(const std::vector<std::string>& args) {
         return 0;
     }
     if (what != "ipi") throw model::ConfigError("compare: the only comparison is `ipi` (got \"" + what + "\")");
+    refuse_unused(vm, "compare", {"stats", "trace", "debug"});
     RunSpec base = base_spec(c);
     apply_sets(c.sets, base);
     if (!base.profile.features.ipi_virtualization)
@@ -478,6 +486,7 @@ int cmd_bench(const std::vector<std::string>& args) {
         throw model::ConfigError("--apic: \"" + apic + "\" is not xapic, x2apic or all");
     if (ipiv != "on" && ipiv != "off" && ipiv != "all")
         throw model::ConfigError("--ipiv: \"" + ipiv + "\" is not on, off or all");
+    refuse_unused(vm, "bench", {"csv", "stats", "trace", "debug", "jobs"});
     RunSpec spec = base_spec(c);
     spec.config.goal = std::uint64_t{1} << 25;
     apply_sets(c.sets, spec);
@@ -513,6 +522,7 @@ int cmd_calibrate(const std::vector<std::string>& args) {
         std::cout << desc;
         return 0;
     }
+    refuse_unused(vm, "calibrate", {"json", "csv", "stats", "trace", "debug"});
     RunSpec base = base_spec(c);
     apply_sets(c.sets, base);
     if (out.empty()) out = base.profile.name + ".calibrated.json";

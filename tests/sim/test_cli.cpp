@@ -184,3 +184,15 @@ TEST_CASE("compare --csv writes every run of every configuration", "[cli][output
     CHECK(lines[1].rfind("xapic,off,1,", 0) == 0);
     CHECK(lines[8].rfind("x2apic,on,2,", 0) == 0);
 }
+
+TEST_CASE("options a subcommand does not use are refused, never ignored", "[cli]") {
+    const std::vector<std::vector<std::string>> rows = {
+        {"bench", "--csv", "x.csv"}, {"bench", "--trace"}, {"bench", "--jobs", "2"},
+        {"compare", "ipi", "--stats", "s.txt"}, {"calibrate", "--json", "c.json"}};
+    for (const auto& args : rows) {
+        INFO(args[0] << " " << args[1]);
+        const auto r = vtxsim(args);
+        CHECK(r.status == 2);
+        CHECK(r.err.find("does not use it") != std::string::npos);
+    }
+}
