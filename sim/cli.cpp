@@ -561,6 +561,9 @@ int run_cli(int argc, char* argv[]) {
     } catch (const model::ConfigError& e) {
         std::cerr << "vtxsim " << sub << ": " << e.what() << "\n";
         return 2;
+    } catch (const Interrupted& e) {
+        std::cerr << "vtxsim " << sub << ": " << e.what() << "\n";
+        return 128 + e.signal();
     } catch (const std::exception& e) {
         std::cerr << "vtxsim " << sub << ": " << e.what() << "\n";
         return 1;

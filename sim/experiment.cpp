@@ -1,9 +1,12 @@
 #include "sim/experiment.hpp"
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -207,7 +210,43 @@ RunOutcome run_child(const RunSpec& spec, int fd) {
 }
 }  // namespace
 
+Interrupted::Interrupted(int signal, std::size_t finished, std::size_t total)
+    : std::runtime_error(std::string("interrupted by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ": " +
+                         std::to_string(finished) + " of " + std::to_string(total) +
+                         " runs had finished; the others were stopped and nothing was written"),
+      m_signal(signal) {}
+
+namespace {
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int signo) { g_stop_signal = signo; }
+
+// SIGINT and SIGTERM handlers for the duration of run_many (no SA_RESTART: a blocking read
+// returns EINTR), the previous ones restored after.
+class StopSignals {
+public:
+    StopSignals() {
+        g_stop_signal = 0;
+        struct sigaction sa {};
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &m_old_int);
+        sigaction(SIGTERM, &sa, &m_old_term);
+    }
+    ~StopSignals() {
+        sigaction(SIGINT, &m_old_int, nullptr);
+        sigaction(SIGTERM, &m_old_term, nullptr);
+    }
+    int caught() const { return g_stop_signal; }
+
+private:
+    struct sigaction m_old_int {}, m_old_term {};
+};
+}  // namespace
+
 std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs) {
+    const StopSignals stop;
+    const pid_t parent = ::getpid();
+    std::size_t finished = 0;
     std::vector<RunOutcome> outcomes(specs.size());
     struct Child {
         pid_t pid;
@@ -227,6 +266,11 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
             if (pid < 0) throw std::runtime_error("fork() failed");
             if (pid == 0) {
                 ::close(fds[0]);
+                // Die with the parent, and do not take the parent's stop handlers along.
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (::getppid() != parent) ::_exit(1);
+                std::signal(SIGINT, SIG_DFL);
+                std::signal(SIGTERM, SIG_DFL);
                 run_child(specs[next], fds[1]);
                 ::close(fds[1]);
                 std::fflush(nullptr);
@@ -242,9 +286,23 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
         char buf[65536];
         for (;;) {
             const ssize_t n = ::read(c.fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR && !stop.caught()) continue;
             if (n <= 0) break;
             c.data.append(buf, static_cast<std::size_t>(n));
         }
+        if (stop.caught()) {
+            // Stop every child still running, reap them, and say what was done.
+            running.push_back(c);
+            for (const Child& k : running) ::kill(k.pid, SIGTERM);
+            for (const Child& k : running) {
+                ::close(k.fd);
+                int status = 0;
+                while (::waitpid(k.pid, &status, 0) < 0 && errno == EINTR) {
+                }
+            }
+            throw Interrupted(stop.caught(), finished, specs.size());
+        }
+        ++finished;
         ::close(c.fd);
         int status = 0;
         ::waitpid(c.pid, &status, 0);

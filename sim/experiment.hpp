@@ -3,6 +3,7 @@
 // each run is simulated in a child process (fork) that sends its outcome back as JSON.
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -77,7 +78,20 @@ std::vector<RunSpec> ipi_comparison_specs(const RunSpec& base, unsigned runs);
 
 // Simulates one run in this process (call at most once per process).
 RunOutcome run_in_process(const RunSpec& spec);
-// Simulates each run in its own child process, `jobs` at a time; outcomes in order.
+// SIGINT or SIGTERM reached the parent while runs were going on: the children were stopped
+// and reaped; nothing was written.
+class Interrupted : public std::runtime_error {
+public:
+    Interrupted(int signal, std::size_t finished, std::size_t total);
+    int signal() const { return m_signal; }
+
+private:
+    int m_signal;
+};
+
+// Simulates each run in its own child process, `jobs` at a time; outcomes in order. The
+// children die with the parent (PR_SET_PDEATHSIG); SIGINT / SIGTERM to the parent stop them
+// and throw Interrupted.
 std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs);
 
 }  // namespace vtx::sim

@@ -1,11 +1,17 @@
 #include <catch2/catch.hpp>
 
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
 
 #include <fstream>
 #include <sstream>
 
 #include "cli_support.hpp"
+#include "sim/cli.hpp"
 #include "sim/options.hpp"
 
 using vtx::test::vtxsim;
@@ -195,4 +201,32 @@ TEST_CASE("options a subcommand does not use are refused, never ignored", "[cli]
         CHECK(r.status == 2);
         CHECK(r.err.find("does not use it") != std::string::npos);
     }
+}
+
+TEST_CASE("SIGINT to vtxsim stops its simulation processes and writes nothing", "[cli][signals]") {
+    // The test process adopts orphans (child subreaper), so a simulation process that
+    // outlived vtxsim would show up as its child after vtxsim exits.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    const std::string json = vtx::test::temp_path("interrupted.json");
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        std::vector<std::string> args = {"vtxsim", "compare", "ipi", "--runs", "40", "--set", "workload.goal=67108864",
+                                         "--json", json};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        std::fclose(stdout);
+        ::_exit(vtx::sim::run_cli(static_cast<int>(argv.size()), argv.data()));
+    }
+    ::usleep(500000);
+    ::kill(pid, SIGINT);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 128 + SIGINT);
+    ::usleep(100000);
+    int other = 0;
+    CHECK(::waitpid(-1, &other, WNOHANG) == -1);  // no orphaned simulation process
+    CHECK(errno == ECHILD);
+    CHECK(::access(json.c_str(), F_OK) != 0);  // nothing written
 }
