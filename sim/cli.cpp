@@ -85,6 +85,7 @@ struct Common {
     unsigned runs = 1;
     unsigned jobs = 2;
     std::string seed_text, runs_text, jobs_text;  // as given: checked by parse_count
+    std::string max_sim_time = "60", max_host_time = "0";
     std::string json, csv, config, stats;
     bool trace = false;
     std::string debug;
@@ -106,6 +107,10 @@ void add_common(po::options_description& d, Common& c, unsigned default_runs) {
         ("config", po::value(&c.config), "read these options (key = value lines) from FILE")
         ("trace", po::bool_switch(&c.trace), "print every microcode step and VMM path (cycle, cpu, mode, step, section)")
         ("debug", po::value(&c.debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest,mem")
+        ("max-sim-time", po::value(&c.max_sim_time)->default_value(c.max_sim_time),
+         "simulated seconds a run may take before it is stopped as an error")
+        ("max-host-time", po::value(&c.max_host_time)->default_value(c.max_host_time),
+         "host seconds a run may take before it is stopped (0: no limit)")
         ("quantum", po::value(&c.quantum)->notifier([&c](const std::string&) { c.quantum_given = true; }),
          ("time mode: 0 = exact (synchronize before every observable action), N = decoupled, a "
           "processor runs up to N cycles ahead (default " + format_cycles(kDefaultQuantumCycles) + ")").c_str());
@@ -151,15 +156,35 @@ std::uint64_t parse_count(const char* option, const std::string& text, std::uint
     return *n;
 }
 constexpr std::uint64_t kMaxRuns = 100000, kMaxJobs = 1024, kMaxCpus = 4096;
+constexpr double kMaxSimSeconds = 3600, kMaxHostSeconds = 7 * 24 * 3600;
+
+// A number of seconds within the option's bounds.
+double parse_seconds(const char* option, const std::string& text, double min, double max) {
+    std::size_t used = 0;
+    double v = 0;
+    try {
+        v = std::stod(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != text.size() || !std::isfinite(v) || v < min || v > max)
+        throw model::ConfigError(std::string("--") + option + ": \"" + text + "\" is not a number of seconds from " +
+                                 format_cycles(min) + " to " + format_cycles(max));
+    return v;
+}
 
 RunSpec base_spec(Common& c) {
     c.seed = parse_count("seed", c.seed_text, 0, ~std::uint64_t{0});
     c.runs = static_cast<unsigned>(parse_count("runs", c.runs_text, 1, kMaxRuns));
     c.jobs = static_cast<unsigned>(parse_count("jobs", c.jobs_text, 1, kMaxJobs));
+    const double max_sim = parse_seconds("max-sim-time", c.max_sim_time, 1e-9, kMaxSimSeconds);
+    const double max_host = parse_seconds("max-host-time", c.max_host_time, 0, kMaxHostSeconds);
     RunSpec spec;
     spec.profile = load_profile(c.profile);
     spec.kvm.enable_ipiv = spec.profile.features.ipi_virtualization;
     spec.seed = c.seed;
+    spec.max_simulated_seconds = max_sim;
+    spec.max_host_seconds = max_host;
     spec.trace = c.trace;
     std::stringstream ss(c.debug);
     for (std::string f; std::getline(ss, f, ',');)

@@ -1,5 +1,6 @@
 #include "sim/experiment.hpp"
 
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -111,10 +112,19 @@ RunOutcome run_in_process(const RunSpec& spec) {
     for (unsigned c = 0; c < platform->cpu_count(); ++c)
         platform->cpu(c).apic().set_delivery_log(!spec.timeline_path.empty());
     platform->bring_up_host_apics(spec.kvm.host_x2apic);
-    vmm::Kvm kvm(*platform, spec.kvm);
+    auto kvm_owner = std::make_unique<vmm::Kvm>(*platform, spec.kvm);
+    vmm::Kvm& kvm = *kvm_owner;
     kvm.set_vmcs_overrides(spec.vmcs_overrides);
     vmm::Vm& vm = kvm.create_vm(spec.config.x2apic);
     std::unique_ptr<workloads::Workload> workload = info->make();
+    // A simulation stopped in the middle (an error, or the simulated-time budget) still has
+    // its threads suspended inside the model: it is abandoned, not destroyed (the process
+    // ends right after).
+    const auto abandon = [&] {
+        (void)workload.release();
+        (void)kvm_owner.release();
+        (void)platform.release();
+    };
     workloads::WorkloadConfig config = spec.config;
     config.seed = spec.seed * 1000003u + spec.run_index;
     workload->setup(kvm, vm, config);
@@ -136,13 +146,15 @@ RunOutcome run_in_process(const RunSpec& spec) {
         if (const auto at = what.find(tag); at != std::string::npos) what = what.substr(at + tag.size());
         if (const auto at = what.find("\nIn file:"); at != std::string::npos) what = what.substr(0, at);
         out.error = what;
+        abandon();
         return out;
     }
     out.host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out.simulated_cycles = platform->clock().to_cycles(sc_core::sc_time_stamp());
     if (!finished) {
         out.error = "workload \"" + spec.workload + "\" did not finish within " +
-                    std::to_string(spec.max_simulated_seconds) + " simulated seconds";
+                    std::to_string(spec.max_simulated_seconds) + " simulated seconds (--max-sim-time)";
+        abandon();
         return out;
     }
     if (!spec.timeline_path.empty()) {
@@ -284,7 +296,22 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
         Child c = running.front();
         running.erase(running.begin());
         char buf[65536];
+        const double budget = specs[c.index].max_host_seconds;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(budget);
+        bool over_budget = false;
         for (;;) {
+            if (budget > 0) {
+                // --max-host-time: wait for output only until the run's deadline.
+                const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now());
+                pollfd p{c.fd, POLLIN, 0};
+                const int ready = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
+                if (ready < 0 && errno == EINTR && !stop.caught()) continue;
+                if (ready == 0) {
+                    over_budget = true;
+                    break;
+                }
+            }
             const ssize_t n = ::read(c.fd, buf, sizeof buf);
             if (n < 0 && errno == EINTR && !stop.caught()) continue;
             if (n <= 0) break;
@@ -301,6 +328,19 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
                 }
             }
             throw Interrupted(stop.caught(), finished, specs.size());
+        }
+        if (over_budget) {
+            ::kill(c.pid, SIGKILL);
+            ::close(c.fd);
+            int status = 0;
+            while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            RunOutcome o;
+            o.error = "run " + std::to_string(specs[c.index].run_index + 1) + " exceeded --max-host-time " +
+                      std::to_string(budget) + " s and was stopped";
+            outcomes[c.index] = std::move(o);
+            ++finished;
+            continue;
         }
         ++finished;
         ::close(c.fd);

@@ -34,6 +34,7 @@ struct RunSpec {
     std::string timeline_path;  // write a Chrome/Perfetto trace-event timeline here
     std::vector<std::pair<vmcs::Field, std::uint64_t>> vmcs_overrides;  // --set vmcs.FIELD=VALUE
     double max_simulated_seconds = 60.0;  // a run that has not finished by then is an error
+    double max_host_seconds = 0;          // a run that takes longer is stopped (0: no limit)
     double quantum_cycles = kDefaultQuantumCycles;  // 0: exact mode; else decoupled (cpu/platform.hpp)
 };
 

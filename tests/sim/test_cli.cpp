@@ -230,3 +230,16 @@ TEST_CASE("SIGINT to vtxsim stops its simulation processes and writes nothing", 
     CHECK(errno == ECHILD);
     CHECK(::access(json.c_str(), F_OK) != 0);  // nothing written
 }
+
+TEST_CASE("a run over its time budgets stops with a clear message", "[cli][budget]") {
+    auto r = vtxsim({"run", "ipi", "--set", "workload.goal=1000000000000", "--max-sim-time", "0.0001"});
+    CHECK(r.status == 1);
+    CHECK(r.err.find("did not finish within") != std::string::npos);
+    CHECK(r.err.find("--max-sim-time") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "workload.goal=1000000000000", "--max-host-time", "0.3"});
+    CHECK(r.status == 1);
+    CHECK(r.err.find("exceeded --max-host-time") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--max-host-time", "-1"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("--max-host-time") != std::string::npos);
+}
