@@ -207,7 +207,7 @@ nlohmann::json resolved_config(const RunSpec& s) {
     nlohmann::json kvm = nlohmann::json::object();
     for (const auto& k : s.kvm.describe()) kvm[k[0]] = k[1];
     return {{"profile", s.profile.name},
-            {"profile_file", s.profile.file},
+            {"profile_file", display_path(s.profile.file)},
             {"core_ghz", s.profile.core_ghz},
             {"workload", s.workload},
             {"apic", s.config.x2apic ? "x2apic" : "xapic"},
@@ -426,7 +426,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     // The published figures, read from the training file, for reference.
     try {
         const TrainingSet t = load_training(training);
-        std::printf("published (%s): ", training.c_str());
+        std::printf("published (%s): ", display_path(training).c_str());
         for (const auto& colt : t.columns)
             std::printf("%s %s %.2f; ", colt.apic.c_str(), colt.ipiv ? "w/ IPIv" : "w/o IPIv", colt.mean);
         std::printf("\n");

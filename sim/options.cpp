@@ -24,6 +24,16 @@ std::string profile_dir() {
     return "profiles";
 }
 
+std::string display_path(const std::string& path) {
+    std::error_code ec;
+    const fs::path dir = fs::weakly_canonical(profile_dir(), ec);
+    const fs::path p = fs::weakly_canonical(path, ec);
+    if (ec) return path;
+    const fs::path rel = p.lexically_relative(dir);
+    if (rel.empty() || *rel.begin() == "..") return path;
+    return (fs::path("profiles") / rel).string();
+}
+
 std::vector<std::string> profile_names() {
     std::vector<std::string> names;
     std::error_code ec;

@@ -14,6 +14,9 @@ namespace vtx::sim {
 // Where profiles/ is: $VTX_PROFILE_DIR, else the source tree's profiles/ (compiled in),
 // else ./profiles.
 std::string profile_dir();
+// How outputs name a file: inside profiles/ as "profiles/...", so that the same run gives
+// the same output wherever the checkout lives; any other path as given.
+std::string display_path(const std::string& path);
 // NAME (profiles/NAME.json) or a path to a JSON file.
 model::CpuProfile load_profile(const std::string& name_or_file);
 std::vector<std::string> profile_names();

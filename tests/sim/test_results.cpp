@@ -167,3 +167,9 @@ TEST_CASE("the report counts IPIv's notifications apart from KVM's", "[results]"
     CHECK(ipiv["notifications"].get<double>() == Approx(static_cast<double>(total_iterations(ipiv))).margin(1));
     CHECK(ipiv["kvm_notifications"] == 0);
 }
+
+TEST_CASE("outputs name shipped files relative to the checkout, never by absolute path", "[results]") {
+    const auto j = run_json({"run", "ipi", "--set", "workload.goal=1"});
+    CHECK(j["config"]["profile_file"] == "profiles/spr.json");
+    CHECK(vtx::sim::display_path(vtx::sim::default_training_file()) == "profiles/training/kvm-ipiv-cover-letter.json");
+}
