@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "cpu/platform.hpp"
+#include "model/error.hpp"
 #include "model/x86.hpp"
 #include "pid/pid_table.hpp"
 #include "vmcs/controls.hpp"
@@ -52,7 +53,7 @@ const vmcs::VmxCapabilities& LogicalProcessor::capabilities() const {
 }
 
 void LogicalProcessor::run() {
-    if (m_software) m_software();
+    if (m_software) model::keep_input_error_kind(m_software);
 }
 
 // ---- time ----

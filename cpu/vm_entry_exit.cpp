@@ -5,6 +5,7 @@
 
 #include "cpu/flow_encodings.hpp"
 #include "cpu/platform.hpp"
+#include "model/error.hpp"
 #include "model/x86.hpp"
 #include "cpu/guest.hpp"
 #include "pid/pid_table.hpp"
@@ -135,7 +136,7 @@ void LogicalProcessor::start_guest_thread(GuestContext& g) {
     std::string name = g.name + "_guest";
     for (char& ch : name)
         if (ch == '.') ch = '_';
-    g.thread = sc_core::sc_spawn([this, gp]() { guest_thread_body(gp); },
+    g.thread = sc_core::sc_spawn([this, gp]() { model::keep_input_error_kind([&] { guest_thread_body(gp); }); },
                                  sc_core::sc_gen_unique_name(name.c_str()), &opts);
 }
 

@@ -146,6 +146,11 @@ RunOutcome run_in_process(const RunSpec& spec) {
         if (const auto at = what.find(tag); at != std::string::npos) what = what.substr(at + tag.size());
         if (const auto at = what.find("\nIn file:"); at != std::string::npos) what = what.substr(0, at);
         out.error = what;
+        // A ConfigError from inside the simulation keeps its kind (model::keep_input_error_kind).
+        if (const auto input = model::noted_input_error()) {
+            out.error = *input;
+            out.bad_input = true;
+        }
         abandon();
         return out;
     }

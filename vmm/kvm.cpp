@@ -227,7 +227,8 @@ void Kvm::start() {
             std::string name = vp->m_ctx.name + "_thread";
             for (char& ch : name)
                 if (ch == '.') ch = '_';
-            sc_core::sc_spawn([this, vp] { vcpu_thread(*vp); }, sc_core::sc_gen_unique_name(name.c_str()));
+            sc_core::sc_spawn([this, vp] { model::keep_input_error_kind([&] { vcpu_thread(*vp); }); },
+                              sc_core::sc_gen_unique_name(name.c_str()));
         }
 }
 
@@ -411,18 +412,17 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
             p.local_irq_enable();
             return 0;
         case cpu::EntryOutcome::VmFailInvalid:
-            throw cpu::SimulationError(v.m_ctx.name + ": VM entry failed (VMfailInvalid)");
+            entry_failed(v, "VM entry failed (VMfailInvalid)");
         case cpu::EntryOutcome::VmFailValid:
-            throw cpu::SimulationError(v.m_ctx.name + ": VM entry failed with VM-instruction error " +
-                                       std::to_string(vmcs::error_number(r.error)) + ": " + r.failed_check);
+            entry_failed(v, "VM entry failed with VM-instruction error " + std::to_string(vmcs::error_number(r.error)) +
+                                ": " + r.failed_check);
         case cpu::EntryOutcome::Exited:
             break;
     }
     v.m_launched = true;
     ++v.m_exits[r.exit.basic()];
     if (r.exit.reason & vmcs::kExitReasonEntryFailure)
-        throw cpu::SimulationError(v.m_ctx.name + ": VM entry failed (exit reason " +
-                                   std::to_string(r.exit.basic()) + "): " + r.failed_check);
+        entry_failed(v, "VM entry failed (exit reason " + std::to_string(r.exit.basic()) + "): " + r.failed_check);
     const bool fastpath_handled = handle_exit_irqoff_and_fastpath(v, r.exit);
     p.step(Cost::KvmExitCommon, "exit common path: IRQs on, accounting, SRCU", "x86.c vcpu_enter_guest",
            "kvm");
@@ -957,6 +957,18 @@ void Kvm::wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target) {
     ++target.m_guest_mode_waiters;
     while (target.m_mode == VcpuMode::InGuestMode) p.wait_for(target.m_left_guest_mode);
     --target.m_guest_mode_waiters;
+}
+
+void Kvm::entry_failed(const Vcpu& v, const std::string& what) const {
+    // The processor gave the architectural answer; KVM cannot run this vCPU. With VMCS
+    // values the user set (`--set vmcs.FIELD`), that is the input's consequence.
+    if (!m_vmcs_overrides.empty()) {
+        std::string set;
+        for (const auto& [field, value] : m_vmcs_overrides)
+            set += (set.empty() ? "" : ", ") + std::string("vmcs.") + std::string(vmcs::field_name(field));
+        throw model::ConfigError(v.m_ctx.name + ": " + what + " (after --set " + set + ")");
+    }
+    throw cpu::SimulationError(v.m_ctx.name + ": " + what);
 }
 
 bool Kvm::vmx_needs_pi_wakeup(const Vcpu&) const {

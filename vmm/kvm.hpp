@@ -210,6 +210,9 @@ private:
     // posted_intr.c vmx_needs_pi_wakeup(): a vCPU that does not run can be the target of
     // posted interrupts (its notifications need the wakeup vector, SN on preemption).
     bool vmx_needs_pi_wakeup(const Vcpu& v) const;
+    // A VM entry KVM cannot recover from: ConfigError if the user set VMCS values, else
+    // SimulationError.
+    [[noreturn]] void entry_failed(const Vcpu& v, const std::string& what) const;
     // The wait of a KVM_REQUEST_WAIT request: until `target` has left guest mode.
     void wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target);
     // vmx.c __vmx_interrupt_blocked() on the vCPU's loaded VMCS.

@@ -102,12 +102,17 @@ TEST_CASE("a config file takes the same keys and refuses unknown ones", "[cli]")
 }
 
 TEST_CASE("VMCS values set by a user get the architectural answer", "[cli][vmcs]") {
+    // Input errors found inside the simulation (a SystemC thread) keep their kind: exit 2.
     auto r = vtxsim({"run", "ipi", "--set", "vmcs.VM_EXIT_REASON=5"});
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK(r.err.find("VMWRITE failed with VMfailValid(13") != std::string::npos);
     r = vtxsim({"run", "ipi", "--set", "vmcs.CPU_BASED_VM_EXEC_CONTROL=0x80000000"});
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK(r.err.find("VM entry failed with VM-instruction error 7") != std::string::npos);
+    CHECK(r.err.find("after --set vmcs.CPU_BASED_VM_EXEC_CONTROL") != std::string::npos);
+    r = vtxsim({"run", "ipi", "--set", "vmcs.GUEST_ACTIVITY_STATE=7"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("VM entry failed (exit reason 33)") != std::string::npos);
     r = vtxsim({"run", "ipi", "--set", "vmcs.NO_SUCH_FIELD=1"});
     CHECK(r.status == 2);
     CHECK(r.err.find("unknown VMCS field \"NO_SUCH_FIELD\"") != std::string::npos);
