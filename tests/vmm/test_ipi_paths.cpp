@@ -307,3 +307,60 @@ TEST_CASE("a second NMI waits for the NMI window that the first handler's IRET o
     CHECK(n.nmi_window_exits == 1);
     CHECK(n.handled[1].first > n.handled[0].second);  // after the first handler's end
 }
+
+namespace {
+// Two VMs side by side, two vCPUs each on their own CPUs: vCPU 0 of each VM sends IPIs to
+// APIC ID 1, which each VM has. Every IPI must reach its own VM's vCPU 1 only.
+void two_vms(bool ipiv) {
+    vmm::KvmParams p = params(true, ipiv);
+    const auto profile = test::load_profile("spr");
+    sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+    cpu::Platform platform("platform", profile, 4);
+    platform.bring_up_host_apics();
+    vmm::Kvm kvm(platform, p);
+    constexpr unsigned kSends[2] = {5, 9};  // different counts, to tell the VMs apart
+    std::uint64_t received[2] = {0, 0}, done_flags[2] = {0, 0};
+    vmm::Vm* vms[2] = {&kvm.create_vm(true), &kvm.create_vm(true)};
+    for (unsigned k = 0; k < 2; ++k) {
+        vmm::Vm& vm = *vms[k];
+        const std::uint64_t ready = vm.alloc_guest(64, 64), count = vm.alloc_guest(64, 64);
+        done_flags[k] = count;
+        vmm::Vcpu& s = vm.create_vcpu(0, 2 * k);
+        vmm::Vcpu& t = vm.create_vcpu(1, 2 * k + 1);
+        s.set_entry_point(test::rig_entry(0));
+        t.set_entry_point(test::rig_entry(1));
+        vm.add_code(test::rig_entry(0), [=](cpu::GuestCpu& g) {
+            g.spin_until([&] { return g.load64(ready) != 0; }, ready);
+            for (unsigned i = 0; i < kSends[k]; ++i) {
+                test::send_ipi(g, true, test::kIcrAssert | test::kPingVector, 1);
+                g.spin_until([&] { return g.load64(count) >= i + 1; }, count);
+            }
+            g.compute(20000);  // an IPI gone astray would have arrived by now
+        });
+        vm.add_code(test::rig_entry(1), [=, &received](cpu::GuestCpu& g) {
+            g.set_handler(test::kPingVector, [=, &received](cpu::GuestCpu& c, std::uint8_t) {
+                ++received[k];
+                c.lock_add(count, 1);
+                test::send_eoi(c, true);
+            });
+            g.sti();
+            g.store64(ready, 1);
+            g.idle_loop();
+        });
+    }
+    unsigned finished = 0;
+    kvm.on_guest_finished = [&](vmm::Vcpu& v) {
+        if (v.id() == 0 && ++finished == 2) sc_core::sc_stop();
+    };
+    kvm.start();
+    sc_core::sc_start(sc_core::sc_time(0.1, sc_core::SC_SEC));
+    REQUIRE(finished == 2);
+    CHECK(received[0] == kSends[0]);
+    CHECK(received[1] == kSends[1]);
+    for (unsigned k = 0; k < 2; ++k) CHECK(platform.memory().peek64(vms[k]->gpa_to_hpa(done_flags[k])) == kSends[k]);
+}
+}  // namespace
+
+TEST_CASE("two VMs side by side: a guest's IPIs never reach the other VM (IPIv)") { two_vms(true); }
+
+TEST_CASE("two VMs side by side: a guest's IPIs never reach the other VM (KVM's delivery)") { two_vms(false); }
