@@ -1,5 +1,7 @@
 #include "apic/interrupt_bus.hpp"
 
+#include "apic/registers.hpp"
+
 #include <algorithm>
 #include <string>
 
@@ -61,10 +63,16 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
         return;
     }
 
-    std::vector<DestinationView> views;
-    views.reserve(m_clients.size());
-    for (const InterruptBusClient* c : m_clients) views.push_back(c->destination_view());
-    const std::vector<std::size_t> targets = resolve_destinations(msg, views, source);
+    std::vector<std::size_t> targets;
+    if (msg.shorthand == Shorthand::None && msg.destination_mode == DestinationMode::Physical &&
+        !msg.broadcast() && msg.delivery_mode != DeliveryMode::LowestPriority) {
+        targets = physical_targets(msg);  // unicast: no scan of every APIC
+    } else {
+        std::vector<DestinationView> views;
+        views.reserve(m_clients.size());
+        for (const InterruptBusClient* c : m_clients) views.push_back(c->destination_view());
+        targets = resolve_destinations(msg, views, source);
+    }
     if (targets.empty()) ++m_undeliverable;
 
     // Shared path: one serialization slot per destination copy (one for a message that
@@ -78,6 +86,25 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
     const double slots = static_cast<double>(std::max<std::size_t>(targets.size(), 1));
     m_path_free = start + m_clock.to_time(ser * slots);
     m_busy_cycles += ser * slots;
+}
+
+const std::vector<std::size_t>& InterruptBus::physical_targets(const InterruptMessage& msg) {
+    if (m_index_generation != m_addressing_generation) {
+        m_by_id.clear();
+        m_by_low8.clear();
+        for (std::size_t i = 0; i < m_clients.size(); ++i) {
+            const DestinationView v = m_clients[i]->destination_view();
+            if (!v.hardware_enabled) continue;
+            m_by_id[v.apic_id].push_back(i);
+            m_by_low8[v.apic_id & kXApicIdMask].push_back(i);
+        }
+        m_index_generation = m_addressing_generation;
+    }
+    // matches_destination's physical rule: x2APIC format compares the whole ID, xAPIC
+    // format its low 8 bits.
+    const auto& index = msg.x2apic_format ? m_by_id : m_by_low8;
+    const auto it = index.find(msg.x2apic_format ? msg.destination : (msg.destination & kXApicIdMask));
+    return it == index.end() ? m_none : it->second;
 }
 
 void InterruptBus::deliver(const sc_core::sc_time& when, std::size_t target,

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -76,6 +77,9 @@ public:
     // to its target socket (LocalApic's constructor does all three).
     std::size_t attach(InterruptBusClient& client);
     std::size_t size() const { return m_clients.size(); }
+    // An attached APIC's physical addressing (APIC ID, mode, enable) changed: the index of
+    // physical destinations is rebuilt before the next physical message.
+    void addressing_changed() { ++m_addressing_generation; }
 
     // ---- statistics
     std::uint64_t messages() const { return m_messages; }            // messages sent
@@ -95,9 +99,18 @@ private:
     void deliver(const sc_core::sc_time& when, std::size_t target, const InterruptMessage& msg);
     void end_of_elaboration() override;
 
+    // The receivers of a physical, non-broadcast message without shorthand, in ascending
+    // interconnect index (what resolve_destinations finds, without a view of every APIC).
+    const std::vector<std::size_t>& physical_targets(const InterruptMessage& msg);
+
     const model::CostTable& m_costs;
     const model::Clock& m_clock;
     std::vector<InterruptBusClient*> m_clients;
+    // Enabled APICs by full APIC ID (x2APIC-format destinations) and by its low 8 bits
+    // (xAPIC-format ones), rebuilt when an APIC's physical addressing changed.
+    std::unordered_map<std::uint32_t, std::vector<std::size_t>> m_by_id, m_by_low8;
+    std::uint64_t m_addressing_generation = 1, m_index_generation = 0;
+    const std::vector<std::size_t> m_none;
     sc_core::sc_time m_path_free = sc_core::SC_ZERO_TIME;
 
     std::uint64_t m_messages = 0, m_deliveries = 0, m_undeliverable = 0, m_loopbacks = 0;

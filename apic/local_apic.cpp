@@ -24,6 +24,7 @@ LocalApic::LocalApic(sc_core::sc_module_name name, std::uint32_t initial_apic_id
       initiator_socket("initiator_socket"),
       target_socket("target_socket"),
       m_state(initial_apic_id, bsp),
+      m_bus(bus),
       m_costs(costs),
       m_clock(clock),
       m_bus_index(bus.attach(*this)) {
@@ -61,7 +62,9 @@ MmioResult LocalApic::mmio_write(std::uint32_t offset, std::uint32_t value,
     MmioResult r;
     r.cycles = m_costs[Cost::ApicMmioAccess];
     const unsigned before = pending_mask();
+    const auto addressing = physical_addressing();
     const WriteResult w = m_state.write_mmio(offset, value);
+    addressing_may_change(addressing);
     r.claimed = w.status != AccessStatus::NotClaimed;
     apply(w);
     notify_new(before);
@@ -84,7 +87,9 @@ MsrResult LocalApic::wrmsr(std::uint32_t msr, std::uint64_t value, const sc_core
     MsrResult r;
     r.cycles = m_costs[Cost::ApicMsrAccess];
     const unsigned before = pending_mask();
+    const auto addressing = physical_addressing();
     const WriteResult w = m_state.write_msr(msr, value);
+    addressing_may_change(addressing);
     r.gp = w.status == AccessStatus::GeneralProtection;
     apply(w);
     notify_new(before);
@@ -226,7 +231,9 @@ void LocalApic::set_tpr(std::uint8_t tpr) {
 }
 
 void LocalApic::init_reset() {
+    const auto addressing = physical_addressing();
     m_state.init_reset();
+    addressing_may_change(addressing);
     stop_timer();
 }
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -171,7 +172,16 @@ private:
         ~Annotated() { apic.m_annotation = sc_core::SC_ZERO_TIME; }
     };
 
+    // What physical routing depends on; the bus hears when it changes.
+    std::tuple<std::uint32_t, bool, bool> physical_addressing() const {
+        return {m_state.apic_id(), m_state.x2apic_mode(), m_state.hardware_enabled()};
+    }
+    void addressing_may_change(const std::tuple<std::uint32_t, bool, bool>& before) {
+        if (physical_addressing() != before) m_bus.addressing_changed();
+    }
+
     ApicState m_state;
+    InterruptBus& m_bus;
     sc_core::sc_time m_annotation = sc_core::SC_ZERO_TIME;
     const vtx::model::CostTable& m_costs;
     const vtx::model::Clock& m_clock;
