@@ -1,5 +1,7 @@
 #include "model/profile.hpp"
 
+#include "model/parse.hpp"
+
 #include <cmath>
 
 #include <fstream>
@@ -150,17 +152,9 @@ void CpuProfile::override_cost(const std::string& name, const std::string& value
                                const std::string& where) {
     const auto cost = find_cost(name);
     if (!cost) throw ConfigError(where + ": unknown cost \"" + name + "\"");
-    double v = 0;
-    std::size_t used = 0;
-    try {
-        v = std::stod(value, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != value.size())
-        throw ConfigError(where + ": cost \"" + name + "\" value \"" + value +
-                          "\" is not a number");
-    if (!std::isfinite(v) || v < 0 || v > kMaxCostCycles)
+    const auto parsed = parse_finite_double(value);
+    const double v = parsed.value_or(-1.0);
+    if (!parsed || v < 0 || v > kMaxCostCycles)
         throw ConfigError(where + ": cost \"" + name + "\" must be a finite number of cycles from 0 to " +
                           std::to_string(static_cast<long long>(kMaxCostCycles)) + ", not \"" + value + "\"");
     costs.set_cycles(*cost, v);

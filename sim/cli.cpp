@@ -64,17 +64,11 @@ std::string time_mode_note(double quantum) {
 // --quantum CYCLES: a whole number of cycles, 0 (exact mode) up to kMaxQuantumCycles.
 constexpr double kMaxQuantumCycles = 1e9;
 double parse_quantum(const std::string& text) {
-    std::size_t used = 0;
-    double q = 0;
-    try {
-        q = std::stod(text, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != text.size() || !std::isfinite(q) || q < 0 || q > kMaxQuantumCycles || q != std::floor(q))
+    const auto q = model::parse_finite_double(text);
+    if (!q || *q < 0 || *q > kMaxQuantumCycles || *q != std::floor(*q))
         throw model::ConfigError("--quantum: \"" + text + "\" is not a whole number of cycles from 0 (exact mode) to " +
                                  format_cycles(kMaxQuantumCycles));
-    return q;
+    return *q;
 }
 
 // Options shared by the simulation subcommands.
@@ -160,17 +154,11 @@ constexpr double kMaxSimSeconds = 3600, kMaxHostSeconds = 7 * 24 * 3600;
 
 // A number of seconds within the option's bounds.
 double parse_seconds(const char* option, const std::string& text, double min, double max) {
-    std::size_t used = 0;
-    double v = 0;
-    try {
-        v = std::stod(text, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used == 0 || used != text.size() || !std::isfinite(v) || v < min || v > max)
+    const auto v = model::parse_finite_double(text);
+    if (!v || *v < min || *v > max)
         throw model::ConfigError(std::string("--") + option + ": \"" + text + "\" is not a number of seconds from " +
                                  format_cycles(min) + " to " + format_cycles(max));
-    return v;
+    return *v;
 }
 
 RunSpec base_spec(Common& c) {

@@ -92,6 +92,6 @@ TEST_CASE("a cost can be overridden by name as with --set cost.NAME=VALUE", "[pr
     CHECK_THROWS_WITH(p.override_cost("guest.nope", "1", "--set"),
                       "--set: unknown cost \"guest.nope\"");
     CHECK_THROWS_WITH(p.override_cost("guest.pause", "1x", "--set"),
-                      "--set: cost \"guest.pause\" value \"1x\" is not a number");
+                      "--set: cost \"guest.pause\" must be a finite number of cycles from 0 to 1000000000, not \"1x\"");
     CHECK_THROWS_AS(p.override_cost("guest.pause", "-1", "--set"), ConfigError);
 }
