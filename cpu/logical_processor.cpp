@@ -134,7 +134,7 @@ void LogicalProcessor::Port::access(model::MemRequest& req) {
     req.agent = m_lp.m_index;
     req.synchronized = false;
     sc_core::sc_time delay = m_lp.annotation();
-    const double cycles = model::tlm_memory_access(m_lp.mem_socket, m_payload, req, delay);
+    const double cycles = m_transaction.perform(m_lp.mem_socket, req, delay);
     // The target may have waited the offset out (a second store to a polled line, see
     // MemoryTarget::begin_wait); the latency is charged below.
     if (req.synchronized) m_lp.m_local = 0.0;

@@ -216,7 +216,7 @@ private:
 
     private:
         LogicalProcessor& m_lp;
-        tlm::tlm_generic_payload m_payload;  // reused by every access
+        model::MemoryTransaction m_transaction;  // reused by every access
     };
 
     void run();  // SC_THREAD: runs the software

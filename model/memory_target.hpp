@@ -75,38 +75,43 @@ private:
     mutable WatchedLine* m_last_watched = nullptr;
 };
 
-// Performs one MemRequest through an initiator socket, TLM-2.0 loosely timed: `delay` is
-// the initiator's local time offset on the way in (the access takes effect that long after
-// the current SystemC time) and, on the way out, the offset after the access (the target
-// adds the latency, and may have waited part of the offset out). Returns the access
-// latency in cycles. Throws MemoryError when the target answers with an address error.
-// `gp` is the initiator's payload, reused from one access to the next (constructing one
-// allocates its extension array).
-template <typename Socket>
-double tlm_memory_access(Socket& socket, tlm::tlm_generic_payload& gp, MemRequest& req,
-                         sc_core::sc_time& delay) {
-    MemOpExtension ext;
-    ext.request = &req;
-    gp.set_extension(&ext);
-    // The extension lives on this stack: take it off the payload on every path out.
-    struct Detach {
-        tlm::tlm_generic_payload& gp;
-        MemOpExtension* ext;
-        ~Detach() { gp.clear_extension(ext); }
-    } detach{gp, &ext};
-    gp.set_command(req.op == MemOp::Read ? tlm::TLM_READ_COMMAND : tlm::TLM_WRITE_COMMAND);
-    gp.set_address(req.address);
-    gp.set_data_ptr(req.data);
-    gp.set_data_length(req.size);
-    gp.set_streaming_width(req.size);
-    gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
-    socket->b_transport(gp, delay);
-    if (gp.get_response_status() == tlm::TLM_ADDRESS_ERROR_RESPONSE)
-        throw MemoryError(req.address, req.size,
-                          "TLM address error: physical address outside memory");
-    if (gp.is_response_error())
-        throw MemoryError(req.address, req.size, "TLM error: " + gp.get_response_string());
-    return req.latency;
-}
+// The generic payload an initiator reuses for every memory transaction, its MemOpExtension
+// attached once (constructing a payload allocates its extension array; attaching and
+// detaching per access cost two library calls).
+class MemoryTransaction {
+public:
+    MemoryTransaction() { m_gp.set_extension(&m_ext); }
+    ~MemoryTransaction() { m_gp.clear_extension(&m_ext); }
+    MemoryTransaction(const MemoryTransaction&) = delete;
+    MemoryTransaction& operator=(const MemoryTransaction&) = delete;
+
+    // Performs one MemRequest through an initiator socket, TLM-2.0 loosely timed: `delay`
+    // is the initiator's local time offset on the way in (the access takes effect that long
+    // after the current SystemC time) and, on the way out, the offset after the access (the
+    // target adds the latency, and may have waited part of the offset out). Returns the
+    // access latency in cycles. Throws MemoryError when the target answers with an address
+    // error.
+    template <typename Socket>
+    double perform(Socket& socket, MemRequest& req, sc_core::sc_time& delay) {
+        m_ext.request = &req;
+        m_gp.set_command(req.op == MemOp::Read ? tlm::TLM_READ_COMMAND : tlm::TLM_WRITE_COMMAND);
+        m_gp.set_address(req.address);
+        m_gp.set_data_ptr(req.data);
+        m_gp.set_data_length(req.size);
+        m_gp.set_streaming_width(req.size);
+        m_gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
+        socket->b_transport(m_gp, delay);
+        m_ext.request = nullptr;
+        if (m_gp.get_response_status() == tlm::TLM_ADDRESS_ERROR_RESPONSE)
+            throw MemoryError(req.address, req.size, "TLM address error: physical address outside memory");
+        if (m_gp.is_response_error())
+            throw MemoryError(req.address, req.size, "TLM error: " + m_gp.get_response_string());
+        return req.latency;
+    }
+
+private:
+    tlm::tlm_generic_payload m_gp;
+    MemOpExtension m_ext;
+};
 
 }  // namespace vtx::model

@@ -30,7 +30,7 @@ TEST_CASE("memory answers TLM transactions with latency and address errors", "[m
     sc_core::sc_start(sc_core::SC_ZERO_TIME);  // end of elaboration binds the multi-socket
 
     sc_core::sc_time delay0 = sc_core::SC_ZERO_TIME;
-    tlm::tlm_generic_payload payload;
+    MemoryTransaction transaction;
     MemRequest w;
     w.op = MemOp::Write;
     w.address = 0x100;
@@ -38,13 +38,13 @@ TEST_CASE("memory answers TLM transactions with latency and address errors", "[m
     w.agent = 0;
     std::memset(w.data, 0, sizeof w.data);
     w.data[0] = 0x2A;
-    CHECK(tlm_memory_access(a.socket, payload, w, delay0) == Approx(100));  // first touch: transfer
+    CHECK(transaction.perform(a.socket, w, delay0) == Approx(100));  // first touch: transfer
     MemRequest r;
     r.op = MemOp::Read;
     r.address = 0x100;
     r.size = 8;
     r.agent = 1;
-    CHECK(tlm_memory_access(b.socket, payload, r, delay0) == Approx(100));  // line held by agent 0
+    CHECK(transaction.perform(b.socket, r, delay0) == Approx(100));  // line held by agent 0
     CHECK(r.data[0] == 0x2A);
     MemRequest lock;
     lock.op = MemOp::LockedBts;
@@ -52,7 +52,7 @@ TEST_CASE("memory answers TLM transactions with latency and address errors", "[m
     lock.operand = 3;
     lock.size = 1;
     lock.agent = 1;
-    tlm_memory_access(b.socket, payload, lock, delay0);
+    transaction.perform(b.socket, lock, delay0);
     CHECK(lock.result == 0);
     CHECK(mem.peek64(0x200) == 8);
 
@@ -60,7 +60,7 @@ TEST_CASE("memory answers TLM transactions with latency and address errors", "[m
     bad.op = MemOp::Read;
     bad.address = 0x10000;
     bad.size = 8;
-    CHECK_THROWS_AS(tlm_memory_access(a.socket, payload, bad, delay0), MemoryError);
+    CHECK_THROWS_AS(transaction.perform(a.socket, bad, delay0), MemoryError);
 
     // A plain TLM read without the extension is a device access.
     tlm::tlm_generic_payload gp;
@@ -110,7 +110,7 @@ struct PollAndStore : sc_core::sc_module {
         woke_at = clock.to_cycles(sc_core::sc_time_stamp());
     }
     void store(double offset, bool& synchronized) {
-        tlm::tlm_generic_payload gp;
+        MemoryTransaction transaction;
         MemRequest w;
         w.op = MemOp::Write;
         w.address = line;
@@ -118,7 +118,7 @@ struct PollAndStore : sc_core::sc_module {
         w.agent = 0;
         std::memset(w.data, 0, sizeof w.data);
         sc_core::sc_time delay = clock.to_time(offset);
-        tlm_memory_access(writer_socket, gp, w, delay);
+        transaction.perform(writer_socket, w, delay);
         synchronized = w.synchronized;
     }
     void writer() {
