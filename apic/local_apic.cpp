@@ -165,17 +165,17 @@ void LocalApic::receive(tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {
     // The message arrives now + delay; the APIC accepts it ApicAccept cycles later.
     delay += m_clock.to_time(m_costs[Cost::ApicAccept]);
     const sc_core::sc_time now = sc_core::sc_time_stamp();
-    m_arrivals.emplace(std::make_pair(now + delay, m_arrival_sequence++), ext->message);
-    m_accept_event.notify(m_arrivals.begin()->first.first - now);
+    m_arrivals.push(Arrival{now + delay, m_arrival_sequence++, ext->message});
+    m_accept_event.notify(m_arrivals.top().at - now);
     gp.set_response_status(tlm::TLM_OK_RESPONSE);
 }
 
 void LocalApic::accept_due() {
     const sc_core::sc_time now = sc_core::sc_time_stamp();
     bool signal = false;
-    while (!m_arrivals.empty() && m_arrivals.begin()->first.first <= now) {
-        const InterruptMessage msg = m_arrivals.begin()->second;
-        m_arrivals.erase(m_arrivals.begin());
+    while (!m_arrivals.empty() && m_arrivals.top().at <= now) {
+        const InterruptMessage msg = m_arrivals.top().message;
+        m_arrivals.pop();
         const unsigned before = pending_mask();
         const AcceptOutcome outcome = m_state.accept(msg);
         record(msg, outcome);
@@ -189,7 +189,7 @@ void LocalApic::accept_due() {
         signal = signal || signals_core(before, outcome, msg.vector);
     }
     if (signal) m_interrupt_event.notify();
-    if (!m_arrivals.empty()) m_accept_event.notify(m_arrivals.begin()->first.first - now);
+    if (!m_arrivals.empty()) m_accept_event.notify(m_arrivals.top().at - now);
 }
 
 void LocalApic::record(const InterruptMessage& msg, AcceptOutcome outcome) {

@@ -13,7 +13,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <queue>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -188,8 +188,19 @@ private:
     std::size_t m_bus_index;
 
     sc_core::sc_event m_interrupt_event;
-    // Messages arrived on the bus, accepted ApicAccept cycles later.
-    std::multimap<std::pair<sc_core::sc_time, std::uint64_t>, InterruptMessage> m_arrivals;
+    // Messages arrived on the bus, accepted ApicAccept cycles later, earliest first
+    // (ties in arrival order). A heap in one vector: no node allocation per message.
+    struct Arrival {
+        sc_core::sc_time at;
+        std::uint64_t sequence;
+        InterruptMessage message;
+    };
+    struct ArrivesLater {
+        bool operator()(const Arrival& a, const Arrival& b) const {
+            return std::tie(a.at, a.sequence) > std::tie(b.at, b.sequence);
+        }
+    };
+    std::priority_queue<Arrival, std::vector<Arrival>, ArrivesLater> m_arrivals;
     std::uint64_t m_arrival_sequence = 0;
     sc_core::sc_event m_accept_event;
 
