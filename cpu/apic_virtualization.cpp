@@ -10,6 +10,7 @@
 #include "pid/descriptor.hpp"
 #include "pid/pid_table.hpp"
 #include "vmcs/controls.hpp"
+#include "vmcs/msr_bitmap.hpp"
 
 namespace vtx::cpu {
 
@@ -208,20 +209,11 @@ void LogicalProcessor::self_ipi_virtualization_flow(GuestContext& g, std::uint8_
 // ====================================================================================
 bool LogicalProcessor::msr_bitmap_intercepts(std::uint32_t msr, bool write) const {
     if (!(primary() & vmcs::kPrimaryUseMsrBitmaps)) return true;
-    std::uint64_t base;
-    std::uint32_t index;
-    if (msr <= kMsrLowLast) {
-        base = write ? kMsrBitmapWriteLow : kMsrBitmapReadLow;
-        index = msr;
-    } else if (msr >= kMsrHighFirst && msr <= kMsrHighLast) {
-        base = write ? kMsrBitmapWriteHigh : kMsrBitmapReadHigh;
-        index = msr - kMsrHighFirst;
-    } else {
-        return true;
-    }
+    const auto where = vmcs::msr_bitmap_bit(msr, write);
+    if (!where) return true;
     std::uint8_t byte = 0;
-    m_platform.memory().peek(vmcs().hw_read(Field::MsrBitmap) + base + index / 8, &byte, 1);
-    return (byte >> (index % 8)) & 1u;
+    m_platform.memory().peek(vmcs().hw_read(Field::MsrBitmap) + where->byte, &byte, 1);
+    return (byte >> where->bit) & 1u;
 }
 
 // WRMSR of an x2APIC MSR that the bitmap does not intercept, with virtualize x2APIC mode.

@@ -16,11 +16,6 @@ namespace vtx::cpu::flow {
 inline constexpr unsigned kLenWrmsr = 2, kLenRdmsr = 2, kLenCpuid = 2, kLenVmcall = 3, kLenHlt = 1,
                           kLenMovMmio = 6, kLenPause = 2, kLenRdtsc = 2, kLenStraightLine = 1,
                           kLenStiCli = 1, kLenMemory = 4;
-// MSR-bitmap layout (SDM 24.6.9): read-low, read-high, write-low, write-high, 1 KiB each.
-inline constexpr std::uint64_t kMsrBitmapReadLow = 0, kMsrBitmapReadHigh = 1024, kMsrBitmapWriteLow = 2048,
-                               kMsrBitmapWriteHigh = 3072;
-inline constexpr std::uint32_t kMsrLowLast = 0x1FFF;
-inline constexpr std::uint32_t kMsrHighFirst = 0xC0000000, kMsrHighLast = 0xC0001FFF;
 // MSRs 800H-8FFH: the range "virtualize x2APIC mode" applies to (SDM 29.5).
 inline constexpr std::uint32_t kVirtualizedX2apicMsrFirst = 0x800, kVirtualizedX2apicMsrLast = 0x8FF;
 // x2APIC ICR (MSR 830H) bits whose setting makes WRMSR #GP (SDM 11.12.9: 31:20, 17:16, 13).

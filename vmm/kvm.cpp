@@ -1,7 +1,5 @@
 #include "vmm/kvm.hpp"
 
-#include "model/x86.hpp"
-
 #include <algorithm>
 #include <cstring>
 
@@ -14,6 +12,7 @@
 #include "pid/descriptor.hpp"
 #include "pid/pid_table.hpp"
 #include "vmcs/controls.hpp"
+#include "vmcs/msr_bitmap.hpp"
 #include "vmcs/exit_info.hpp"
 
 namespace vtx::vmm {
@@ -29,7 +28,6 @@ constexpr std::uint32_t kMsrX2apicTpr = 0x808, kMsrX2apicEoi = 0x80B, kMsrX2apic
                         kMsrX2apicTmcct = 0x839, kMsrX2apicSelfIpi = 0x83F;
 constexpr std::uint32_t kIcrBusy = 1u << 12;             // delivery status
 constexpr std::uint32_t kX2apicBroadcast = 0xFFFFFFFF;
-constexpr std::uint64_t kMsrBitmapWriteLow = 2048, kMsrBitmapReadLow = 0;
 constexpr unsigned kApicVersion = 0x50014;                 // version 0x14, max LVT 5
 constexpr std::uint32_t kApicDfrResetFlat = 0xFFFFFFFF;     // DFR after reset: flat model
 constexpr std::uint8_t kPriorityClassMask = 0xF0;
@@ -305,29 +303,30 @@ void Kvm::update_msr_bitmap_x2apic(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     const std::uint64_t bitmap = p.current_vmcs()->hw_read(Field::MsrBitmap);
     auto& mem = m_platform.memory();
-    auto set_intercept = [&](std::uint64_t half, std::uint32_t msr, bool intercept) {
+    auto set_intercept_bit = [&](std::uint32_t msr, bool write, bool intercept) {
+        const vmcs::MsrBitmapBit where = *vmcs::msr_bitmap_bit(msr, write);
         std::uint8_t b;
-        mem.peek(bitmap + half + msr / 8, &b, 1);
-        b = intercept ? (b | (1u << (msr % 8))) : (b & ~(1u << (msr % 8)));
-        mem.poke(bitmap + half + msr / 8, &b, 1);
+        mem.peek(bitmap + where.byte, &b, 1);
+        b = intercept ? (b | (1u << where.bit)) : (b & ~(1u << where.bit));
+        mem.poke(bitmap + where.byte, &b, 1);
     };
     const bool x2apic_apicv = v.vm().x2apic() && v.apicv_active();
     for (std::uint32_t msr = kMsrX2apicFirst; msr <= kMsrX2apicLast; ++msr) {
-        set_intercept(kMsrBitmapReadLow, msr, !x2apic_apicv || msr == kMsrX2apicTmcct);
-        set_intercept(kMsrBitmapWriteLow, msr, true);
+        set_intercept_bit(msr, false, !x2apic_apicv || msr == kMsrX2apicTmcct);
+        set_intercept_bit(msr, true, true);
     }
     if (v.vm().x2apic()) {
         // "TPR reads and writes can be virtualized even if virtual interrupt delivery is
         // not in use": with virtualize x2APIC mode the TPR MSR is never intercepted.
-        set_intercept(kMsrBitmapReadLow, kMsrX2apicTpr, false);
-        set_intercept(kMsrBitmapWriteLow, kMsrX2apicTpr, false);
+        set_intercept_bit(kMsrX2apicTpr, false, false);
+        set_intercept_bit(kMsrX2apicTpr, true, false);
     }
     if (x2apic_apicv) {
-        set_intercept(kMsrBitmapWriteLow, kMsrX2apicEoi, false);
-        set_intercept(kMsrBitmapWriteLow, kMsrX2apicSelfIpi, false);
+        set_intercept_bit(kMsrX2apicEoi, true, false);
+        set_intercept_bit(kMsrX2apicSelfIpi, true, false);
         // The ICR stays intercepted unless IPIv is active (vmx.c vmx_update_msr_bitmap_x2apic).
-        set_intercept(kMsrBitmapWriteLow, kMsrX2apicIcr, !v.ipiv_active());
-        set_intercept(kMsrBitmapReadLow, kMsrX2apicIcr, !v.ipiv_active());
+        set_intercept_bit(kMsrX2apicIcr, true, !v.ipiv_active());
+        set_intercept_bit(kMsrX2apicIcr, false, !v.ipiv_active());
     }
 }
 

@@ -11,6 +11,7 @@
 #include "cpu/virtual_apic.hpp"
 #include "model/x86.hpp"
 #include "vmcs/controls.hpp"
+#include "vmcs/msr_bitmap.hpp"
 #include "vmcs/exit_info.hpp"
 #include "vmm/kvm.hpp"
 
@@ -29,10 +30,6 @@ constexpr std::uint64_t kRflagsFixed = x86::kRflagsReserved1;  // RFLAGS after a
 constexpr std::uint64_t kRflagsArithmetic = x86::kRflagsCf | x86::kRflagsPf | x86::kRflagsAf | x86::kRflagsZf |
                                             x86::kRflagsSf | x86::kRflagsOf;
 constexpr std::uint32_t kMsrX2apicFirst = 0x800, kMsrX2apicLast = 0x8FF, kMsrX2apicIcr = 0x830;
-// MSR-bitmap layout (SDM 24.6.9): read-low, read-high, write-low, write-high, 1 KiB each.
-constexpr std::uint64_t kMsrBitmapReadLow = 0, kMsrBitmapReadHigh = 1024, kMsrBitmapWriteLow = 2048,
-                        kMsrBitmapWriteHigh = 3072;
-constexpr std::uint32_t kMsrLowLast = 0x1FFF, kMsrHighFirst = 0xC0000000, kMsrHighLast = 0xC0001FFF;
 
 bool page_aligned(std::uint64_t address) { return address % model::kPageSize == 0; }
 
@@ -528,20 +525,11 @@ void Kvm::nested_handle_l2_exit(Vcpu& v, const cpu::VmExit& e) {
 bool Kvm::nested_exit_handled_msr(Vcpu& v, std::uint32_t msr, bool write) {
     const vmcs::Vmcs& v12 = v.m_nested->vmcs12;
     if (!(v12.hw_read(Field::CpuBasedVmExecControl) & vmcs::kPrimaryUseMsrBitmaps)) return true;
-    std::uint64_t half = 0;
-    std::uint32_t index = 0;
-    if (msr <= kMsrLowLast) {
-        half = write ? kMsrBitmapWriteLow : kMsrBitmapReadLow;
-        index = msr;
-    } else if (msr >= kMsrHighFirst && msr <= kMsrHighLast) {
-        half = write ? kMsrBitmapWriteHigh : kMsrBitmapReadHigh;
-        index = msr - kMsrHighFirst;
-    } else {
-        return true;
-    }
+    const auto where = vmcs::msr_bitmap_bit(msr, write);
+    if (!where) return true;
     std::uint8_t byte = 0;
-    m_platform.memory().peek(v.vm().gpa_to_hpa(v12.hw_read(Field::MsrBitmap) + half + index / 8), &byte, 1);
-    return ((byte >> (index % 8)) & 1u) != 0;
+    m_platform.memory().peek(v.vm().gpa_to_hpa(v12.hw_read(Field::MsrBitmap) + where->byte), &byte, 1);
+    return ((byte >> where->bit) & 1u) != 0;
 }
 
 }  // namespace vtx::vmm
