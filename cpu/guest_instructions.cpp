@@ -138,18 +138,22 @@ bool LogicalProcessor::exec_rdmsr(GuestContext& g) {
     return true;
 }
 
+// The APIC page without an APIC-access page: the MMIO hole is an EPT misconfiguration (KVM's
+// MMIO SPTEs); the decoded access goes to the VMM with the exit.
+bool LogicalProcessor::mmio_hole_exit(GuestContext& g, const DecodedMmio& access) {
+    g.mmio = access;
+    g.vmcs.set_exit_info(Field::GuestPhysicalAddress, access.gpa);
+    vm_exit(g, static_cast<std::uint32_t>(ExitReason::EptMisconfig), 0, 0, kLenMovMmio);
+    return false;
+}
+
 bool LogicalProcessor::exec_mmio_read(GuestContext& g, std::uint64_t gpa, unsigned size,
                                       std::uint64_t& out) {
-    const std::uint64_t start = rip(g);
-    if (is_apic_gpa(g, gpa) && (secondary() & vmcs::kSecondaryVirtualizeApicAccesses))
-        return apic_access_mmio(g, static_cast<std::uint32_t>(gpa - kGuestApicBase), size, false,
-                                out, start, kLenMovMmio);
     if (is_apic_gpa(g, gpa)) {
-        // No APIC-access page: the MMIO hole is an EPT misconfiguration (KVM's MMIO SPTEs).
-        g.mmio = DecodedMmio{true, false, gpa, size, 0};
-        g.vmcs.set_exit_info(Field::GuestPhysicalAddress, gpa);
-        vm_exit(g, static_cast<std::uint32_t>(ExitReason::EptMisconfig), 0, 0, kLenMovMmio);
-        return false;
+        if (secondary() & vmcs::kSecondaryVirtualizeApicAccesses)
+            return apic_access_mmio(g, static_cast<std::uint32_t>(gpa - kGuestApicBase), size, false,
+                                    out, rip(g), kLenMovMmio);
+        return mmio_hole_exit(g, DecodedMmio{true, false, gpa, size, 0});
     }
     model::MemRequest req;
     req.op = model::MemOp::Read;
@@ -163,15 +167,11 @@ bool LogicalProcessor::exec_mmio_read(GuestContext& g, std::uint64_t gpa, unsign
 
 bool LogicalProcessor::exec_mmio_write(GuestContext& g, std::uint64_t gpa, unsigned size,
                                        std::uint64_t value) {
-    const std::uint64_t start = rip(g);
-    if (is_apic_gpa(g, gpa) && (secondary() & vmcs::kSecondaryVirtualizeApicAccesses))
-        return apic_access_mmio(g, static_cast<std::uint32_t>(gpa - kGuestApicBase), size, true,
-                                value, start, kLenMovMmio);
     if (is_apic_gpa(g, gpa)) {
-        g.mmio = DecodedMmio{true, true, gpa, size, value};
-        g.vmcs.set_exit_info(Field::GuestPhysicalAddress, gpa);
-        vm_exit(g, static_cast<std::uint32_t>(ExitReason::EptMisconfig), 0, 0, kLenMovMmio);
-        return false;
+        if (secondary() & vmcs::kSecondaryVirtualizeApicAccesses)
+            return apic_access_mmio(g, static_cast<std::uint32_t>(gpa - kGuestApicBase), size, true,
+                                    value, rip(g), kLenMovMmio);
+        return mmio_hole_exit(g, DecodedMmio{true, true, gpa, size, value});
     }
     model::MemRequest req;
     req.op = model::MemOp::Write;

@@ -209,6 +209,8 @@ public:
 
 private:
     friend class Platform;
+    // VMfail(ErrorNumber): VMfailValid into the current VMCS, or VMfailInvalid without one.
+    vmcs::VmxResult vm_fail(vmcs::VmInstructionError e);
     class Port : public model::MemoryPort {
     public:
         explicit Port(LogicalProcessor& lp) : m_lp(lp) {}
@@ -242,6 +244,7 @@ private:
     bool eoi_virtualization_flow(GuestContext& g);
     bool tpr_virtualization_flow(GuestContext& g);
     void self_ipi_virtualization_flow(GuestContext& g, std::uint8_t vector);
+    bool mmio_hole_exit(GuestContext& g, const DecodedMmio& access);
     bool apic_access_mmio(GuestContext& g, std::uint32_t offset, unsigned size, bool write,
                           std::uint64_t& value, std::uint64_t rip, unsigned length);
     bool x2apic_msr_write(GuestContext& g, std::uint32_t msr, std::uint64_t value,

@@ -170,12 +170,7 @@ void LogicalProcessor::vm_exit(GuestContext& g, std::uint32_t reason, std::uint6
     // 27.2 record information about the VM exit.
     step(Cost::VmxExitSaveGuest, "VM exit: record exit information, save guest state",
          "SDM 27.2, 27.3");
-    v.set_exit_info(Field::VmExitReason, reason);
-    v.set_exit_info(Field::ExitQualification, qualification);
-    v.set_exit_info(Field::VmExitIntrInfo, intr_info);
-    v.set_exit_info(Field::VmExitInstructionLen, length);
-    v.hw_write(Field::VmEntryIntrInfoField,
-               v.hw_read(Field::VmEntryIntrInfoField) & ~std::uint64_t{vmcs::kIntrInfoValid});
+    vmcs::record_exit_information(v, reason, qualification, intr_info, length);
     // 27.5 load host state; INIT is blocked again in root operation.
     step(Cost::VmxExitLoadHost, "VM exit: load host state", "SDM 27.5");
     m_non_root = false;

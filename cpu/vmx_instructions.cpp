@@ -12,13 +12,19 @@ namespace vtx::cpu {
 // ====================================================================================
 // Root-mode API: VMX instructions (SDM 30)
 // ====================================================================================
+// VMfail(ErrorNumber) (SDM 30.2 "Conventions"): VMfailValid, with the error number in the
+// current VMCS, when there is one; VMfailInvalid otherwise.
+vmcs::VmxResult LogicalProcessor::vm_fail(vmcs::VmInstructionError e) {
+    if (!m_current) return vmcs::VmxResult::fail_invalid();
+    m_current->vmcs.hw_write(Field::VmInstructionError, vmcs::error_number(e));
+    return vmcs::VmxResult::fail_valid(e);
+}
+
 vmcs::VmxResult LogicalProcessor::vmxon(std::uint64_t region) {
     sync_point();
     step(Cost::VmxVmxon, "VMXON", "SDM 30 VMXON");
     if (m_vmx_on) {
-        if (m_current) m_current->vmcs.hw_write(Field::VmInstructionError, 15);
-        return m_current ? vmcs::VmxResult::fail_valid(vmcs::VmInstructionError::VmxonInVmxRoot)
-                         : vmcs::VmxResult::fail_invalid();
+        return vm_fail(vmcs::VmInstructionError::VmxonInVmxRoot);
     }
     if (region % model::kPageSize) return vmcs::VmxResult::fail_invalid();
     m_vmx_on = true;
@@ -37,12 +43,8 @@ vmcs::VmxResult LogicalProcessor::vmxoff() {
 
 vmcs::VmxResult LogicalProcessor::vmclear(std::uint64_t address) {
     step(Cost::VmxVmptrld, "VMCLEAR", "SDM 30 VMCLEAR");
-    auto fail = [&](vmcs::VmInstructionError e) {
-        if (m_current) m_current->vmcs.hw_write(Field::VmInstructionError, vmcs::error_number(e));
-        return m_current ? vmcs::VmxResult::fail_valid(e) : vmcs::VmxResult::fail_invalid();
-    };
-    if (address % model::kPageSize) return fail(vmcs::VmInstructionError::VmclearInvalidAddress);
-    if (address == m_vmxon_region) return fail(vmcs::VmInstructionError::VmclearVmxonPointer);
+    if (address % model::kPageSize) return vm_fail(vmcs::VmInstructionError::VmclearInvalidAddress);
+    if (address == m_vmxon_region) return vm_fail(vmcs::VmInstructionError::VmclearVmxonPointer);
     GuestContext* ctx = m_platform.vmcs_at(address);
     if (ctx) ctx->vmcs.vmclear();
     if (ctx == m_current) m_current = nullptr;
@@ -51,17 +53,13 @@ vmcs::VmxResult LogicalProcessor::vmclear(std::uint64_t address) {
 
 vmcs::VmxResult LogicalProcessor::vmptrld(std::uint64_t address) {
     step(Cost::VmxVmptrld, "VMPTRLD", "SDM 30 VMPTRLD");
-    auto fail = [&](vmcs::VmInstructionError e) {
-        if (m_current) m_current->vmcs.hw_write(Field::VmInstructionError, vmcs::error_number(e));
-        return m_current ? vmcs::VmxResult::fail_valid(e) : vmcs::VmxResult::fail_invalid();
-    };
-    if (address % model::kPageSize) return fail(vmcs::VmInstructionError::VmptrldInvalidAddress);
-    if (address == m_vmxon_region) return fail(vmcs::VmInstructionError::VmptrldVmxonPointer);
+    if (address % model::kPageSize) return vm_fail(vmcs::VmInstructionError::VmptrldInvalidAddress);
+    if (address == m_vmxon_region) return vm_fail(vmcs::VmInstructionError::VmptrldVmxonPointer);
     GuestContext* ctx = m_platform.vmcs_at(address);
     std::uint32_t revision = 0;
     m_platform.memory().peek(address, &revision, sizeof revision);
     if (!ctx || revision != capabilities().vmcs_revision_id())
-        return fail(vmcs::VmInstructionError::VmptrldIncorrectRevisionId);
+        return vm_fail(vmcs::VmInstructionError::VmptrldIncorrectRevisionId);
     m_current = ctx;
     return vmcs::VmxResult::succeed();
 }

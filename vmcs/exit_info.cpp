@@ -3,6 +3,7 @@
 #include <array>
 
 #include "vmcs/name_match.hpp"
+#include "vmcs/vmcs.hpp"
 
 namespace vtx::vmcs {
 namespace {
@@ -94,6 +95,15 @@ std::optional<ExitReason> find_exit_reason_by_name(std::string_view name) {
         if (iequals(entry.name, name)) return entry.reason;
     }
     return std::nullopt;
+}
+
+void record_exit_information(Vmcs& v, std::uint32_t reason, std::uint64_t qualification,
+                             std::uint32_t intr_info, std::uint32_t instruction_length) {
+    v.set_exit_info(Field::VmExitReason, reason);
+    v.set_exit_info(Field::ExitQualification, qualification);
+    v.set_exit_info(Field::VmExitIntrInfo, intr_info);
+    v.set_exit_info(Field::VmExitInstructionLen, instruction_length);
+    v.hw_write(Field::VmEntryIntrInfoField, v.hw_read(Field::VmEntryIntrInfoField) & ~std::uint64_t{kIntrInfoValid});
 }
 
 }  // namespace vtx::vmcs

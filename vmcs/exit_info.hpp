@@ -203,4 +203,11 @@ inline constexpr unsigned kSegmentArDplShift = 5;  // bits 6:5
 inline constexpr std::uint32_t kSegmentArDplMask = 0x3u << kSegmentArDplShift;
 inline constexpr std::uint32_t kSegmentArUnusable = 1u << 16;
 
+class Vmcs;
+// What every VM exit records (SDM 27.2): exit reason, qualification, exit interruption
+// information and instruction length, and the valid bit of the VM-entry interruption-
+// information field cleared. The processor's VM exit and nested KVM's VM exit to L1 use it.
+void record_exit_information(Vmcs& v, std::uint32_t reason, std::uint64_t qualification,
+                             std::uint32_t intr_info, std::uint32_t instruction_length);
+
 }  // namespace vtx::vmcs

@@ -351,12 +351,7 @@ void Kvm::nested_vmx_vmexit(Vcpu& v, std::uint32_t reason, std::uint64_t qualifi
     else if (v.m_mp_state == MpState::InitReceived)
         activity = ActivityState::WaitForSipi;
     v12.hw_write(Field::GuestActivityState, static_cast<std::uint64_t>(activity));
-    v12.set_exit_info(Field::VmExitReason, reason);
-    v12.set_exit_info(Field::ExitQualification, qualification);
-    v12.set_exit_info(Field::VmExitIntrInfo, intr_info);
-    v12.set_exit_info(Field::VmExitInstructionLen, instruction_length);
-    v12.hw_write(Field::VmEntryIntrInfoField,
-                 v12.hw_read(Field::VmEntryIntrInfoField) & ~std::uint64_t{vmcs::kIntrInfoValid});
+    vmcs::record_exit_information(v12, reason, qualification, intr_info, instruction_length);
     const auto basic = static_cast<std::uint16_t>(reason & vmcs::kExitReasonBasicMask);
     n.guest_mode = false;
     n.run_pending = false;
