@@ -8,9 +8,8 @@ namespace vtx::apic {
 namespace {
 
 bool matches_physical(const InterruptMessage& msg, const DestinationView& t) {
-    if (msg.x2apic_format) return t.apic_id == msg.destination;
-    // An 8-bit (xAPIC-format) destination compares with the low 8 bits of the ID.
-    return (t.apic_id & kXApicIdMask) == (msg.destination & kXApicIdMask);
+    return physical_match_key(t.apic_id, msg.x2apic_format) ==
+           physical_match_key(msg.destination, msg.x2apic_format);
 }
 
 bool matches_xapic_logical(std::uint8_t mda, const DestinationView& t) {
@@ -34,6 +33,11 @@ bool matches_x2apic_logical(std::uint32_t mda, const DestinationView& t) {
 }
 
 }  // namespace
+
+bool is_physical_unicast(const InterruptMessage& msg) {
+    return msg.shorthand == Shorthand::None && msg.destination_mode == DestinationMode::Physical &&
+           !msg.broadcast() && msg.delivery_mode != DeliveryMode::LowestPriority;
+}
 
 std::uint32_t x2apic_ldr_of(std::uint32_t x2apic_id) {
     const std::uint32_t cluster = (x2apic_id >> kX2ApicIdClusterShift) & kX2ApicIdClusterMask;

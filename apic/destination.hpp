@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "apic/interrupt_message.hpp"
+#include "apic/registers.hpp"
 
 namespace vtx::apic {
 
@@ -30,6 +31,16 @@ std::uint32_t x2apic_ldr_of(std::uint32_t x2apic_id);
 // compare or logical flat / cluster / x2APIC cluster match, with all-ones broadcast.
 // A hardware-disabled APIC matches nothing.
 bool matches_destination(const InterruptMessage& msg, const DestinationView& target);
+
+// Physical destination mode compares keys: an x2APIC-format (32-bit) destination the whole
+// APIC ID, an xAPIC-format (8-bit) destination its low 8 bits. The interconnect's unicast
+// index is keyed the same way, so the rule lives here once.
+constexpr std::uint32_t physical_match_key(std::uint32_t id, bool x2apic_format) {
+    return x2apic_format ? id : (id & kXApicIdMask);
+}
+// A message that physical_match_key alone routes: no shorthand, physical mode, not the
+// broadcast ID, fixed-destination delivery (lowest priority arbitrates among matches).
+bool is_physical_unicast(const InterruptMessage& msg);
 
 // Lowest-priority arbitration among candidates (indices into views): the software-enabled
 // APIC with the lowest processor priority (PPR) wins; kLowestPriorityTieBreak settles ties.

@@ -63,16 +63,17 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
         return;
     }
 
-    std::vector<std::size_t> targets;
-    if (msg.shorthand == Shorthand::None && msg.destination_mode == DestinationMode::Physical &&
-        !msg.broadcast() && msg.delivery_mode != DeliveryMode::LowestPriority) {
-        targets = physical_targets(msg);  // unicast: no scan of every APIC
+    std::vector<std::size_t> resolved;
+    const std::vector<std::size_t>* found = &resolved;
+    if (is_physical_unicast(msg)) {
+        found = &physical_targets(msg);  // unicast: no scan of every APIC, no copy
     } else {
         std::vector<DestinationView> views;
         views.reserve(m_clients.size());
         for (const InterruptBusClient* c : m_clients) views.push_back(c->destination_view());
-        targets = resolve_destinations(msg, views, source);
+        resolved = resolve_destinations(msg, views, source);
     }
+    const std::vector<std::size_t>& targets = *found;
     if (targets.empty()) ++m_undeliverable;
 
     // Shared path: one serialization slot per destination copy (one for a message that
@@ -90,20 +91,18 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
 
 const std::vector<std::size_t>& InterruptBus::physical_targets(const InterruptMessage& msg) {
     if (m_index_generation != m_addressing_generation) {
-        m_by_id.clear();
-        m_by_low8.clear();
-        for (std::size_t i = 0; i < m_clients.size(); ++i) {
-            const DestinationView v = m_clients[i]->destination_view();
-            if (!v.hardware_enabled) continue;
-            m_by_id[v.apic_id].push_back(i);
-            m_by_low8[v.apic_id & kXApicIdMask].push_back(i);
+        for (bool x2apic_format : {false, true}) {
+            auto& index = m_physical_index[x2apic_format];
+            index.clear();
+            for (std::size_t i = 0; i < m_clients.size(); ++i) {
+                const DestinationView v = m_clients[i]->destination_view();
+                if (v.hardware_enabled) index[physical_match_key(v.apic_id, x2apic_format)].push_back(i);
+            }
         }
         m_index_generation = m_addressing_generation;
     }
-    // matches_destination's physical rule: x2APIC format compares the whole ID, xAPIC
-    // format its low 8 bits.
-    const auto& index = msg.x2apic_format ? m_by_id : m_by_low8;
-    const auto it = index.find(msg.x2apic_format ? msg.destination : (msg.destination & kXApicIdMask));
+    const auto& index = m_physical_index[msg.x2apic_format];
+    const auto it = index.find(physical_match_key(msg.destination, msg.x2apic_format));
     return it == index.end() ? m_none : it->second;
 }
 

@@ -18,6 +18,7 @@
 // The receiver accepts ApicAccept cycles after arrival (LocalApic). A self-shorthand
 // message (ICR shorthand Self, x2APIC SELF IPI) loops back inside the sending APIC:
 // arrive = enter, no path occupancy.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -106,9 +107,9 @@ private:
     const model::CostTable& m_costs;
     const model::Clock& m_clock;
     std::vector<InterruptBusClient*> m_clients;
-    // Enabled APICs by full APIC ID (x2APIC-format destinations) and by its low 8 bits
-    // (xAPIC-format ones), rebuilt when an APIC's physical addressing changed.
-    std::unordered_map<std::uint32_t, std::vector<std::size_t>> m_by_id, m_by_low8;
+    // Enabled APICs by physical_match_key, [0] for xAPIC-format destinations (ID[7:0]) and
+    // [1] for x2APIC-format ones (the whole ID), rebuilt when an APIC's addressing changed.
+    std::array<std::unordered_map<std::uint32_t, std::vector<std::size_t>>, 2> m_physical_index;
     std::uint64_t m_addressing_generation = 1, m_index_generation = 0;
     const std::vector<std::size_t> m_none;
     sc_core::sc_time m_path_free = sc_core::SC_ZERO_TIME;
