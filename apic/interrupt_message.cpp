@@ -30,7 +30,10 @@ std::string InterruptMessage::to_string() const {
 }
 
 InterruptMessage message_from_icr(std::uint64_t icr, bool x2apic, std::uint32_t source_id) {
-    const Icr f = decode_icr(icr, x2apic);
+    return message_from_icr(decode_icr(icr, x2apic), x2apic, source_id);
+}
+
+InterruptMessage message_from_icr(const Icr& f, bool x2apic, std::uint32_t source_id) {
     InterruptMessage m;
     m.vector = f.vector;
     m.delivery_mode = f.delivery_mode;

@@ -38,6 +38,8 @@ inline bool is_init_level_deassert(const InterruptMessage& m) {
 // "have no meaning" on these processors), so the message carries Edge / Assert whatever
 // the ICR says. Whether the ICR is sent at all is check_icr()'s business.
 InterruptMessage message_from_icr(std::uint64_t icr, bool x2apic, std::uint32_t source_id);
+// The same from an ICR already decoded (decode_icr(icr, x2apic)).
+InterruptMessage message_from_icr(const Icr& fields, bool x2apic, std::uint32_t source_id);
 
 // The message a SELF IPI register write issues (x2APIC, SDM 11.12.11): fixed, edge, self.
 InterruptMessage self_ipi_message(std::uint8_t vector, std::uint32_t source_id);

@@ -137,7 +137,7 @@ void LocalApic::send_icr(std::uint64_t icr) {
         ++m_ipis_refused;
         return;
     }
-    send_message(message_from_icr(icr, x2apic, apic_id()));
+    send_message(message_from_icr(fields, x2apic, apic_id()));
 }
 
 void LocalApic::send_message(const InterruptMessage& msg) {

@@ -672,10 +672,10 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
     const bool x2apic = src.vm().x2apic();
     const std::uint64_t icr = x2apic ? (std::uint64_t{dest} << 32) | icr_lo
                                      : (std::uint64_t{dest & 0xFF} << 56) | icr_lo;
-    apic::InterruptMessage msg = apic::message_from_icr(icr, x2apic, src.apic_id());
+    const apic::Icr fields = apic::decode_icr(icr, x2apic);
+    apic::InterruptMessage msg = apic::message_from_icr(fields, x2apic, src.apic_id());
     // struct kvm_lapic_irq keeps the ICR's level and trigger mode (kvm_apic_send_ipi),
     // where a physical APIC issues every message as edge / assert.
-    const apic::Icr fields = apic::decode_icr(icr, x2apic);
     msg.level = fields.level;
     msg.trigger_mode = fields.trigger_mode;
     ++m_stat_ipis_sent;
