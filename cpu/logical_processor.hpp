@@ -125,8 +125,7 @@ public:
     // zero right after a sync point; a notification made without one, such as KVM's
     // wakeup of a vCPU thread, carries what was charged since).
     sc_core::sc_time annotation() const;
-    // The global quantum in cycles (0: exact mode). Set by the Platform.
-    double quantum() const { return m_quantum; }
+    // Whether the Platform set a quantum (decoupled mode) rather than 0 (exact mode).
     bool decoupled() const { return m_quantum > 0.0; }
     // Waits for an event without losing a notification: the local offset is not
     // synchronized first (that would yield between a check and the wait); the time the

@@ -51,9 +51,6 @@ double floor_in_process(long round_trips) {
     return p.done ? s * 1e9 / static_cast<double>(p.done) : 0.0;
 }
 
-std::string configuration_name(const BenchRow& r) {
-    return std::string(r.x2apic ? "x2APIC" : "xAPIC") + (r.ipiv ? " w/ IPIv" : " w/o IPIv");
-}
 
 std::string mode_name(double quantum) {
     if (quantum == 0) return "exact";
@@ -96,6 +93,7 @@ BenchReport run_bench(const RunSpec& base, const std::vector<IpiConfig>& configs
     for (const IpiConfig& cc : configs) {
         for (double q : quanta) {
             BenchRow row;
+            row.label = cc.label;
             row.x2apic = cc.x2apic;
             row.ipiv = cc.ipiv;
             row.quantum = q;
@@ -140,7 +138,7 @@ std::string BenchReport::text() const {
                   "ns/round trip", "round trips/s", "floor ns", "ratio");
     os << line;
     for (const BenchRow& r : rows) {
-        std::snprintf(line, sizeof line, "%-17s %-15s %14.0f %16.0f %10.1f %6.1fx\n", configuration_name(r).c_str(),
+        std::snprintf(line, sizeof line, "%-17s %-15s %14.0f %16.0f %10.1f %6.1fx\n", r.label,
                       mode_name(r.quantum).c_str(), r.ns_per_round_trip, 1e9 / r.ns_per_round_trip, r.floor_ns,
                       r.ratio());
         os << line;

@@ -18,6 +18,7 @@ namespace vtx::sim {
 double measure_floor_ns(long round_trips);
 
 struct BenchRow {
+    const char* label = "";  // the configuration's name (IpiConfig::label)
     bool x2apic = true;
     bool ipiv = true;
     double quantum = 0;

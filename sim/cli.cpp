@@ -337,17 +337,6 @@ int cmd_run(const std::vector<std::string>& args) {
 }
 
 // ---------------------------------------------------------------------------- compare
-struct CompareConfig {
-    bool x2apic;
-    bool ipiv;
-    const char* label;
-};
-const CompareConfig kCompareConfigs[] = {
-    {false, false, "xAPIC w/o IPIv"},
-    {false, true, "xAPIC w/ IPIv"},
-    {true, false, "x2APIC w/o IPIv"},
-    {true, true, "x2APIC w/ IPIv"},
-};
 
 int cmd_compare(const std::vector<std::string>& args) {
     Common c;
@@ -382,8 +371,8 @@ int cmd_compare(const std::vector<std::string>& args) {
     std::printf("kvm-unit-tests vmexit ipi, 2 vCPUs, target busy-idling; profile %s (%.2f GHz), seed %llu%s\n",
                 base.profile.name.c_str(), base.profile.core_ghz, static_cast<unsigned long long>(c.seed),
                 time_mode_note(base.quantum_cycles).c_str());
-    std::printf("Cycles of IPI (simulated)\n%5s %16s %16s %16s %16s\n", "run", kCompareConfigs[0].label,
-                kCompareConfigs[1].label, kCompareConfigs[2].label, kCompareConfigs[3].label);
+    std::printf("Cycles of IPI (simulated)\n%5s %16s %16s %16s %16s\n", "run", kIpiConfigs[0].label,
+                kIpiConfigs[1].label, kIpiConfigs[2].label, kIpiConfigs[3].label);
     for (unsigned r = 0; r < c.runs; ++r)
         std::printf("%5u %16.1f %16.1f %16.1f %16.1f\n", r + 1, col[0][r], col[1][r], col[2][r], col[3][r]);
     double mean[4], sd[4];
@@ -405,7 +394,7 @@ int cmd_compare(const std::vector<std::string>& args) {
             for (const auto& [reason, n] : outs[k * c.runs + r].exits) ex[reason] += n;
             iters += outs[k * c.runs + r].total_iterations;
         }
-        std::printf("  %-16s", kCompareConfigs[k].label);
+        std::printf("  %-16s", kIpiConfigs[k].label);
         if (ex.empty()) std::printf(" none");
         for (const auto& [reason, n] : ex)
             std::printf(" reason %s: %.3f", reason.c_str(), static_cast<double>(n) / static_cast<double>(iters));
@@ -423,8 +412,8 @@ int cmd_compare(const std::vector<std::string>& args) {
     if (!c.json.empty()) {
         nlohmann::json configs = nlohmann::json::array();
         for (int k = 0; k < 4; ++k)
-            configs.push_back({{"apic", kCompareConfigs[k].x2apic ? "x2apic" : "xapic"},
-                               {"ipiv", kCompareConfigs[k].ipiv},
+            configs.push_back({{"apic", kIpiConfigs[k].x2apic ? "x2apic" : "xapic"},
+                               {"ipiv", kIpiConfigs[k].ipiv},
                                {"runs", col[k]},
                                {"mean", mean[k]},
                                {"stddev", sd[k]}});
@@ -442,8 +431,8 @@ int cmd_compare(const std::vector<std::string>& args) {
         for (int k = 0; k < 4; ++k)
             for (unsigned r = 0; r < c.runs; ++r) {
                 char row[96];
-                std::snprintf(row, sizeof row, "%s,%s,%u,%.6f\n", kCompareConfigs[k].x2apic ? "x2apic" : "xapic",
-                              kCompareConfigs[k].ipiv ? "on" : "off", r + 1, col[k][r]);
+                std::snprintf(row, sizeof row, "%s,%s,%u,%.6f\n", kIpiConfigs[k].x2apic ? "x2apic" : "xapic",
+                              kIpiConfigs[k].ipiv ? "on" : "off", r + 1, col[k][r]);
                 csv += row;
             }
         write_file(c.csv, csv);

@@ -73,8 +73,12 @@ void apply_run_variation(model::CpuProfile& profile, std::uint64_t seed, const s
 struct IpiConfig {
     bool x2apic;
     bool ipiv;
+    const char* label;  // the cover letter's column name
 };
-inline constexpr IpiConfig kIpiConfigs[] = {{false, false}, {false, true}, {true, false}, {true, true}};
+inline constexpr IpiConfig kIpiConfigs[] = {{false, false, "xAPIC w/o IPIv"},
+                                            {false, true, "xAPIC w/ IPIv"},
+                                            {true, false, "x2APIC w/o IPIv"},
+                                            {true, true, "x2APIC w/ IPIv"}};
 std::vector<RunSpec> ipi_comparison_specs(const RunSpec& base, unsigned runs);
 
 // Simulates one run in this process (call at most once per process).
