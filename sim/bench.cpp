@@ -1,15 +1,17 @@
 #include "sim/bench.hpp"
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
 
 #include <systemc>
+
+#include "sim/child_process.hpp"
 
 namespace vtx::sim {
 
@@ -62,25 +64,13 @@ std::string mode_name(double quantum) {
 }  // namespace
 
 double measure_floor_ns(long round_trips) {
-    int fds[2];
-    if (::pipe(fds) != 0) throw std::runtime_error("pipe() failed");
-    std::fflush(nullptr);
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork() failed");
-    if (pid == 0) {
-        ::close(fds[0]);
-        const std::string text = std::to_string(floor_in_process(round_trips));
-        const ssize_t n = ::write(fds[1], text.data(), text.size());
-        ::close(fds[1]);
-        ::_exit(n == static_cast<ssize_t>(text.size()) ? 0 : 1);
-    }
-    ::close(fds[1]);
+    const Child child =
+        spawn_child([round_trips](int fd) { write_all(fd, std::to_string(floor_in_process(round_trips))); });
     std::string data;
     char buf[256];
-    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) data.append(buf, static_cast<std::size_t>(n));
-    ::close(fds[0]);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    for (ssize_t n; (n = ::read(child.fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR);)
+        if (n > 0) data.append(buf, static_cast<std::size_t>(n));
+    reap(child);
     if (data.empty()) throw std::runtime_error("the floor measurement ended without a result");
     return std::stod(data);
 }

@@ -1,8 +1,6 @@
 #include "sim/experiment.hpp"
 
 #include <poll.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,6 +18,7 @@
 #include "model/error.hpp"
 #include "model/output.hpp"
 #include "model/rng.hpp"
+#include "sim/child_process.hpp"
 #include "vmcs/exit_info.hpp"
 
 namespace vtx::sim {
@@ -216,13 +215,7 @@ RunOutcome run_child(const RunSpec& spec, int fd) {
         o.ok = false;
         o.error = e.what();
     }
-    const std::string text = o.to_json().dump();
-    std::size_t done = 0;
-    while (done < text.size()) {
-        const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-    }
+    write_all(fd, o.to_json().dump());
     return o;
 }
 }  // namespace
@@ -262,43 +255,24 @@ private:
 
 std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs) {
     const StopSignals stop;
-    const pid_t parent = ::getpid();
     std::size_t finished = 0;
     std::vector<RunOutcome> outcomes(specs.size());
-    struct Child {
-        pid_t pid;
-        int fd;
+    struct Running {
+        Child child;
         std::size_t index;
         std::string data;
     };
-    std::vector<Child> running;
+    std::vector<Running> running;
     std::size_t next = 0;
     if (jobs == 0) jobs = 1;
-    std::fflush(nullptr);
     while (next < specs.size() || !running.empty()) {
         while (next < specs.size() && running.size() < jobs) {
-            int fds[2];
-            if (::pipe(fds) != 0) throw std::runtime_error("pipe() failed");
-            const pid_t pid = ::fork();
-            if (pid < 0) throw std::runtime_error("fork() failed");
-            if (pid == 0) {
-                ::close(fds[0]);
-                // Die with the parent, and do not take the parent's stop handlers along.
-                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (::getppid() != parent) ::_exit(1);
-                std::signal(SIGINT, SIG_DFL);
-                std::signal(SIGTERM, SIG_DFL);
-                run_child(specs[next], fds[1]);
-                ::close(fds[1]);
-                std::fflush(nullptr);
-                ::_exit(0);
-            }
-            ::close(fds[1]);
-            running.push_back(Child{pid, fds[0], next, {}});
+            const RunSpec& spec = specs[next];
+            running.push_back(Running{spawn_child([&spec](int fd) { run_child(spec, fd); }), next, {}});
             ++next;
         }
         // Drain the first child (children write once, at their end).
-        Child c = running.front();
+        Running c = running.front();
         running.erase(running.begin());
         char buf[65536];
         const double budget = specs[c.index].max_host_seconds;
@@ -309,7 +283,7 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
                 // --max-host-time: wait for output only until the run's deadline.
                 const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     deadline - std::chrono::steady_clock::now());
-                pollfd p{c.fd, POLLIN, 0};
+                pollfd p{c.child.fd, POLLIN, 0};
                 const int ready = left.count() > 0 ? ::poll(&p, 1, static_cast<int>(left.count())) : 0;
                 if (ready < 0 && errno == EINTR && !stop.caught()) continue;
                 if (ready == 0) {
@@ -317,7 +291,7 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
                     break;
                 }
             }
-            const ssize_t n = ::read(c.fd, buf, sizeof buf);
+            const ssize_t n = ::read(c.child.fd, buf, sizeof buf);
             if (n < 0 && errno == EINTR && !stop.caught()) continue;
             if (n <= 0) break;
             c.data.append(buf, static_cast<std::size_t>(n));
@@ -325,21 +299,13 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
         if (stop.caught()) {
             // Stop every child still running, reap them, and say what was done.
             running.push_back(c);
-            for (const Child& k : running) ::kill(k.pid, SIGTERM);
-            for (const Child& k : running) {
-                ::close(k.fd);
-                int status = 0;
-                while (::waitpid(k.pid, &status, 0) < 0 && errno == EINTR) {
-                }
-            }
+            for (const Running& k : running) ::kill(k.child.pid, SIGTERM);
+            for (const Running& k : running) reap(k.child);
             throw Interrupted(stop.caught(), finished, specs.size());
         }
         if (over_budget) {
-            ::kill(c.pid, SIGKILL);
-            ::close(c.fd);
-            int status = 0;
-            while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
-            }
+            ::kill(c.child.pid, SIGKILL);
+            reap(c.child);
             RunOutcome o;
             o.error = "run " + std::to_string(specs[c.index].run_index + 1) + " exceeded --max-host-time " +
                       std::to_string(budget) + " s and was stopped";
@@ -348,9 +314,7 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
             continue;
         }
         ++finished;
-        ::close(c.fd);
-        int status = 0;
-        ::waitpid(c.pid, &status, 0);
+        const int status = reap(c.child);
         RunOutcome o;
         if (c.data.empty()) {
             o.error = "the simulation process of run " + std::to_string(specs[c.index].run_index + 1) +
