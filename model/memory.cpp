@@ -25,7 +25,8 @@ const char* mem_op_name(MemOp op) {
 }
 
 PhysicalMemory::PhysicalMemory(std::uint64_t size_bytes, const CostTable* costs)
-    : m_size(size_bytes), m_costs(costs) {}
+    : m_size(size_bytes), m_costs(costs),
+      m_chunks((size_bytes / kPageSize + kChunkPages) >> kChunkBits) {}
 
 void PhysicalMemory::check(std::uint64_t address, std::uint64_t len) const {
     if (len == 0 || address >= m_size || len > m_size - address) {
@@ -39,28 +40,24 @@ void PhysicalMemory::check(std::uint64_t address, std::uint64_t len) const {
     }
 }
 
+PhysicalMemory::PageEntry& PhysicalMemory::entry(std::uint64_t pn) {
+    auto& chunk = m_chunks[pn >> kChunkBits];
+    if (!chunk) chunk = std::make_unique<PageEntry[]>(kChunkPages);
+    return chunk[pn & (kChunkPages - 1)];
+}
+
 std::uint8_t* PhysicalMemory::page(std::uint64_t address, bool create) {
     if (std::uint8_t* p = const_cast<std::uint8_t*>(page(address))) return p;
     if (!create) return nullptr;
-    const std::uint64_t pn = address / kPageSize;
-    auto p = std::make_unique<std::uint8_t[]>(kPageSize);
-    std::memset(p.get(), 0, kPageSize);
-    std::uint8_t* made = m_pages.emplace(pn, std::move(p)).first->second.get();
-    const std::size_t slot = pn % kPageCacheSlots;
-    m_cached_pn[slot] = pn;
-    m_cached_page[slot] = made;
-    return made;
+    PageEntry& e = entry(address / kPageSize);
+    e.bytes = std::make_unique<std::uint8_t[]>(kPageSize);  // value-initialized: zeroed
+    return e.bytes.get();
 }
 
 const std::uint8_t* PhysicalMemory::page(std::uint64_t address) const {
     const std::uint64_t pn = address / kPageSize;
-    const std::size_t slot = pn % kPageCacheSlots;
-    if (m_cached_page[slot] && m_cached_pn[slot] == pn) return m_cached_page[slot];
-    auto it = m_pages.find(pn);
-    if (it == m_pages.end()) return nullptr;
-    m_cached_pn[slot] = pn;
-    m_cached_page[slot] = it->second.get();
-    return it->second.get();
+    const PageEntry* chunk = m_chunks[pn >> kChunkBits].get();
+    return chunk ? chunk[pn & (kChunkPages - 1)].bytes.get() : nullptr;
 }
 
 void PhysicalMemory::peek_slow(std::uint64_t address, void* out, std::uint64_t len) const {
@@ -108,11 +105,51 @@ std::uint64_t PhysicalMemory::allocate(std::uint64_t bytes, std::uint64_t alignm
     return base;
 }
 
+bool PhysicalMemory::Sharers::contains(int agent) const {
+    if (agent < 0) return false;
+    if (!m_bits.empty()) {
+        const auto a = static_cast<std::size_t>(agent);
+        return a / 64 < m_bits.size() && ((m_bits[a / 64] >> (a % 64)) & 1u);
+    }
+    return std::find(m_few.begin(), m_few.end(), agent) != m_few.end();
+}
+
+void PhysicalMemory::Sharers::add(int agent) {
+    if (agent < 0 || contains(agent)) return;
+    ++m_count;
+    if (m_bits.empty() && m_few.size() < kFew) {
+        m_few.push_back(agent);
+        return;
+    }
+    if (m_bits.empty()) {
+        for (int a : m_few) {
+            const auto u = static_cast<std::size_t>(a);
+            if (u / 64 >= m_bits.size()) m_bits.resize(u / 64 + 1, 0);
+            m_bits[u / 64] |= std::uint64_t{1} << (u % 64);
+        }
+        m_few.clear();
+    }
+    const auto u = static_cast<std::size_t>(agent);
+    if (u / 64 >= m_bits.size()) m_bits.resize(u / 64 + 1, 0);
+    m_bits[u / 64] |= std::uint64_t{1} << (u % 64);
+}
+
+void PhysicalMemory::Sharers::only(int agent) {
+    clear();
+    add(agent);
+}
+
+void PhysicalMemory::Sharers::clear() {
+    m_few.clear();
+    m_bits.clear();
+    m_count = 0;
+}
+
 PhysicalMemory::Line& PhysicalMemory::line(std::uint64_t line_number) {
-    if (m_last_line && m_last_line_number == line_number) return *m_last_line;
-    m_last_line = &m_lines[line_number];
-    m_last_line_number = line_number;
-    return *m_last_line;
+    constexpr std::uint64_t kLinesPerPage = kPageSize / kCacheLineSize;
+    PageEntry& e = entry(line_number / kLinesPerPage);
+    if (!e.lines) e.lines = std::make_unique<Line[]>(kLinesPerPage);
+    return e.lines[line_number % kLinesPerPage];
 }
 
 double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t len,
@@ -132,12 +169,8 @@ double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t
             }
             continue;
         }
-        const bool holds = line.modified_by == agent ||
-                           std::find(line.sharers.begin(), line.sharers.end(), agent) !=
-                               line.sharers.end();
-        const bool others = std::any_of(line.sharers.begin(), line.sharers.end(),
-                                        [&](int a) { return a != agent; }) ||
-                            (line.modified_by >= 0 && line.modified_by != agent);
+        const bool holds = line.modified_by == agent || line.sharers.contains(agent);
+        const bool others = line.sharers.any_but(agent) || (line.modified_by >= 0 && line.modified_by != agent);
         bool transfer;
         if (write)
             transfer = !(line.modified_by == agent) && (!holds || others);
@@ -150,11 +183,11 @@ double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t
             cycles += c[Cost::MemL1Hit];
         }
         if (write) {
-            line.sharers.assign(1, agent);
+            line.sharers.only(agent);
             line.modified_by = agent;
         } else {
             if (line.modified_by >= 0 && line.modified_by != agent) line.modified_by = -2;
-            if (!holds) line.sharers.push_back(agent);
+            if (!holds) line.sharers.add(agent);
         }
     }
     return cycles;

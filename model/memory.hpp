@@ -10,7 +10,6 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "model/costs.hpp"
@@ -106,19 +105,35 @@ public:
     std::uint64_t locked_operations() const { return m_locked_ops; }
 
 private:
+    // The agents holding a copy of a line: a short list while few do, a bitmap once many
+    // do (a line every vCPU reads, at 4096 vCPUs), so that each question is O(1).
+    class Sharers {
+    public:
+        bool contains(int agent) const;
+        bool any_but(int agent) const { return m_count > (contains(agent) ? 1u : 0u); }
+        void add(int agent);  // a device agent (< 0) is never a sharer
+        void only(int agent);  // the set becomes {agent}
+        void clear();
+    private:
+        static constexpr unsigned kFew = 8;
+        std::vector<int> m_few;
+        std::vector<std::uint64_t> m_bits;  // in use once more than kFew
+        unsigned m_count = 0;
+    };
     struct Line {
         int modified_by = kDeviceAgent - 1;  // agent holding it Modified (none)
-        std::vector<int> sharers;            // agents holding a copy
+        Sharers sharers;                     // agents holding a copy
     };
     // The bytes at `address` if [address, address + len) lies in memory, within one page,
-    // and that page exists and is in the page cache; else nullptr.
+    // and that page exists; else nullptr.
     const std::uint8_t* cached_within_page(std::uint64_t address, std::uint64_t len) const {
         const std::uint64_t off = address % kPageSize;
         if (len == 0 || off + len > kPageSize || address >= m_size || len > m_size - address) return nullptr;
         const std::uint64_t pn = address / kPageSize;
-        const std::size_t slot = pn % kPageCacheSlots;
-        if (m_cached_page[slot] == nullptr || m_cached_pn[slot] != pn) return nullptr;
-        return m_cached_page[slot] + off;
+        const PageEntry* chunk = m_chunks[pn >> kChunkBits].get();
+        if (!chunk) return nullptr;
+        const std::uint8_t* p = chunk[pn & (kChunkPages - 1)].bytes.get();
+        return p ? p + off : nullptr;
     }
     void peek_slow(std::uint64_t address, void* out, std::uint64_t len) const;
     void poke_slow(std::uint64_t address, const void* in, std::uint64_t len);
@@ -129,17 +144,18 @@ private:
 
     std::uint64_t m_size;
     const CostTable* m_costs;
-    std::unordered_map<std::uint64_t, std::unique_ptr<std::uint8_t[]>> m_pages;
-    // Direct-mapped cache of page number -> page (pages are never freed, so an entry
-    // stays valid): most accesses find their page here without a hash lookup.
-    static constexpr std::size_t kPageCacheSlots = 64;
-    mutable std::array<std::uint64_t, kPageCacheSlots> m_cached_pn{};
-    mutable std::array<std::uint8_t*, kPageCacheSlots> m_cached_page{};
-    std::unordered_map<std::uint64_t, Line> m_lines;
-    // The line looked up last (unordered_map nodes never move): a flag polled or a
-    // descriptor updated in a row finds it without a hash lookup.
-    std::uint64_t m_last_line_number = ~std::uint64_t{0};
-    Line* m_last_line = nullptr;
+    // A two-level page table (as a radix tree, so that a 4 GiB memory costs 16 KiB until
+    // it is touched): chunks of 512 pages (2 MiB), each page's bytes and its lines'
+    // coherence state made on first use. O(1) per access at any number of agents; pages
+    // are never freed, so pointers into them stay valid.
+    struct PageEntry {
+        std::unique_ptr<std::uint8_t[]> bytes;
+        std::unique_ptr<Line[]> lines;  // kPageSize / kCacheLineSize
+    };
+    static constexpr unsigned kChunkBits = 9;
+    static constexpr std::uint64_t kChunkPages = std::uint64_t{1} << kChunkBits;
+    std::vector<std::unique_ptr<PageEntry[]>> m_chunks;
+    PageEntry& entry(std::uint64_t page_number);  // makes the chunk if needed
     Line& line(std::uint64_t line_number);
     std::uint64_t m_next_free = 0x100000;  // allocator starts above the first MiB
     std::function<void(std::uint64_t, int)> m_store_observer;

@@ -1,80 +1,102 @@
-// `random_ipi`: a seeded random mix of IPIs among N vCPUs (default 4) with random halts,
-// for checking that no interrupt is lost or delivered twice.
+// `random_ipi` and `overcommit`: seeded random unicast cross-CPU calls among N vCPUs, at any
+// size the APIC mode allows, sent the way a Linux guest sends them (workloads/linux_smp.hpp:
+// smp_call_function_single over the call-single queue, Linux 4.14).
 //
-// Every vCPU runs a plan drawn from the seed: `ipis` steps, each "send a burst of 1..burst
-// fixed physical IPIs (vector 0x40 + sender) back to back to a random other vCPU, then
-// compute a random while". With workload.burst=1 the sender waits until the target has
-// handled the IPI before going on (so at most one IPI of a vector is ever outstanding
-// for a target and none can coalesce); with a larger burst it does not wait, and IPIs of
-// the same vector may coalesce while one is pending. vCPUs other than 0 halt at random
-// after a step (CLI; flag "halted"; STI; HLT); whoever finishes a step wakes halted vCPUs
-// with a wake IPI (vector 0x80 + waker, at most one outstanding per waker and target),
-// and vCPU 0, which never halts, keeps doing so until everyone is done. A sender ends with
-// a fence IPI (vector 0x30 + sender, below every data vector so it is handled after any
-// data IPI of the same sender still pending) to each other vCPU and waits for it.
+// Every vCPU runs a plan drawn from the seed: `ipis` steps, each "call a function on a
+// random other vCPU `count` times (1..burst), then compute a random while (0..20000
+// cycles)". With workload.burst=1 every call waits for the function to have run
+// (smp_call_function_single(cpu, f, info, 1)); with a larger burst the calls do not wait
+// (wait=0: the per-CPU csd is reused once the target has dequeued it). `random_ipi` vCPUs
+// other than 0 sleep at random after a step (halt_percent): the task blocks until a task
+// on a lower-numbered vCPU (drawn from the seed) wakes it, so the vCPU queues itself on
+// that waker's wake list and HLTs; the waker, at its next step end, sends it a reschedule
+// IPI (Linux's ttwu_queue / smp_send_reschedule). After its plan a vCPU idles (HLT) until
+// every call meant for it has run, waking its sleepers, then counts itself done; vCPU 0
+// returns once everyone is done. `overcommit` is the same traffic with
+// waiting calls and no halts on fewer physical CPUs than vCPUs (--pcpus): the host
+// scheduler preempts vCPUs (SN := 1) and calls reach preempted targets.
 //
-// The check: wake and fence IPIs are received exactly as sent; every data IPI sent was
-// received exactly once, except those absorbed by coalescing (sent - received); where
-// KVM sees every coalescing (APICv inactive: it sets the IRR itself) their number must
-// equal Kvm::coalesced_interrupts(); with APICv active the processor also coalesces in
-// the vIRR and PIR (posted-interrupt processing, IPIv), out of KVM's sight, so the
-// missing ones must be at least KVM's count, and none with burst=1 (docs/vmm.md).
+// The check, in O(vCPUs) guest memory so that 4096 vCPUs fit: the called function records,
+// on the target, how many calls it ran and a digest (sum of a mix of the call's id: sender
+// and sequence number); each must equal what the plan sent to that target, so a call lost
+// or run twice shows. Linux sends a call IPI only when the target's queue was empty and
+// drains the whole queue per interrupt, so no call IPI can coalesce: each target's handler
+// count (irq_call_count, kept by the guest) must equal the call IPIs sent to it. Reschedule
+// IPIs may coalesce (received <= sent), and KVM can only have coalesced those.
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "model/error.hpp"
 #include "model/rng.hpp"
-#include "workloads/kut.hpp"
+#include "workloads/linux_smp.hpp"
 #include "workloads/workload.hpp"
 
 namespace vtx::workloads {
 namespace {
 
 constexpr std::uint64_t kLine = 64;
-constexpr std::uint8_t kFenceVector = 0x30, kDataVector = 0x40, kWakeVector = 0x80;
-constexpr unsigned kMaxVcpus = 16;  // fence vectors 0x30 + sender stay below the data vectors
-// The control word: bit v = vCPU v is halted (or about to be), bits 63:32 = vCPUs done. One
-// word, so that vCPU 0's wait reads everything it waits for with a single load.
-constexpr unsigned kDoneShift = 32;
-constexpr std::uint64_t kDefaultIpis = 30, kDefaultBurst = 1, kDefaultHaltPercent = 25;
 constexpr std::uint64_t kMaxComputeCycles = 20000;
 
-class RandomIpi : public Workload {
+// splitmix64's finalizer: a call id's contribution to the target's digest.
+std::uint64_t mix(std::uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+class RandomCalls : public Workload {
 public:
+    explicit RandomCalls(bool overcommit) : m_overcommit(overcommit), m_name(overcommit ? "overcommit" : "random_ipi") {
+        if (overcommit) m_ipis = 20, m_halt_percent = 0;
+    }
+
     void setup(vmm::Kvm&, vmm::Vm& vm, const WorkloadConfig& cfg) override {
+        check_vcpus(m_name, cfg);
         m_n = cfg.vcpus;
-        if (m_n < 2 || m_n > kMaxVcpus)
-            throw model::ConfigError("random_ipi: --vcpus must be 2.." + std::to_string(kMaxVcpus));
-        for (const auto& [key, value] : cfg.params) {
-            if (key == "ipis")
-                m_ipis = parse_param("random_ipi", key, value, 1, 1u << 20);
-            else if (key == "burst")
-                m_burst = parse_param("random_ipi", key, value, 1, 16);
-            else if (key == "halt_percent")
-                m_halt_percent = parse_param("random_ipi", key, value, 0, 100);
-            else
-                throw model::ConfigError("random_ipi: unknown parameter workload." + key +
-                                         " (known: ipis, burst, halt_percent)");
+        if (m_overcommit) {
+            check_params(m_name, cfg, {"ipis"});
+        } else {
+            check_params(m_name, cfg, {"ipis", "burst", "halt_percent"});
         }
-        m_x2apic = cfg.x2apic;
+        for (const auto& [key, value] : cfg.params) {
+            if (key == "ipis") m_ipis = parse_param(m_name, key, value, 1, 1u << 20);
+            if (key == "burst") m_burst = parse_param(m_name, key, value, 1, 16);
+            if (key == "halt_percent") m_halt_percent = parse_param(m_name, key, value, 0, 100);
+        }
+        m_kernel = std::make_unique<linux_smp::Kernel>(vm, m_n, cfg.x2apic);
+        m_record = m_kernel->add_function([this](cpu::GuestCpu& g, unsigned self, std::uint64_t id) {
+            g.store64(handled(self), g.load64(handled(self)) + 1);
+            g.store64(digest(self), g.load64(digest(self)) + mix(id));
+        });
         model::Rng rng(cfg.seed);
         m_plan.assign(m_n, {});
-        for (unsigned s = 0; s < m_n; ++s)
+        m_expected_count.assign(m_n, 0);
+        m_expected_digest.assign(m_n, 0);
+        for (unsigned s = 0; s < m_n; ++s) {
+            std::uint64_t seq = 0;
+            m_plan[s].reserve(m_ipis);
             for (std::uint64_t k = 0; k < m_ipis; ++k) {
                 Step st;
                 st.target = static_cast<unsigned>(rng.below(m_n - 1));
                 if (st.target >= s) ++st.target;
                 st.count = 1 + static_cast<unsigned>(rng.below(m_burst));
-                st.compute = rng.below(kMaxComputeCycles);
+                st.compute = static_cast<std::uint32_t>(rng.below(kMaxComputeCycles));
                 st.halt = s != 0 && rng.below(100) < m_halt_percent;
+                if (st.halt) st.waker = static_cast<unsigned>(rng.below(s));
+                for (unsigned c = 0; c < st.count; ++c) {
+                    ++m_expected_count[st.target];
+                    m_expected_digest[st.target] += mix(call_id(s, seq++));
+                }
                 m_plan[s].push_back(st);
             }
-        m_ctrl = vm.alloc_guest(kLine, kLine);
-        m_data = vm.alloc_guest(kLine * m_n * m_n, kLine);
-        m_wake_sent = vm.alloc_guest(kLine * m_n * m_n, kLine);
-        m_wake_recv = vm.alloc_guest(kLine * m_n * m_n, kLine);
-        m_fence = vm.alloc_guest(kLine * m_n * m_n, kLine);
+        }
+        m_stats = vm.alloc_guest(kLine * m_n, kLine);
+        m_done = vm.alloc_guest(kLine, kLine);
+        m_wake = vm.alloc_guest(kLine * m_n, kLine);
+        m_nodes = vm.alloc_guest(kLine * m_n, kLine);
         for (unsigned i = 0; i < m_n; ++i) {
             vmm::Vcpu& v = vm.create_vcpu(i, i % cfg.pcpus);
             v.set_entry_point(kBspEntry + 0x1000 * i);
@@ -86,165 +108,164 @@ public:
         WorkloadResult r;
         auto& mem = kvm.platform().memory();
         auto peek = [&](std::uint64_t gpa) { return mem.peek64(vm.gpa_to_hpa(gpa)); };
-        std::uint64_t sent = 0, received = 0, wakes = 0, bad_pairs = 0;
+        std::uint64_t calls = 0, ran = 0, ipis = 0, handled_ipis = 0, resched = 0, resched_handled = 0, bad = 0;
         std::string off;
-        for (unsigned t = 0; t < m_n; ++t)
-            for (unsigned s = 0; s < m_n; ++s) {
-                if (s == t) continue;
-                std::uint64_t expected = 0;
-                for (const auto& st : m_plan[s]) expected += st.target == t ? st.count : 0;
-                const std::uint64_t got = peek(pair(m_data, t, s));
-                sent += expected;
-                received += got;
-                const std::uint64_t wake_sent = peek(pair(m_wake_sent, s, t));
-                const std::uint64_t wake_got = peek(pair(m_wake_recv, t, s));
-                wakes += wake_sent;
-                const bool ok = got <= expected && (expected == 0 || got > 0) && wake_got == wake_sent &&
-                                peek(pair(m_fence, t, s)) == 1;
-                if (!ok) {
-                    ++bad_pairs;
-                    off += " " + std::to_string(s) + "->" + std::to_string(t) + ": data " + std::to_string(got) + "/" +
-                           std::to_string(expected) + ", wakes " + std::to_string(wake_got) + "/" +
-                           std::to_string(wake_sent) + ", fence " + std::to_string(peek(pair(m_fence, t, s))) + ";";
-                }
+        for (unsigned t = 0; t < m_n; ++t) {
+            const std::uint64_t got = peek(handled(t));
+            const std::uint64_t sum = peek(digest(t));
+            const std::uint64_t sent_ipis = m_kernel->call_ipis_sent_to(t);
+            const std::uint64_t got_ipis = m_kernel->irq_call_count(t);
+            resched += m_kernel->resched_ipis_sent_to(t);
+            resched_handled += m_kernel->irq_resched_count(t);
+            calls += m_expected_count[t];
+            ran += got;
+            ipis += sent_ipis;
+            handled_ipis += got_ipis;
+            if (got != m_expected_count[t] || sum != m_expected_digest[t] || got_ipis != sent_ipis) {
+                if (++bad <= 8)
+                    off += " vCPU " + std::to_string(t) + ": calls " + std::to_string(got) + "/" +
+                           std::to_string(m_expected_count[t]) + (sum != m_expected_digest[t] ? " (digest differs)" : "") +
+                           ", IPIs handled " + std::to_string(got_ipis) + "/" + std::to_string(sent_ipis) + ";";
             }
-        const std::uint64_t missing = sent - received;
-        const std::uint64_t coalesced = kvm.coalesced_interrupts();
-        const bool apicv = kvm.params().enable_apicv && !vm.apicv_inhibited();
-        bool coalescing_ok;
-        std::string rule;
-        if (!apicv) {
-            coalescing_ok = missing == coalesced;
-            rule = "= coalesced by KVM";
-        } else if (m_burst == 1) {
-            coalescing_ok = missing == 0 && coalesced == 0;
-            rule = "= 0 (burst 1)";
-        } else {
-            coalescing_ok = missing >= coalesced;
-            rule = ">= coalesced by KVM (the processor coalesces too)";
         }
-        r.ok = bad_pairs == 0 && coalescing_ok && sent > 0;
-        r.check = std::to_string(received) + " of " + std::to_string(sent) + " IPIs received, " + std::to_string(missing) +
-                  " missing " + rule + " (" + std::to_string(coalesced) + "); " + std::to_string(wakes) +
-                  " wake IPIs and the fences received exactly once; " + std::to_string(m_halts) + " halts" + off;
-        r.iterations = r.total_iterations = sent;
+        const std::uint64_t coalesced = kvm.coalesced_interrupts();
+        std::uint64_t preemptions = 0;
+        for (unsigned c = 0; c < kvm.platform().cpu_count(); ++c) preemptions += kvm.scheduler(c).preemptions();
+        // Reschedule IPIs may coalesce (a sleeper woken by a call still gets its waker's
+        // IPI later, perhaps while another is pending); call-function IPIs never do.
+        // With APICv inactive KVM sets every IRR bit itself and sees each coalescing.
+        const bool apicv = kvm.params().enable_apicv && !vm.apicv_inhibited();
+        const bool resched_ok = resched_handled <= resched && (apicv ? coalesced <= resched - resched_handled
+                                                                      : coalesced == resched - resched_handled);
+        r.ok = bad == 0 && resched_ok && calls > 0;
+        r.check = std::to_string(ran) + " of " + std::to_string(calls) + " calls ran exactly once (count and digest per "
+                  "target), " + std::to_string(handled_ipis) + " of " + std::to_string(ipis) + " call IPIs handled; " +
+                  std::to_string(resched_handled) + " of " + std::to_string(resched) + " reschedule IPIs handled (" +
+                  std::to_string(coalesced) + " coalesced by KVM); " + std::to_string(m_halts) + " halts, " +
+                  std::to_string(preemptions) + " preemptions" + (bad ? ";" + off : "");
+        r.iterations = r.total_iterations = calls;
         r.cycles_per_iteration = m_cycles;
+        r.values["calls"] = static_cast<double>(calls);
+        r.values["ipis"] = static_cast<double>(ipis);
+        r.values["reschedule_ipis"] = static_cast<double>(resched);
         r.values["coalesced"] = static_cast<double>(coalesced);
-        r.values["missing"] = static_cast<double>(missing);
         r.values["halts"] = static_cast<double>(m_halts);
-        r.values["wakes"] = static_cast<double>(wakes);
+        r.values["preemptions"] = static_cast<double>(preemptions);
         return r;
     }
 
 private:
     struct Step {
         unsigned target = 0;
-        unsigned count = 1;
-        std::uint64_t compute = 0;
+        std::uint32_t compute = 0;
+        std::uint8_t count = 1;
         bool halt = false;
+        unsigned waker = 0;  // who wakes this vCPU after the step (halt), a lower-numbered vCPU
     };
-    // Counters, one line each: data[t][s] and fence[t][s] received by t from s;
-    // wake_sent[w][t] by w to t; wake_recv[t][w] by t from w.
-    std::uint64_t pair(std::uint64_t base, unsigned a, unsigned b) const { return base + kLine * (a * m_n + b); }
-    std::uint64_t others_halted(std::uint64_t ctrl, unsigned self) const {
-        return ctrl & ((std::uint64_t{1} << m_n) - 1) & ~(std::uint64_t{1} << self);
-    }
-    unsigned done_count(std::uint64_t ctrl) const { return static_cast<unsigned>(ctrl >> kDoneShift); }
+    static std::uint64_t call_id(unsigned sender, std::uint64_t seq) { return (std::uint64_t{sender} << 32) | seq; }
+    // Per target, one line: calls run, digest.
+    std::uint64_t handled(unsigned t) const { return m_stats + kLine * t; }
+    std::uint64_t digest(unsigned t) const { return m_stats + kLine * t + 8; }
 
-    void install_handlers(cpu::GuestCpu& g, unsigned self) {
-        for (unsigned s = 0; s < m_n; ++s) {
-            auto count = [this, self, s](std::uint64_t base) {
-                return [this, self, s, base](cpu::GuestCpu& c, std::uint8_t) {
-                    c.lock_add(pair(base, self, s), 1);
-                    kut::Lib(c, m_x2apic).eoi();
-                };
-            };
-            g.set_handler(static_cast<std::uint8_t>(kDataVector + s), count(m_data));
-            g.set_handler(static_cast<std::uint8_t>(kWakeVector + s), count(m_wake_recv));
-            g.set_handler(static_cast<std::uint8_t>(kFenceVector + s), count(m_fence));
+    // ---- the idle side: a vCPU "halts" when its task blocks until another CPU's task wakes
+    // it (a wait queue, Linux's ttwu_queue): it queues its wake node on the waker's wake
+    // list and HLTs; the waker drains its list at its next step end (or at once when idle)
+    // and sends each sleeper a reschedule IPI. Wakers have lower numbers than their
+    // sleepers and vCPU 0 never sleeps, so every sleeper is woken.
+    // Per vCPU, one line each: wake list head (+0) and idle flag (+8); wake node: next
+    // (+0) and queued flag (+8).
+    std::uint64_t wake_head(unsigned w) const { return m_wake + kLine * w; }
+    std::uint64_t idle_flag(unsigned w) const { return m_wake + kLine * w + 8; }
+    std::uint64_t node(unsigned x) const { return m_nodes + kLine * x; }
+    unsigned node_owner(std::uint64_t n) const { return static_cast<unsigned>((n - m_nodes) / kLine); }
+
+    void sleep(cpu::GuestCpu& g, unsigned self, unsigned waker) {
+        g.cli();
+        if (g.load64(node(self) + 8) == 0) {
+            g.store64(node(self) + 8, 1);
+            std::uint64_t first = g.load64(wake_head(waker));
+            for (;;) {  // llist_add
+                g.store64(node(self), first);
+                const std::uint64_t seen = g.lock_cmpxchg(wake_head(waker), first, node(self));
+                if (seen == first) break;
+                first = seen;
+            }
+            if (g.load64(idle_flag(waker))) m_kernel->send_reschedule(g, waker);
+        }
+        ++m_halts;
+        g.sti_hlt();
+    }
+
+    void wake_sleepers(cpu::GuestCpu& g, unsigned self) {
+        if (g.load64(wake_head(self)) == 0) return;
+        for (std::uint64_t n = g.xchg(wake_head(self), 0); n;) {
+            const std::uint64_t next = g.load64(n);
+            g.store64(n + 8, 0);
+            m_kernel->send_reschedule(g, node_owner(n));
+            n = next;
         }
     }
 
-    // Wakes every other vCPU whose halted flag is set, unless this vCPU's previous wake IPI
-    // to it is still outstanding (that one will wake it).
-    void wake_halted(cpu::GuestCpu& g, kut::Lib& lib, unsigned self) {
-        const std::uint64_t halted = others_halted(g.load64(m_ctrl), self);
-        for (unsigned j = 0; j < m_n; ++j) {
-            if (!((halted >> j) & 1u)) continue;
-            const std::uint64_t sent = g.load64(pair(m_wake_sent, self, j));
-            if (g.load64(pair(m_wake_recv, j, self)) < sent) continue;
-            if (!g.lock_btr(m_ctrl, j)) continue;  // someone else won
-            g.store64(pair(m_wake_sent, self, j), sent + 1);
-            lib.apic_icr_write(kut::kApicIntAssert | (kWakeVector + self), j);
+    // After its plan: wake sleepers, count itself done once every call meant for it has
+    // run, and idle (HLT, idle flag set) until there is something to do; vCPU 0 returns
+    // once all are done (ending the simulation), the others keep running calls.
+    void finish(cpu::GuestCpu& g, unsigned self) {
+        bool counted = false;
+        for (;;) {
+            wake_sleepers(g, self);
+            if (!counted && g.load64(handled(self)) == m_expected_count[self]) {
+                counted = true;
+                if (g.lock_add(m_done, 1) + 1 == m_n && self != 0 && g.load64(idle_flag(0)))
+                    m_kernel->send_reschedule(g, 0);
+            }
+            if (counted && g.load64(m_done) == m_n) {
+                if (self == 0) return;
+                g.idle_loop();
+            }
+            g.cli();
+            g.store64(idle_flag(self), 1);
+            if (g.load64(wake_head(self)) == 0 && g.load64(m_done) != m_n &&
+                (counted || g.load64(handled(self)) < m_expected_count[self]))
+                g.sti_hlt();
+            else
+                g.sti();
+            g.store64(idle_flag(self), 0);
         }
     }
 
     void vcpu_main(cpu::GuestCpu& g, unsigned self) {
-        kut::Lib lib(g, m_x2apic);
-        install_handlers(g, self);
+        m_kernel->install(g, self);
         g.sti();
         const std::uint64_t t1 = g.rdtsc();
-        std::vector<std::uint64_t> sent(m_n, 0);
+        std::uint64_t seq = 0;
         for (const Step& st : m_plan[self]) {
-            for (unsigned k = 0; k < st.count; ++k)
-                lib.apic_icr_write(kut::kApicIntAssert | (kDataVector + self), st.target);
-            sent[st.target] += st.count;
-            if (m_burst == 1) {
-                const std::uint64_t where = pair(m_data, st.target, self);
-                const std::uint64_t want = sent[st.target];
-                g.spin_until([&] { return g.load64(where) >= want; }, where);
-            }
+            for (unsigned c = 0; c < st.count; ++c)
+                m_kernel->call_single(g, self, st.target, m_record, call_id(self, seq++), m_burst == 1);
             g.compute(st.compute);
-            wake_halted(g, lib, self);
-            if (st.halt) {
-                g.cli();
-                g.lock_bts(m_ctrl, self);
-                ++m_halts;
-                g.sti_hlt();
-                g.lock_btr(m_ctrl, self);  // woken by another IPI first
-            }
-        }
-        // Fences: each other vCPU has handled every data IPI of ours once it handles this.
-        for (unsigned t = 0; t < m_n; ++t) {
-            if (t == self) continue;
-            lib.apic_icr_write(kut::kApicIntAssert | (kFenceVector + self), t);
-            const std::uint64_t where = pair(m_fence, t, self);
-            g.spin_until([&] { return g.load64(where) >= 1; }, where);
+            wake_sleepers(g, self);
+            if (st.halt) sleep(g, self, st.waker);
         }
         if (self == 0)
             m_cycles = static_cast<double>(g.rdtsc() - t1) / static_cast<double>(m_plan[0].size());
-        g.lock_add(m_ctrl, std::uint64_t{1} << kDoneShift);
-        if (self != 0) g.idle_loop();
-        // vCPU 0: wake halted vCPUs until everyone is done, then wait for the wakes in flight.
-        for (;;) {
-            std::uint64_t ctrl = 0;
-            g.spin_until([&] {
-                ctrl = g.load64(m_ctrl);
-                return done_count(ctrl) == m_n || others_halted(ctrl, self) != 0;
-            }, m_ctrl);
-            if (done_count(ctrl) == m_n) break;
-            wake_halted(g, lib, self);
-        }
-        for (unsigned w = 0; w < m_n; ++w)
-            for (unsigned j = 0; j < m_n; ++j) {
-                if (w == j) continue;
-                const std::uint64_t want = g.load64(pair(m_wake_sent, w, j));
-                const std::uint64_t where = pair(m_wake_recv, j, w);
-                g.spin_until([&] { return g.load64(where) >= want; }, where);
-            }
+        finish(g, self);
     }
 
+    bool m_overcommit;
+    std::string m_name;
     unsigned m_n = 4;
-    std::uint64_t m_ipis = kDefaultIpis, m_burst = kDefaultBurst, m_halt_percent = kDefaultHaltPercent;
-    bool m_x2apic = true;
+    std::uint64_t m_ipis = 30, m_burst = 1, m_halt_percent = 25;
+    std::unique_ptr<linux_smp::Kernel> m_kernel;
+    std::uint64_t m_record = 0;
     std::vector<std::vector<Step>> m_plan;
-    std::uint64_t m_ctrl = 0, m_data = 0, m_wake_sent = 0, m_wake_recv = 0, m_fence = 0;
+    std::vector<std::uint64_t> m_expected_count, m_expected_digest;
+    std::uint64_t m_stats = 0, m_done = 0, m_wake = 0, m_nodes = 0;
     std::uint64_t m_halts = 0;
     double m_cycles = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<Workload> make_random_ipi() { return std::make_unique<RandomIpi>(); }
+std::unique_ptr<Workload> make_random_ipi() { return std::make_unique<RandomCalls>(false); }
+std::unique_ptr<Workload> make_overcommit() { return std::make_unique<RandomCalls>(true); }
 
 }  // namespace vtx::workloads

@@ -26,13 +26,14 @@ std::unique_ptr<Workload> make_ap_boot();
 std::unique_ptr<Workload> make_multicast();
 std::unique_ptr<Workload> make_broadcast();
 std::unique_ptr<Workload> make_random_ipi();
+std::unique_ptr<Workload> make_vector_storm();
 std::unique_ptr<Workload> make_nested_ap_boot();
 
 const std::vector<WorkloadInfo>& workload_registry() {
     static const std::vector<WorkloadInfo> kWorkloads = {
         {"ipi", "kvm-unit-tests vmexit ipi: unicast IPI to a busy-idling vCPU (the IPIv series' setup)", 2, make_ipi},
         {"ipi_halt", "kvm-unit-tests vmexit ipi_halt: unicast IPI to a halted vCPU, then 2000 TSC ticks", 2, make_ipi_halt},
-        {"overcommit", "random IPIs among more vCPUs than CPUs (use --pcpus); checks none is lost", 4, make_overcommit},
+        {"overcommit", "random waiting cross-CPU calls (Linux smp_call_function_single) among more vCPUs than CPUs (use --pcpus); checks each runs once", 4, make_overcommit},
         {"cpuid", "kvm-unit-tests vmexit cpuid: a CPUID (VM exit 10) per iteration", 1, make_cpuid},
         {"vmcall", "kvm-unit-tests vmexit vmcall: a VMCALL (VM exit 18) per iteration", 1, make_vmcall},
         {"self_ipi_sti_nop", "vmexit self_ipi_sti_nop: CLI, self IPI 0xB0 through the ICR (self shorthand), STI; NOP", 1, make_self_ipi_sti_nop},
@@ -48,7 +49,8 @@ const std::vector<WorkloadInfo>& workload_registry() {
         {"ap_boot", "the BSP starts N-1 APs (UNINITIALIZED) with INIT-SIPI-SIPI; checks each comes online exactly once", 4, make_ap_boot},
         {"multicast", "logical-destination fixed IPIs to random sets of the other vCPUs; checks each target gets each once", 4, make_multicast},
         {"broadcast", "all-excluding-self fixed IPIs; checks every other vCPU gets each once", 4, make_broadcast},
-        {"random_ipi", "seeded random IPIs (bursts) among N vCPUs with random halts; checks delivery exactly once but for counted coalescing", 4, make_random_ipi},
+        {"random_ipi", "seeded random cross-CPU calls as a Linux guest sends them (call-single queue, IPI when it was empty), any size, random idling; checks each call runs once and no IPI is lost", 4, make_random_ipi},
+        {"vector_storm", "seeded random raw IPIs, a vector per sender (up to 16 vCPUs), bursts and halts; checks delivery exactly once but for counted coalescing", 4, make_vector_storm},
         {"nested_ap_boot", "an L1 hypervisor that does not monitor the APIC starts its L2 guest's APs with INIT-SIPI-SIPI (nested INIT/SIPI VM exits, wait-for-SIPI)", 4, make_nested_ap_boot},
     };
     return kWorkloads;
