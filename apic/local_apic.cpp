@@ -193,9 +193,11 @@ void LocalApic::accept_due() {
 }
 
 void LocalApic::record(const InterruptMessage& msg, AcceptOutcome outcome) {
-    if (outcome == AcceptOutcome::Accepted || outcome == AcceptOutcome::Coalesced)
-        ++m_accepted[msg.vector];
-    if (outcome == AcceptOutcome::Coalesced) ++m_coalesced[msg.vector];
+    if (outcome == AcceptOutcome::Accepted || outcome == AcceptOutcome::Coalesced) {
+        VectorTally& t = m_tally.at(msg.vector);
+        ++t.accepted;
+        if (outcome == AcceptOutcome::Coalesced) ++t.coalesced;
+    }
     if (!is_accepted(outcome)) {
         ++m_rejected;
         return;

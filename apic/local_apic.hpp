@@ -27,6 +27,7 @@
 #include "apic/interrupt_bus.hpp"
 #include "model/clock.hpp"
 #include "model/costs.hpp"
+#include "model/sparse_array.hpp"
 
 namespace vtx::apic {
 
@@ -137,8 +138,14 @@ public:
     // ---- observation (tests, traces, stats)
     // Fixed / lowest-priority messages accepted with this vector, coalesced ones included
     // (an IRR bit already set absorbs the message); coalesced_count counts those alone.
-    std::uint64_t accepted_count(std::uint8_t vector) const { return m_accepted[vector]; }
-    std::uint64_t coalesced_count(std::uint8_t vector) const { return m_coalesced[vector]; }
+    std::uint64_t accepted_count(std::uint8_t vector) const {
+        const VectorTally* t = m_tally.find(vector);
+        return t ? t->accepted : 0;
+    }
+    std::uint64_t coalesced_count(std::uint8_t vector) const {
+        const VectorTally* t = m_tally.find(vector);
+        return t ? t->coalesced : 0;
+    }
     std::uint64_t rejected_count() const { return m_rejected; }
     const std::vector<DeliveryRecord>& delivery_log() const { return m_log; }
     // The log grows by one record per accepted message: on by default (tests, timelines);
@@ -209,8 +216,10 @@ private:
     sc_core::sc_time m_timer_start;
     double m_timer_cycles_per_tick = 1.0;
 
-    std::array<std::uint64_t, 256> m_accepted{};
-    std::array<std::uint64_t, 256> m_coalesced{};
+    struct VectorTally {
+        std::uint64_t accepted = 0, coalesced = 0;
+    };
+    vtx::model::SparseArray<VectorTally> m_tally;  // by vector
     std::uint64_t m_rejected = 0, m_ipis_sent = 0, m_ipis_refused = 0;
     std::vector<DeliveryRecord> m_log;
     bool m_keep_log = true;

@@ -184,10 +184,12 @@ void LogicalProcessor::deliver_guest_interrupt(GuestContext& g, std::uint8_t vec
     step(Cost::GuestEventDelivery, "deliver through the guest IDT", "SDM 6.12", "guest");
     ++g.delivered_interrupts;
     ++m_stat_interrupts_delivered;
-    GuestHandler handler = g.idt[vector];
-    if (!handler)
+    const GuestHandler* installed = g.idt.find(vector);
+    if (!installed || !*installed)
         throw SimulationError(g.name + ": interrupt vector " + std::to_string(vector) +
                               " delivered with no guest IDT handler");
+    // A copy: the handler may install handlers itself.
+    const GuestHandler handler = *installed;
     const std::uint64_t rflags = g.vmcs.hw_read(Field::GuestRflags);
     // The delivery pushes RIP (the frame); the handler runs elsewhere; IRET pops it.
     const std::uint64_t outer_return_rip = g.return_rip;

@@ -81,7 +81,7 @@ public:
     void spin_unlock(std::uint64_t gpa);
 
     // ---- IDT ----
-    void set_handler(std::uint8_t vector, GuestHandler handler) { m_ctx.idt[vector] = std::move(handler); }
+    void set_handler(std::uint8_t vector, GuestHandler handler) { m_ctx.idt.at(vector) = std::move(handler); }
 
 private:
     // Retires one instruction: takes pending events at the boundary, then runs `attempt`

@@ -10,6 +10,7 @@
 
 #include <systemc>
 
+#include "model/sparse_array.hpp"
 #include "vmcs/vmcs.hpp"
 
 namespace vtx::cpu {
@@ -63,7 +64,7 @@ public:
     GuestRegisters regs;
     DecodedMmio mmio;
     GuestMemoryMap memory_map;
-    std::array<GuestHandler, 256> idt{};
+    model::SparseArray<GuestHandler> idt;  // by vector
     // Finds the guest program at a linear address (CS.base + RIP) on the first entry
     // into the active state: the VM's "code" (the simulated guest has no instruction
     // bytes; its programs are C++ functions registered at addresses).

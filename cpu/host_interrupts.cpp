@@ -26,7 +26,7 @@ void LogicalProcessor::host_send_ipi(std::uint32_t destination, std::uint8_t vec
 }
 
 void LogicalProcessor::set_host_handler(std::uint8_t vector, HostHandler handler) {
-    m_host_handlers[vector] = std::move(handler);
+    m_host_handlers.at(vector) = std::move(handler);
 }
 
 bool LogicalProcessor::host_interrupt_pending() const { return m_apic->intr_pending(); }
@@ -50,7 +50,7 @@ void LogicalProcessor::handler_then_eoi(std::uint8_t vec) {
     // The handler runs with interrupts disabled (interrupt gate); IRET restores IF.
     const bool saved = m_host_if;
     m_host_if = false;
-    if (m_host_handlers[vec]) m_host_handlers[vec](vec);
+    if (const HostHandler* h = m_host_handlers.find(vec); h && *h) (*h)(vec);
     m_host_if = saved;
     sync_point();
     m_apic->eoi();

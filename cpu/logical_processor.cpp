@@ -175,15 +175,15 @@ bool LogicalProcessor::guest_if(GuestContext& g) const {
     return (g.vmcs.hw_read(Field::GuestRflags) & x86::kRflagsIf) != 0;
 }
 void LogicalProcessor::count_exit(std::uint16_t basic) {
-    const auto index = static_cast<std::uint8_t>(basic);  // basic reasons are below 256
-    ++m_exits[index];
-    model::Counter*& c = m_exit_counters[index];
-    if (!c) c = &m_platform.stats().counter("exits." + std::to_string(basic), "count",
-                                            "VM exits with this basic exit reason");
-    ++*c;
+    ExitTally& t = m_exits.at(static_cast<std::uint8_t>(basic));  // basic reasons are below 256
+    ++t.count;
+    if (!t.counter) t.counter = &m_platform.stats().counter("exits." + std::to_string(basic), "count",
+                                                            "VM exits with this basic exit reason");
+    ++*t.counter;
 }
 std::uint64_t LogicalProcessor::exits(std::uint16_t basic) const {
-    return basic < m_exits.size() ? m_exits[basic] : 0;
+    const ExitTally* t = m_exits.find(basic);
+    return t ? t->count : 0;
 }
 std::uint64_t LogicalProcessor::translate(GuestContext& g, std::uint64_t gpa) const {
     if (gpa >= g.memory_map.size)

@@ -39,6 +39,7 @@
 #include "model/memory.hpp"
 #include "model/memory_target.hpp"
 #include "model/profile.hpp"
+#include "model/sparse_array.hpp"
 #include "model/stats.hpp"
 #include "model/trace.hpp"
 #include "vmcs/capabilities.hpp"
@@ -297,7 +298,7 @@ private:
     std::uint64_t m_vmxon_region = 0;
     GuestContext* m_current = nullptr;  // current VMCS (and its guest context)
     bool m_host_if = true;              // RFLAGS.IF in root operation
-    std::array<HostHandler, 256> m_host_handlers{};
+    model::SparseArray<HostHandler> m_host_handlers;  // by vector
 
     // Hand-over between the VMM thread and a guest thread.
     sc_core::sc_event m_exit_event;
@@ -307,8 +308,11 @@ private:
 
     // Per basic exit reason (reasons are below 256): this processor's count and the
     // platform-wide statistics counter.
-    std::array<std::uint64_t, 256> m_exits{};
-    std::array<model::Counter*, 256> m_exit_counters{};
+    struct ExitTally {
+        std::uint64_t count = 0;
+        model::Counter* counter = nullptr;  // exits.N in the statistics, registered on first use
+    };
+    model::SparseArray<ExitTally> m_exits;  // by basic exit reason
 
     std::uint64_t m_notifications_sent = 0;
     std::unordered_map<std::uint64_t, std::unique_ptr<sc_core::sc_event_or_list>> m_line_or_interrupt;

@@ -107,31 +107,32 @@ std::uint64_t PhysicalMemory::allocate(std::uint64_t bytes, std::uint64_t alignm
 
 bool PhysicalMemory::Sharers::contains(int agent) const {
     if (agent < 0) return false;
-    if (!m_bits.empty()) {
+    if (m_bits) {
         const auto a = static_cast<std::size_t>(agent);
-        return a / 64 < m_bits.size() && ((m_bits[a / 64] >> (a % 64)) & 1u);
+        return a / 64 < m_bits->size() && (((*m_bits)[a / 64] >> (a % 64)) & 1u);
     }
-    return std::find(m_few.begin(), m_few.end(), agent) != m_few.end();
+    for (unsigned i = 0; i < m_count; ++i)
+        if (m_inline[i] == agent) return true;
+    return false;
 }
 
 void PhysicalMemory::Sharers::add(int agent) {
     if (agent < 0 || contains(agent)) return;
-    ++m_count;
-    if (m_bits.empty() && m_few.size() < kFew) {
-        m_few.push_back(agent);
+    if (!m_bits && m_count < kInline) {
+        m_inline[m_count++] = agent;
         return;
     }
-    if (m_bits.empty()) {
-        for (int a : m_few) {
-            const auto u = static_cast<std::size_t>(a);
-            if (u / 64 >= m_bits.size()) m_bits.resize(u / 64 + 1, 0);
-            m_bits[u / 64] |= std::uint64_t{1} << (u % 64);
-        }
-        m_few.clear();
+    auto set = [this](int a) {
+        const auto u = static_cast<std::size_t>(a);
+        if (u / 64 >= m_bits->size()) m_bits->resize(u / 64 + 1, 0);
+        (*m_bits)[u / 64] |= std::uint64_t{1} << (u % 64);
+    };
+    if (!m_bits) {
+        m_bits = std::make_unique<std::vector<std::uint64_t>>();
+        for (unsigned i = 0; i < m_count; ++i) set(m_inline[i]);
     }
-    const auto u = static_cast<std::size_t>(agent);
-    if (u / 64 >= m_bits.size()) m_bits.resize(u / 64 + 1, 0);
-    m_bits[u / 64] |= std::uint64_t{1} << (u % 64);
+    set(agent);
+    ++m_count;
 }
 
 void PhysicalMemory::Sharers::only(int agent) {
@@ -140,8 +141,7 @@ void PhysicalMemory::Sharers::only(int agent) {
 }
 
 void PhysicalMemory::Sharers::clear() {
-    m_few.clear();
-    m_bits.clear();
+    m_bits.reset();
     m_count = 0;
 }
 

@@ -41,4 +41,35 @@ struct BenchReport {
 BenchReport run_bench(const RunSpec& base, const std::vector<IpiConfig>& configs,
                       const std::vector<double>& quanta, unsigned repetitions);
 
+// `vtxsim bench --scale`: random unicast traffic (`random_ipi`: waiting cross-CPU calls
+// to random other vCPUs, no idling, one CPU per vCPU) at several VM sizes; host time per
+// simulated IPI and peak host memory per vCPU, each run in its own process. Starting 4096
+// vCPUs (their threads, VMCS set-up, first entries) takes host time of its own: a second
+// run with one call per vCPU measures it, and the time per IPI is the difference over the
+// difference in IPIs (the marginal cost, what a long run pays).
+struct ScaleRow {
+    unsigned vcpus = 0;
+    double calls = 0, ipis = 0;
+    double host_seconds = 0, setup_host_seconds = 0;
+    double start_calls = 0, start_ipis = 0, start_host_seconds = 0;  // the one-call-per-vCPU run
+    double peak_rss_kib = 0;
+    double ns_per_ipi() const {
+        return ipis > start_ipis ? 1e9 * (host_seconds - start_host_seconds) / (ipis - start_ipis) : 0;
+    }
+    double ns_per_call() const {
+        return calls > start_calls ? 1e9 * (host_seconds - start_host_seconds) / (calls - start_calls) : 0;
+    }
+    double kib_per_vcpu() const { return vcpus ? peak_rss_kib / vcpus : 0; }
+};
+
+struct ScaleReport {
+    std::vector<ScaleRow> rows;
+    double floor_ns = 0;
+    std::string text() const;
+    nlohmann::json to_json() const;
+};
+
+// `calls` cross-CPU calls in all (calls / vcpus per vCPU) at each size.
+ScaleReport run_scale_bench(const RunSpec& base, const std::vector<unsigned>& sizes, std::uint64_t calls);
+
 }  // namespace vtx::sim

@@ -471,13 +471,19 @@ int cmd_list(const std::vector<std::string>& args) {
 // ---------------------------------------------------------------------------- bench
 int cmd_bench(const std::vector<std::string>& args) {
     Common c;
-    std::string apic = "all", ipiv = "all";
+    std::string apic = "all", ipiv = "all", sizes_arg = "2,64,512,4096";
+    std::string calls_arg = "262144";
     po::options_description desc(
         "vtxsim bench [options]: host ns per simulated IPI round trip (`ipi`, 2 vCPUs) for each\n"
         "configuration, in exact mode and in the decoupled mode of --quantum, each against the\n"
-        "SystemC floor measured in the same run; --runs repetitions per row (the best counts)");
+        "SystemC floor measured in the same run; --runs repetitions per row (the best counts).\n"
+        "vtxsim bench --scale: host ns per simulated IPI and peak host memory per vCPU at\n"
+        "several VM sizes (random_ipi, random unicast traffic)");
     desc.add_options()("help,h", "this help")("apic", po::value(&apic)->default_value(apic), "xapic, x2apic or all")
-        ("ipiv", po::value(&ipiv)->default_value(ipiv), "on, off or all");
+        ("ipiv", po::value(&ipiv)->default_value(ipiv), "on, off or all")
+        ("scale", "measure scaling instead (x2APIC, IPIv as --ipiv, default on)")
+        ("scale-vcpus", po::value(&sizes_arg)->default_value(sizes_arg), "--scale: VM sizes, comma separated")
+        ("scale-calls", po::value(&calls_arg)->default_value(calls_arg), "--scale: cross-CPU calls per size");
     add_common(desc, c, 3);
     auto vm = parse(args, desc, nullptr, &c);
     if (vm.count("help")) {
@@ -489,6 +495,26 @@ int cmd_bench(const std::vector<std::string>& args) {
     if (ipiv != "on" && ipiv != "off" && ipiv != "all")
         throw model::ConfigError("--ipiv: \"" + ipiv + "\" is not on, off or all");
     refuse_unused(vm, "bench", {"csv", "stats", "trace", "debug", "jobs"});
+    if (vm.count("scale")) {
+        if (!vm["apic"].defaulted()) throw model::ConfigError("bench --scale: --apic: the scale runs are x2APIC");
+        std::vector<unsigned> sizes;
+        std::stringstream ss(sizes_arg);
+        for (std::string item; std::getline(ss, item, ',');)
+            sizes.push_back(static_cast<unsigned>(
+                parse_count("scale-vcpus", item, 2, workloads::kX2apicMaxVcpus)));
+        if (sizes.empty()) throw model::ConfigError("--scale-vcpus: no size given");
+        const std::uint64_t calls = parse_count("scale-calls", calls_arg, 1, std::uint64_t{1} << 32);
+        RunSpec spec = base_spec(c);
+        spec.config.x2apic = true;
+        if (ipiv != "all") spec.kvm.enable_ipiv = ipiv == "on";
+        apply_sets(c.sets, spec);
+        const ScaleReport report = run_scale_bench(spec, sizes, calls);
+        std::fputs(report.text().c_str(), stdout);
+        if (!c.json.empty()) write_file(c.json, report.to_json().dump(2) + "\n");
+        return 0;
+    }
+    for (const char* only : {"scale-vcpus", "scale-calls"})
+        if (!vm[only].defaulted()) throw model::ConfigError(std::string("--") + only + " needs --scale");
     RunSpec spec = base_spec(c);
     spec.config.goal = std::uint64_t{1} << 25;
     apply_sets(c.sets, spec);

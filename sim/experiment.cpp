@@ -1,5 +1,7 @@
 #include "sim/experiment.hpp"
 
+#include <sys/resource.h>
+
 #include <poll.h>
 #include <unistd.h>
 
@@ -34,6 +36,8 @@ nlohmann::json RunOutcome::to_json() const {
             {"notifications", notifications},
             {"kvm_notifications", kvm_notifications},
             {"host_seconds", host_seconds},
+            {"setup_host_seconds", setup_host_seconds},
+            {"peak_rss_kib", peak_rss_kib},
             {"simulated_cycles", simulated_cycles},
             {"check_ok", check_ok},
             {"check", check},
@@ -54,6 +58,8 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
     o.notifications = j.at("notifications");
     o.kvm_notifications = j.at("kvm_notifications");
     o.host_seconds = j.at("host_seconds");
+    o.setup_host_seconds = j.at("setup_host_seconds");
+    o.peak_rss_kib = j.at("peak_rss_kib");
     o.simulated_cycles = j.at("simulated_cycles");
     o.check_ok = j.at("check_ok");
     o.check = j.at("check");
@@ -93,6 +99,7 @@ std::vector<RunSpec> ipi_comparison_specs(const RunSpec& base, unsigned runs) {
 
 RunOutcome run_in_process(const RunSpec& spec) {
     RunOutcome out;
+    const auto setup_start = std::chrono::steady_clock::now();
     const auto* info = workloads::find_workload(spec.workload);
     if (!info) {
         out.error = "unknown workload \"" + spec.workload + "\"";
@@ -136,6 +143,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     };
     kvm.start();
     const auto t0 = std::chrono::steady_clock::now();
+    out.setup_host_seconds = std::chrono::duration<double>(t0 - setup_start).count();
     try {
         sc_core::sc_start(sc_core::sc_time(spec.max_simulated_seconds, sc_core::SC_SEC));
     } catch (const std::exception& e) {
@@ -154,6 +162,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
         return out;
     }
     out.host_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    struct rusage usage {};
+    if (::getrusage(RUSAGE_SELF, &usage) == 0) out.peak_rss_kib = static_cast<double>(usage.ru_maxrss);  // KiB on Linux
     out.simulated_cycles = platform->clock().to_cycles(sc_core::sc_time_stamp());
     if (!finished) {
         out.error = "workload \"" + spec.workload + "\" did not finish within " +

@@ -48,7 +48,9 @@ struct RunOutcome {
     std::map<std::string, std::uint64_t> exits;  // basic reason (as a string) -> count
     std::uint64_t notifications = 0;             // posted-interrupt notifications IPI virtualization sent
     std::uint64_t kvm_notifications = 0;         // ... and those KVM sent (vmx_deliver_posted_interrupt)
-    double host_seconds = 0;
+    double host_seconds = 0;        // simulating (sc_start)
+    double setup_host_seconds = 0;  // building the platform, VMM and workload before it
+    double peak_rss_kib = 0;        // the run's process: peak resident set (getrusage ru_maxrss)
     double simulated_cycles = 0;
     bool check_ok = false;
     std::string check;

@@ -27,6 +27,7 @@ std::unique_ptr<Workload> make_multicast();
 std::unique_ptr<Workload> make_broadcast();
 std::unique_ptr<Workload> make_random_ipi();
 std::unique_ptr<Workload> make_vector_storm();
+std::unique_ptr<Workload> make_ipi_bench();
 std::unique_ptr<Workload> make_nested_ap_boot();
 
 const std::vector<WorkloadInfo>& workload_registry() {
@@ -46,6 +47,7 @@ const std::vector<WorkloadInfo>& workload_registry() {
         {"x2apic_self_ipi_tpr", "vmexit x2apic_self_ipi_tpr: TPR 0xF0, WRMSR 0x83F 0xB0, TPR 0, NOP", 1, make_x2apic_self_ipi_tpr},
         {"x2apic_self_ipi_tpr_sti_nop", "vmexit x2apic_self_ipi_tpr_sti_nop: CLI, TPR 0xF0, WRMSR 0x83F, TPR 0, STI; NOP", 1, make_x2apic_self_ipi_tpr_sti_nop},
         {"x2apic_self_ipi_tpr_sti_hlt", "vmexit x2apic_self_ipi_tpr_sti_hlt: CLI, TPR 0xF0, WRMSR 0x83F, TPR 0, STI; HLT", 1, make_x2apic_self_ipi_tpr_sti_hlt},
+        {"ipi_bench", "the 2017 guest-kernel IPI benchmark module (Linux smp_call_function_single/_many; workload.mode=normal|self|broadcast|broadcast_lock|dry_run), cycles per iteration; targets in idle=poll", 4, make_ipi_bench},
         {"ap_boot", "the BSP starts N-1 APs (UNINITIALIZED) with INIT-SIPI-SIPI; checks each comes online exactly once", 4, make_ap_boot},
         {"multicast", "logical-destination fixed IPIs to random sets of the other vCPUs; checks each target gets each once", 4, make_multicast},
         {"broadcast", "all-excluding-self fixed IPIs; checks every other vCPU gets each once", 4, make_broadcast},

@@ -226,7 +226,7 @@ public:
         code[linear] = std::move(p);
         rip = linear - cs_base;
     }
-    void handler(std::uint8_t vector, GuestHandler h) { ctx.idt[vector] = std::move(h); }
+    void handler(std::uint8_t vector, GuestHandler h) { ctx.idt.at(vector) = std::move(h); }
     VirtualApicPage page() { return VirtualApicPage(m_platform.memory(), vapic); }
     std::uint32_t vapic32(std::uint32_t offset) { return page().read32(offset); }
     std::uint64_t vapic64(std::uint32_t offset) { return page().read64(offset); }

@@ -91,6 +91,8 @@ TEST_CASE("every workload's behavioural check passes in every time mode", "[time
         {{"multicast", "--vcpus", "4", "--set", "workload.goal=100000"}},
         {{"broadcast", "--vcpus", "4", "--set", "workload.goal=100000"}},
         {{"random_ipi", "--vcpus", "4"}},
+        {{"random_ipi", "--vcpus", "6", "--set", "workload.burst=3", "--set", "workload.ipis=20"}},
+        {{"vector_storm", "--vcpus", "4"}},
         {{"nested_ap_boot"}},
     };
     for (const std::string& quantum : {std::string("0"), kDefault, std::string("100000")})
