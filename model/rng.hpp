@@ -32,4 +32,22 @@ private:
     std::mt19937_64 m_engine;
 };
 
+// A generator of 8 bytes of state (SplitMix64, Steele, Lea and Flood 2014) for the many
+// independent streams a large workload draws from (one per vCPU, re-drawn instead of
+// stored), each seeded from the Rng. Same numbers on every standard library.
+class SplitMix64 {
+public:
+    explicit SplitMix64(std::uint64_t seed) : m_state(seed) {}
+    std::uint64_t next_u64() {
+        std::uint64_t z = (m_state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    std::uint64_t below(std::uint64_t n) { return n ? next_u64() % n : 0; }
+
+private:
+    std::uint64_t m_state;
+};
+
 }  // namespace vtx::model

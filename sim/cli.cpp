@@ -338,13 +338,144 @@ int cmd_run(const std::vector<std::string>& args) {
 
 // ---------------------------------------------------------------------------- compare
 
+// `compare WORKLOAD` for any workload but the cover letter's table: the four configurations
+// side by side in the workload's own metric, with the reductions and the VM exits (and the
+// workload's other observations) that explain them. A configuration the workload refuses
+// (an x2APIC-only test in xAPIC mode, more vCPUs than xAPIC addresses) is shown as such.
+int compare_workload(Common& c, const po::variables_map& vm, const workloads::WorkloadInfo& info,
+                     const std::string& vcpus, const std::string& pcpus) {
+    RunSpec base = base_spec(c);
+    if (vm["runs"].defaulted()) c.runs = 5;
+    base.workload = info.name;
+    base.config.vcpus = vcpus.empty() ? info.default_vcpus
+                                      : static_cast<unsigned>(parse_count("vcpus", vcpus, 1, kMaxCpus));
+    base.config.pcpus = pcpus.empty() ? base.config.vcpus
+                                      : static_cast<unsigned>(parse_count("pcpus", pcpus, 1, kMaxCpus));
+    apply_sets(c.sets, base);
+    if (!base.profile.features.ipi_virtualization)
+        throw model::ConfigError("compare: profile \"" + base.profile.name + "\" has no IPI virtualization");
+    const auto specs = comparison_specs(base, c.runs);
+    const auto outs = run_many(specs, c.jobs);
+    // A configuration the workload refuses as input is reported, not an error; any other
+    // failure is.
+    std::vector<std::string> refused(4);
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+        if (outs[i].ok) continue;
+        if (!outs[i].bad_input) throw cpu::SimulationError("run " + std::to_string(i + 1) + ": " + outs[i].error);
+        refused[i / c.runs] = outs[i].error;
+    }
+    if (std::all_of(refused.begin(), refused.end(), [](const std::string& r) { return !r.empty(); }))
+        throw model::ConfigError(refused[0]);
+    std::vector<std::vector<double>> col(4);
+    double mean[4] = {}, sd[4] = {};
+    bool checks_ok = true;
+    for (std::size_t i = 0; i < outs.size(); ++i)
+        if (outs[i].ok) {
+            col[i / c.runs].push_back(outs[i].cycles_per_iteration);
+            checks_ok = checks_ok && outs[i].check_ok;
+        }
+    for (int k = 0; k < 4; ++k)
+        if (refused[k].empty()) mean[k] = mean_of(col[k]), sd[k] = sample_stddev(col[k]);
+    std::printf("compare %s: %u vCPUs on %u CPUs, profile %s (%.2f GHz), seed %llu, %u runs per configuration%s\n",
+                info.name.c_str(), base.config.vcpus, base.config.pcpus, base.profile.name.c_str(),
+                base.profile.core_ghz, static_cast<unsigned long long>(c.seed), c.runs,
+                time_mode_note(base.quantum_cycles).c_str());
+    std::printf("%s (simulated; lower is better)\n%5s", info.metric.c_str(), "");
+    for (const auto& cc : kIpiConfigs) std::printf(" %16s", cc.label);
+    auto row = [&](const char* name, const double* v) {
+        std::printf("\n%5s", name);
+        for (int k = 0; k < 4; ++k) {
+            if (refused[k].empty())
+                std::printf(" %16.2f", v[k]);
+            else
+                std::printf(" %16s", "refused");
+        }
+    };
+    row("avg", mean);
+    row("sd", sd);
+    double red[2] = {0, 0};
+    std::printf("\n%5s", "%red");
+    for (int a = 0; a < 2; ++a) {
+        const bool have = refused[2 * a].empty() && refused[2 * a + 1].empty() && mean[2 * a] != 0;
+        red[a] = have ? 100.0 * (mean[2 * a + 1] - mean[2 * a]) / mean[2 * a] : 0;
+        std::printf(" %16s", "");
+        if (have)
+            std::printf(" %15.2f%%", red[a]);
+        else
+            std::printf(" %16s", "-");
+    }
+    std::printf("\nVM exits per iteration (all vCPUs), and the workload's observations (mean per run):\n");
+    for (int k = 0; k < 4; ++k) {
+        std::printf("  %-16s", kIpiConfigs[k].label);
+        if (!refused[k].empty()) {
+            std::printf(" refused: %s\n", refused[k].c_str());
+            continue;
+        }
+        std::map<std::string, std::uint64_t> ex;
+        std::map<std::string, double> values;
+        std::uint64_t iters = 0;
+        for (unsigned r = 0; r < c.runs; ++r) {
+            const RunOutcome& o = outs[k * c.runs + r];
+            for (const auto& [reason, n] : o.exits) ex[reason] += n;
+            for (const auto& [name, v] : o.values) values[name] += v / c.runs;
+            iters += o.total_iterations;
+        }
+        if (ex.empty()) std::printf(" no exits;");
+        for (const auto& [reason, n] : ex)
+            std::printf(" reason %s: %.3f;", reason.c_str(), iters ? static_cast<double>(n) / iters : 0.0);
+        for (const auto& [name, v] : values) std::printf(" %s %.6g;", name.c_str(), v);
+        std::printf("\n");
+    }
+    if (!checks_ok) std::printf("FAILED: a run's behavioural check failed (see `vtxsim run`)\n");
+    if (!c.json.empty()) {
+        nlohmann::json configs = nlohmann::json::array();
+        for (int k = 0; k < 4; ++k) {
+            nlohmann::json j = {{"apic", kIpiConfigs[k].x2apic ? "x2apic" : "xapic"}, {"ipiv", kIpiConfigs[k].ipiv}};
+            if (refused[k].empty())
+                j.update({{"runs", col[k]}, {"mean", mean[k]}, {"stddev", sd[k]}});
+            else
+                j["refused"] = refused[k];
+            configs.push_back(j);
+        }
+        nlohmann::json reductions = nlohmann::json::object();
+        if (refused[0].empty() && refused[1].empty()) reductions["xapic"] = -red[0];
+        if (refused[2].empty() && refused[3].empty()) reductions["x2apic"] = -red[1];
+        write_file(c.json, nlohmann::json({{"workload", info.name},
+                                           {"metric", info.metric},
+                                           {"profile", base.profile.name},
+                                           {"seed", c.seed},
+                                           {"configs", configs},
+                                           {"reduction_percent", reductions},
+                                           {"checks_ok", checks_ok},
+                                           {"config", resolved_config(base)}})
+                                   .dump(2) + "\n");
+    }
+    if (!c.csv.empty()) {
+        std::string csv = "apic,ipiv,run,cycles_per_iteration\n";
+        for (int k = 0; k < 4; ++k)
+            for (std::size_t r = 0; r < col[k].size(); ++r) {
+                char line[96];
+                std::snprintf(line, sizeof line, "%s,%s,%zu,%.6f\n", kIpiConfigs[k].x2apic ? "x2apic" : "xapic",
+                              kIpiConfigs[k].ipiv ? "on" : "off", r + 1, col[k][r]);
+                csv += line;
+            }
+        write_file(c.csv, csv);
+    }
+    return checks_ok ? 0 : 1;
+}
+
 int cmd_compare(const std::vector<std::string>& args) {
     Common c;
-    std::string what;
+    std::string what, vcpus, pcpus;
     std::string training = default_training_file();
-    po::options_description desc("vtxsim compare ipi [options]");
-    desc.add_options()("help,h", "this help")("what", po::value(&what), "the comparison: ipi")
-        ("training", po::value(&training)->default_value(training), "published measurements shown for reference");
+    po::options_description desc(
+        "vtxsim compare WORKLOAD [options]: xAPIC/x2APIC x IPIv off/on side by side. `compare ipi`\n"
+        "is the IPIv cover letter's table (20 runs each, the published means beside it); other\n"
+        "workloads: their own metric, 5 runs each unless --runs");
+    desc.add_options()("help,h", "this help")("what", po::value(&what), "the workload (see `vtxsim list`)")
+        ("vcpus", po::value(&vcpus), "number of vCPUs (default: the workload's)")
+        ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)")
+        ("training", po::value(&training)->default_value(training), "compare ipi: published measurements shown for reference");
     add_common(desc, c, 20);
     po::positional_options_description pos;
     pos.add("what", 1);
@@ -353,8 +484,14 @@ int cmd_compare(const std::vector<std::string>& args) {
         std::cout << desc;
         return 0;
     }
-    if (what != "ipi") throw model::ConfigError("compare: the only comparison is `ipi` (got \"" + what + "\")");
+    if (what.empty()) throw model::ConfigError("compare: which workload? (see `vtxsim list`)");
+    const auto* info = workloads::find_workload(what);
+    if (!info) throw model::ConfigError("compare: unknown workload \"" + what + "\" (see `vtxsim list`)");
     refuse_unused(vm, "compare", {"stats", "trace", "debug"});
+    if (what != "ipi" || !vcpus.empty() || !pcpus.empty()) {
+        if (!vm["training"].defaulted()) throw model::ConfigError("--training: only `compare ipi` shows the published table");
+        return compare_workload(c, vm, *info, vcpus, pcpus);
+    }
     RunSpec base = base_spec(c);
     apply_sets(c.sets, base);
     if (!base.profile.features.ipi_virtualization)

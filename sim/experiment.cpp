@@ -82,14 +82,19 @@ void apply_run_variation(model::CpuProfile& profile, std::uint64_t seed, const s
 }
 
 std::vector<RunSpec> ipi_comparison_specs(const RunSpec& base, unsigned runs) {
+    RunSpec ipi = base;
+    ipi.workload = "ipi";
+    return comparison_specs(ipi, runs);
+}
+
+std::vector<RunSpec> comparison_specs(const RunSpec& base, unsigned runs) {
     std::vector<RunSpec> specs;
     for (const auto& cc : kIpiConfigs) {
         for (unsigned r = 0; r < runs; ++r) {
             RunSpec s = base;
-            s.workload = "ipi";
             s.config.x2apic = cc.x2apic;
             s.kvm.enable_ipiv = cc.ipiv;
-            s.stream = std::string("ipi/") + (cc.x2apic ? "x2apic" : "xapic") + (cc.ipiv ? "/ipiv" : "/noipiv");
+            s.stream = base.workload + "/" + (cc.x2apic ? "x2apic" : "xapic") + (cc.ipiv ? "/ipiv" : "/noipiv");
             s.run_index = r;
             specs.push_back(s);
         }

@@ -81,6 +81,9 @@ inline constexpr IpiConfig kIpiConfigs[] = {{false, false, "xAPIC w/o IPIv"},
                                             {false, true, "xAPIC w/ IPIv"},
                                             {true, false, "x2APIC w/o IPIv"},
                                             {true, true, "x2APIC w/ IPIv"}};
+// The four configurations of base.workload, `runs` runs each, in kIpiConfigs order; each
+// configuration's runs are those `vtxsim run` makes with the same options and seed.
+std::vector<RunSpec> comparison_specs(const RunSpec& base, unsigned runs);
 std::vector<RunSpec> ipi_comparison_specs(const RunSpec& base, unsigned runs);
 
 // Simulates one run in this process (call at most once per process).

@@ -71,26 +71,22 @@ public:
             g.store64(handled(self), g.load64(handled(self)) + 1);
             g.store64(digest(self), g.load64(digest(self)) + mix(id));
         });
+        // Each vCPU's plan is a stream of its own, drawn here once for the expected counts and
+        // again by the vCPU as it runs (not stored: O(1) memory per vCPU at any length).
         model::Rng rng(cfg.seed);
-        m_plan.assign(m_n, {});
+        m_plan_seed.resize(m_n);
+        for (auto& seed : m_plan_seed) seed = rng.next_u64();
         m_expected_count.assign(m_n, 0);
         m_expected_digest.assign(m_n, 0);
         for (unsigned s = 0; s < m_n; ++s) {
             std::uint64_t seq = 0;
-            m_plan[s].reserve(m_ipis);
+            model::SplitMix64 plan(m_plan_seed[s]);
             for (std::uint64_t k = 0; k < m_ipis; ++k) {
-                Step st;
-                st.target = static_cast<unsigned>(rng.below(m_n - 1));
-                if (st.target >= s) ++st.target;
-                st.count = 1 + static_cast<unsigned>(rng.below(m_burst));
-                st.compute = static_cast<std::uint32_t>(rng.below(kMaxComputeCycles));
-                st.halt = s != 0 && rng.below(100) < m_halt_percent;
-                if (st.halt) st.waker = static_cast<unsigned>(rng.below(s));
+                const Step st = draw_step(plan, s);
                 for (unsigned c = 0; c < st.count; ++c) {
                     ++m_expected_count[st.target];
                     m_expected_digest[st.target] += mix(call_id(s, seq++));
                 }
-                m_plan[s].push_back(st);
             }
         }
         m_stats = vm.alloc_guest(kLine * m_n, kLine);
@@ -163,6 +159,16 @@ private:
         unsigned waker = 0;  // who wakes this vCPU after the step (halt), a lower-numbered vCPU
     };
     static std::uint64_t call_id(unsigned sender, std::uint64_t seq) { return (std::uint64_t{sender} << 32) | seq; }
+    Step draw_step(model::SplitMix64& plan, unsigned s) const {
+        Step st;
+        st.target = static_cast<unsigned>(plan.below(m_n - 1));
+        if (st.target >= s) ++st.target;
+        st.count = static_cast<std::uint8_t>(1 + plan.below(m_burst));
+        st.compute = static_cast<std::uint32_t>(plan.below(kMaxComputeCycles));
+        st.halt = s != 0 && plan.below(100) < m_halt_percent;
+        if (st.halt) st.waker = static_cast<unsigned>(plan.below(s));
+        return st;
+    }
     // Per target, one line: calls run, digest.
     std::uint64_t handled(unsigned t) const { return m_stats + kLine * t; }
     std::uint64_t digest(unsigned t) const { return m_stats + kLine * t + 8; }
@@ -238,7 +244,9 @@ private:
         g.sti();
         const std::uint64_t t1 = g.rdtsc();
         std::uint64_t seq = 0;
-        for (const Step& st : m_plan[self]) {
+        model::SplitMix64 plan(m_plan_seed[self]);
+        for (std::uint64_t k = 0; k < m_ipis; ++k) {
+            const Step st = draw_step(plan, self);
             for (unsigned c = 0; c < st.count; ++c)
                 m_kernel->call_single(g, self, st.target, m_record, call_id(self, seq++), m_burst == 1);
             g.compute(st.compute);
@@ -246,7 +254,7 @@ private:
             if (st.halt) sleep(g, self, st.waker);
         }
         if (self == 0)
-            m_cycles = static_cast<double>(g.rdtsc() - t1) / static_cast<double>(m_plan[0].size());
+            m_cycles = static_cast<double>(g.rdtsc() - t1) / static_cast<double>(m_ipis);
         finish(g, self);
     }
 
@@ -256,7 +264,7 @@ private:
     std::uint64_t m_ipis = 30, m_burst = 1, m_halt_percent = 25;
     std::unique_ptr<linux_smp::Kernel> m_kernel;
     std::uint64_t m_record = 0;
-    std::vector<std::vector<Step>> m_plan;
+    std::vector<std::uint64_t> m_plan_seed;
     std::vector<std::uint64_t> m_expected_count, m_expected_digest;
     std::uint64_t m_stats = 0, m_done = 0, m_wake = 0, m_nodes = 0;
     std::uint64_t m_halts = 0;

@@ -32,9 +32,11 @@ std::unique_ptr<Workload> make_nested_ap_boot();
 
 const std::vector<WorkloadInfo>& workload_registry() {
     static const std::vector<WorkloadInfo> kWorkloads = {
-        {"ipi", "kvm-unit-tests vmexit ipi: unicast IPI to a busy-idling vCPU (the IPIv series' setup)", 2, make_ipi},
+        {"ipi", "kvm-unit-tests vmexit ipi: unicast IPI to a busy-idling vCPU (the IPIv series' setup)", 2, make_ipi,
+         "cycles per IPI (sender's ICR write to the handler's completion)"},
         {"ipi_halt", "kvm-unit-tests vmexit ipi_halt: unicast IPI to a halted vCPU, then 2000 TSC ticks", 2, make_ipi_halt},
-        {"overcommit", "random waiting cross-CPU calls (Linux smp_call_function_single) among more vCPUs than CPUs (use --pcpus); checks each runs once", 4, make_overcommit},
+        {"overcommit", "random waiting cross-CPU calls (Linux smp_call_function_single) among more vCPUs than CPUs (use --pcpus); checks each runs once", 4, make_overcommit,
+         "cycles per step of vCPU 0 (its calls, waits and computing)"},
         {"cpuid", "kvm-unit-tests vmexit cpuid: a CPUID (VM exit 10) per iteration", 1, make_cpuid},
         {"vmcall", "kvm-unit-tests vmexit vmcall: a VMCALL (VM exit 18) per iteration", 1, make_vmcall},
         {"self_ipi_sti_nop", "vmexit self_ipi_sti_nop: CLI, self IPI 0xB0 through the ICR (self shorthand), STI; NOP", 1, make_self_ipi_sti_nop},
@@ -47,12 +49,15 @@ const std::vector<WorkloadInfo>& workload_registry() {
         {"x2apic_self_ipi_tpr", "vmexit x2apic_self_ipi_tpr: TPR 0xF0, WRMSR 0x83F 0xB0, TPR 0, NOP", 1, make_x2apic_self_ipi_tpr},
         {"x2apic_self_ipi_tpr_sti_nop", "vmexit x2apic_self_ipi_tpr_sti_nop: CLI, TPR 0xF0, WRMSR 0x83F, TPR 0, STI; NOP", 1, make_x2apic_self_ipi_tpr_sti_nop},
         {"x2apic_self_ipi_tpr_sti_hlt", "vmexit x2apic_self_ipi_tpr_sti_hlt: CLI, TPR 0xF0, WRMSR 0x83F, TPR 0, STI; HLT", 1, make_x2apic_self_ipi_tpr_sti_hlt},
-        {"ipi_bench", "the 2017 guest-kernel IPI benchmark module (Linux smp_call_function_single/_many; workload.mode=normal|self|broadcast|broadcast_lock|dry_run), cycles per iteration; targets in idle=poll", 4, make_ipi_bench},
+        {"ipi_bench", "the 2017 guest-kernel IPI benchmark module (Linux smp_call_function_single/_many; workload.mode=normal|self|broadcast|broadcast_lock|dry_run), cycles per iteration; targets in idle=poll", 4, make_ipi_bench,
+         "cycles per iteration of the module's loop (send_ipi and its wait; mode-dependent)"},
         {"ap_boot", "the BSP starts N-1 APs (UNINITIALIZED) with INIT-SIPI-SIPI; checks each comes online exactly once", 4, make_ap_boot},
         {"multicast", "logical-destination fixed IPIs to random sets of the other vCPUs; checks each target gets each once", 4, make_multicast},
         {"broadcast", "all-excluding-self fixed IPIs; checks every other vCPU gets each once", 4, make_broadcast},
-        {"random_ipi", "seeded random cross-CPU calls as a Linux guest sends them (call-single queue, IPI when it was empty), any size, random idling; checks each call runs once and no IPI is lost", 4, make_random_ipi},
-        {"vector_storm", "seeded random raw IPIs, a vector per sender (up to 16 vCPUs), bursts and halts; checks delivery exactly once but for counted coalescing", 4, make_vector_storm},
+        {"random_ipi", "seeded random cross-CPU calls as a Linux guest sends them (call-single queue, IPI when it was empty), any size, random idling; checks each call runs once and no IPI is lost", 4, make_random_ipi,
+         "cycles per step of vCPU 0 (its calls, waits, computing and sleeping)"},
+        {"vector_storm", "seeded random raw IPIs, a vector per sender (up to 16 vCPUs), bursts and halts; checks delivery exactly once but for counted coalescing", 4, make_vector_storm,
+         "cycles per step of vCPU 0"},
         {"nested_ap_boot", "an L1 hypervisor that does not monitor the APIC starts its L2 guest's APs with INIT-SIPI-SIPI (nested INIT/SIPI VM exits, wait-for-SIPI)", 4, make_nested_ap_boot},
     };
     return kWorkloads;

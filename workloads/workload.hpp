@@ -47,6 +47,8 @@ struct WorkloadInfo {
     std::string description;
     unsigned default_vcpus;
     std::function<std::unique_ptr<Workload>()> make;
+    // What cycles_per_iteration measures, for `compare` (lower is better).
+    std::string metric = "cycles per iteration";
 };
 
 const std::vector<WorkloadInfo>& workload_registry();
