@@ -114,10 +114,13 @@ std::uint64_t Vm::alloc_guest(std::uint64_t bytes, std::uint64_t align) {
     return gpa;
 }
 
-Vcpu* Vm::vcpu_by_apic_id(std::uint32_t apic_id) {
-    for (auto& v : m_vcpus)
-        if (v->apic_id() == apic_id) return v.get();
-    return nullptr;
+void Vm::recalculate_apic_map() {
+    m_phys_map.clear();
+    for (auto& v : m_vcpus) {
+        const std::uint32_t id = v->apic_id();
+        if (id >= m_phys_map.size()) m_phys_map.resize(std::size_t{id} + 1, nullptr);
+        if (!m_phys_map[id]) m_phys_map[id] = v.get();
+    }
 }
 
 Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
@@ -128,8 +131,8 @@ Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
     if (pcpu >= m_kvm.platform().cpu_count())
         throw model::ConfigError("vCPU " + std::to_string(id) + ": physical CPU " + std::to_string(pcpu) +
                                  " does not exist (" + std::to_string(m_kvm.platform().cpu_count()) + " CPUs)");
-    for (auto& v : m_vcpus)
-        if (v->id() == id) throw model::ConfigError("vCPU ID " + std::to_string(id) + " exists already");
+    if (id < m_by_id.size() && m_by_id[id])
+        throw model::ConfigError("vCPU ID " + std::to_string(id) + " exists already");
     auto& mem = m_kvm.platform().memory();
     // vmx_vcpu_precreate -> vmx_alloc_ipiv_pid_table: zeroed pages for max_vcpu_ids entries.
     if (!m_pid_table && m_kvm.params().enable_ipiv)
@@ -161,7 +164,13 @@ Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
     };
     m_kvm.platform().register_vmcs(ctx);
     v->m_mp_state = start_runnable ? MpState::Runnable : MpState::Uninitialized;
+    if (id >= m_by_id.size()) m_by_id.resize(std::size_t{id} + 1, nullptr);
+    m_by_id[id] = v.get();
     m_vcpus.push_back(std::move(v));
+    // kvm_recalculate_apic_map, incrementally: a new vCPU takes a free APIC ID slot.
+    const std::uint32_t apic_id = m_vcpus.back()->apic_id();
+    if (apic_id >= m_phys_map.size()) m_phys_map.resize(std::size_t{apic_id} + 1, nullptr);
+    if (!m_phys_map[apic_id]) m_phys_map[apic_id] = m_vcpus.back().get();
     return *m_vcpus.back();
 }
 
@@ -611,6 +620,7 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
         case cpu::kVapicId:
             if (v.vm().x2apic()) return;  // read-only in x2APIC mode
             page.write32(cpu::kVapicId, value & 0xFF000000u);
+            v.vm().recalculate_apic_map();
             // kvm_recalculate_apic_map: an xAPIC ID that differs from the vCPU ID inhibits
             // APICv (APICV_INHIBIT_REASON_APIC_ID_MODIFIED) for the whole VM.
             if ((value >> 24) != (v.m_id & 0xFF) && !v.vm().apicv_inhibited()) {

@@ -109,7 +109,10 @@ public:
     // others wait for INIT/SIPI (UNINITIALIZED), unless `start_runnable`.
     Vcpu& create_vcpu(unsigned id, unsigned pcpu, bool start_runnable = true);
     std::vector<std::unique_ptr<Vcpu>>& vcpus() { return m_vcpus; }
-    Vcpu* vcpu_by_apic_id(std::uint32_t apic_id);
+    // The optimized map's physical lookup (kvm_apic_map phys_map): O(1) at any size.
+    Vcpu* vcpu_by_apic_id(std::uint32_t apic_id) const {
+        return apic_id < m_phys_map.size() ? m_phys_map[apic_id] : nullptr;
+    }
     // The VM's code: guest programs registered at linear addresses.
     void add_code(std::uint64_t linear, cpu::GuestProgram program) { m_code[linear] = std::move(program); }
     // Guest-physical allocations (data the workloads share).
@@ -132,6 +135,10 @@ private:
     std::uint64_t m_pid_table = 0;
     bool m_apicv_inhibited = false;
     std::vector<std::unique_ptr<Vcpu>> m_vcpus;
+    std::vector<Vcpu*> m_by_id;      // by vCPU ID
+    std::vector<Vcpu*> m_phys_map;   // by APIC ID: the first vCPU (in creation order) with it
+    // kvm_recalculate_apic_map: after a vCPU is created or changes its APIC ID.
+    void recalculate_apic_map();
     std::map<std::uint64_t, cpu::GuestProgram> m_code;
 };
 
