@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "cpu/flow_encodings.hpp"
 #include "cpu/logical_processor.hpp"
 
 namespace vtx::cpu {
@@ -54,6 +55,10 @@ void GuestCpu::pause() {
 
 void GuestCpu::compute(std::uint64_t cycles) {
     retire([&](LogicalProcessor& lp) { return lp.exec_compute(m_ctx, static_cast<double>(cycles)); });
+}
+
+void GuestCpu::kernel_path(model::Cost path) {
+    retire([&](LogicalProcessor& lp) { return lp.exec_simple(m_ctx, path, flow::kLenStraightLine); });
 }
 
 void GuestCpu::sti() {

@@ -29,6 +29,9 @@ public:
     void pause();
     void mfence();
     void compute(std::uint64_t cycles);  // straight-line work of that many cycles
+    // Guest kernel code charged as one named cost (a system call's entry and exit, a
+    // context switch): straight-line work of that cost's cycles.
+    void kernel_path(model::Cost path);
     void sti();
     void cli();
     void sti_hlt();  // STI; HLT (the interrupt shadow covers the HLT)

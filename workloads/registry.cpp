@@ -28,6 +28,7 @@ std::unique_ptr<Workload> make_broadcast();
 std::unique_ptr<Workload> make_random_ipi();
 std::unique_ptr<Workload> make_vector_storm();
 std::unique_ptr<Workload> make_ipi_bench();
+std::unique_ptr<Workload> make_hackbench();
 std::unique_ptr<Workload> make_nested_ap_boot();
 
 const std::vector<WorkloadInfo>& workload_registry() {
@@ -51,6 +52,8 @@ const std::vector<WorkloadInfo>& workload_registry() {
         {"x2apic_self_ipi_tpr_sti_hlt", "vmexit x2apic_self_ipi_tpr_sti_hlt: CLI, TPR 0xF0, WRMSR 0x83F, TPR 0, STI; HLT", 1, make_x2apic_self_ipi_tpr_sti_hlt},
         {"ipi_bench", "the 2017 guest-kernel IPI benchmark module (Linux smp_call_function_single/_many; workload.mode=normal|self|broadcast|broadcast_lock|dry_run), cycles per iteration; targets in idle=poll", 4, make_ipi_bench,
          "cycles per iteration of the module's loop (send_ipi and its wait; mode-dependent)"},
+        {"hackbench", "hackbench -p (rt-tests): groups of sender and receiver tasks passing messages through pipes; wakeups of idle vCPUs are reschedule IPIs", 8, make_hackbench,
+         "simulated cycles until every task is done (lower is better)"},
         {"ap_boot", "the BSP starts N-1 APs (UNINITIALIZED) with INIT-SIPI-SIPI; checks each comes online exactly once", 4, make_ap_boot},
         {"multicast", "logical-destination fixed IPIs to random sets of the other vCPUs; checks each target gets each once", 4, make_multicast},
         {"broadcast", "all-excluding-self fixed IPIs; checks every other vCPU gets each once", 4, make_broadcast},

@@ -93,6 +93,10 @@ TEST_CASE("every workload's behavioural check passes in every time mode", "[time
         {{"random_ipi", "--vcpus", "4"}},
         {{"random_ipi", "--vcpus", "6", "--set", "workload.burst=3", "--set", "workload.ipis=20"}},
         {{"vector_storm", "--vcpus", "4"}},
+        {{"ipi_bench", "--set", "workload.times=200"}},
+        {{"ipi_bench", "--vcpus", "5", "--set", "workload.mode=broadcast_lock", "--set", "workload.times=50"}},
+        {{"hackbench", "--vcpus", "4", "--set", "workload.groups=2", "--set", "workload.fds=4", "--set",
+          "workload.loops=10"}},
         {{"nested_ap_boot"}},
     };
     for (const std::string& quantum : {std::string("0"), kDefault, std::string("100000")})
