@@ -85,11 +85,7 @@ public:
         for (unsigned t = 0; t < tasks; ++t) m_on_cpu[m_tasks[t].cpu].push_back(t);
         auto& mem = kvm.platform().memory();
         for (unsigned c = 0; c < m_n; ++c) mem.poke64(vm.gpa_to_hpa(nr_running(c)), m_on_cpu[c].size());
-        for (unsigned i = 0; i < m_n; ++i) {
-            vmm::Vcpu& v = vm.create_vcpu(i, i % cfg.pcpus);
-            v.set_entry_point(kBspEntry + 0x1000 * i);
-            vm.add_code(kBspEntry + 0x1000 * i, [this, i](cpu::GuestCpu& g) { vcpu_main(g, i); });
-        }
+        create_vcpus(vm, cfg, [this](cpu::GuestCpu& g, unsigned i) { vcpu_main(g, i); });
     }
 
     WorkloadResult result(vmm::Kvm& kvm, vmm::Vm& vm) override {

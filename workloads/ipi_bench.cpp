@@ -82,11 +82,7 @@ public:
         });
         m_stack = vm.alloc_guest(kLine, kLine);  // module_init's stack: time, lock
         m_online = vm.alloc_guest(kLine, kLine);
-        for (unsigned i = 0; i < m_n; ++i) {
-            vmm::Vcpu& v = vm.create_vcpu(i, i % cfg.pcpus);
-            v.set_entry_point(kBspEntry + 0x1000 * i);
-            vm.add_code(kBspEntry + 0x1000 * i, [this, i](cpu::GuestCpu& g) { vcpu_main(g, i); });
-        }
+        create_vcpus(vm, cfg, [this](cpu::GuestCpu& g, unsigned i) { vcpu_main(g, i); });
     }
 
     WorkloadResult result(vmm::Kvm&, vmm::Vm&) override {

@@ -93,11 +93,7 @@ public:
         m_done = vm.alloc_guest(kLine, kLine);
         m_wake = vm.alloc_guest(kLine * m_n, kLine);
         m_nodes = vm.alloc_guest(kLine * m_n, kLine);
-        for (unsigned i = 0; i < m_n; ++i) {
-            vmm::Vcpu& v = vm.create_vcpu(i, i % cfg.pcpus);
-            v.set_entry_point(kBspEntry + 0x1000 * i);
-            vm.add_code(kBspEntry + 0x1000 * i, [this, i](cpu::GuestCpu& g) { vcpu_main(g, i); });
-        }
+        create_vcpus(vm, cfg, [this](cpu::GuestCpu& g, unsigned i) { vcpu_main(g, i); });
     }
 
     WorkloadResult result(vmm::Kvm& kvm, vmm::Vm& vm) override {

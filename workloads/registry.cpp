@@ -99,6 +99,15 @@ void check_params(const std::string& workload, const WorkloadConfig& cfg, const 
         }
 }
 
+void create_vcpus(vmm::Vm& vm, const WorkloadConfig& cfg, std::function<void(cpu::GuestCpu&, unsigned)> program) {
+    auto shared = std::make_shared<std::function<void(cpu::GuestCpu&, unsigned)>>(std::move(program));
+    for (unsigned i = 0; i < cfg.vcpus; ++i) {
+        vmm::Vcpu& v = vm.create_vcpu(i, i % cfg.pcpus);
+        v.set_entry_point(kBspEntry + 0x1000 * i);
+        vm.add_code(kBspEntry + 0x1000 * i, [shared, i](cpu::GuestCpu& g) { (*shared)(g, i); });
+    }
+}
+
 const WorkloadInfo* find_workload(const std::string& name) {
     for (const auto& w : workload_registry())
         if (w.name == name) return &w;

@@ -70,6 +70,9 @@ const WorkloadInfo* find_workload(const std::string& name);
 
 // Guest address of the code of vCPU programs (any distinct linear addresses will do).
 inline constexpr std::uint64_t kBspEntry = 0x100000;
+// Creates vCPUs 0..cfg.vcpus-1, vCPU i on physical CPU i mod cfg.pcpus, each starting at
+// its own entry point (kBspEntry + 4 KiB x i) in `program(guest, i)`.
+void create_vcpus(vmm::Vm& vm, const WorkloadConfig& cfg, std::function<void(cpu::GuestCpu&, unsigned)> program);
 inline constexpr std::uint64_t kApTrampolineVector = 0x9A;  // SIPI vector: AP code at 0x9A000
 
 }  // namespace vtx::workloads
