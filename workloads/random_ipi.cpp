@@ -12,7 +12,8 @@
 // that waker's wake list and HLTs; the waker, at its next step end, sends it a reschedule
 // IPI (Linux's ttwu_queue / smp_send_reschedule). After its plan a vCPU idles (HLT) until
 // every call meant for it has run, waking its sleepers, then counts itself done; vCPU 0
-// returns once everyone is done. `overcommit` is the same traffic with
+// returns once everyone is done. The result: the VM's time to completion (vCPU 0's clock,
+// from its start to everyone done) per step of a plan. `overcommit` is the same traffic with
 // waiting calls and no halts on fewer physical CPUs than vCPUs (--pcpus): the host
 // scheduler preempts vCPUs (SN := 1) and calls reach preempted targets.
 //
@@ -249,9 +250,9 @@ private:
             wake_sleepers(g, self);
             if (st.halt) sleep(g, self, st.waker);
         }
-        if (self == 0)
-            m_cycles = static_cast<double>(g.rdtsc() - t1) / static_cast<double>(m_ipis);
-        finish(g, self);
+        finish(g, self);  // vCPU 0 returns once every vCPU is done
+        // The VM's time to completion, per step of a vCPU's plan.
+        m_cycles = static_cast<double>(g.rdtsc() - t1) / static_cast<double>(m_ipis);
     }
 
     bool m_overcommit;

@@ -248,3 +248,70 @@ TEST_CASE("a run over its time budgets stops with a clear message", "[cli][budge
     CHECK(r.status == 2);
     CHECK(r.err.find("--max-host-time") != std::string::npos);
 }
+
+TEST_CASE("compare WORKLOAD: the four configurations in the workload's metric, refused ones named", "[cli][compare]") {
+    const std::string json = vtx::test::temp_path("compare_w.json");
+    const std::string csv = vtx::test::temp_path("compare_w.csv");
+    REQUIRE(vtxsim({"compare", "x2apic_self_ipi_sti_hlt", "--runs", "2", "--set", "workload.goal=20000", "--json",
+                    json, "--csv", csv})
+                .status == 0);
+    const auto j = vtx::test::read_json(json);
+    ::unlink(json.c_str());
+    CHECK(j["workload"] == "x2apic_self_ipi_sti_hlt");
+    CHECK(j["metric"] == "cycles per iteration");
+    REQUIRE(j["configs"].size() == 4);
+    // The x2APIC-only test is refused in xAPIC mode, with the workload's reason.
+    for (int k : {0, 1}) CHECK(j["configs"][k]["refused"].get<std::string>().find("x2APIC") != std::string::npos);
+    for (int k : {2, 3}) {
+        CHECK(j["configs"][k]["runs"].size() == 2);
+        CHECK(j["configs"][k]["mean"].get<double>() > 0);
+    }
+    CHECK(j["reduction_percent"].contains("x2apic"));
+    CHECK(!j["reduction_percent"].contains("xapic"));
+    CHECK(j["checks_ok"] == true);
+    std::ifstream in(csv);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    ::unlink(csv.c_str());
+    CHECK(lines.size() == 1 + 2 * 2);  // the refused configurations have no runs
+}
+
+TEST_CASE("compare with vCPUs a workload refuses in every configuration, or an unknown workload, exits 2", "[cli][compare]") {
+    auto r = vtxsim({"compare", "ipi", "--vcpus", "3", "--runs", "1"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("exactly 2 vCPUs") != std::string::npos);
+    r = vtxsim({"compare", "nosuch"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("unknown workload \"nosuch\"") != std::string::npos);
+    r = vtxsim({"compare", "random_ipi", "--training", "x.json"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("--training") != std::string::npos);
+}
+
+TEST_CASE("bench --scale: host time per IPI and memory per vCPU at each size", "[cli][bench]") {
+    const std::string json = vtx::test::temp_path("scale.json");
+    REQUIRE(vtxsim({"bench", "--scale", "--scale-vcpus", "2,8", "--scale-calls", "256", "--json", json}).status == 0);
+    const auto j = vtx::test::read_json(json);
+    ::unlink(json.c_str());
+    REQUIRE(j["scale"].size() == 2);
+    CHECK(j["scale"][0]["vcpus"] == 2);
+    CHECK(j["scale"][1]["vcpus"] == 8);
+    for (const auto& row : j["scale"]) {
+        CHECK(row["calls"].get<double>() >= 256);
+        CHECK(row["ipis"].get<double>() > 0);
+        CHECK(row["peak_rss_kib"].get<double>() > 0);
+        CHECK(row["kib_per_vcpu"].get<double>() > 0);
+    }
+    CHECK(j["floor_ns"].get<double>() > 0);
+}
+
+TEST_CASE("bench --scale refuses sizes out of range and its options without --scale", "[cli][bench]") {
+    auto r = vtxsim({"bench", "--scale", "--scale-vcpus", "1,64"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("--scale-vcpus") != std::string::npos);
+    r = vtxsim({"bench", "--scale", "--scale-vcpus", "4097"});
+    CHECK(r.status == 2);
+    r = vtxsim({"bench", "--scale-calls", "10"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("needs --scale") != std::string::npos);
+}
