@@ -29,7 +29,7 @@ constexpr std::uint32_t kMsrX2apicTpr = 0x808, kMsrX2apicEoi = 0x80B, kMsrX2apic
 constexpr std::uint32_t kIcrBusy = 1u << 12;             // delivery status
 constexpr std::uint32_t kX2apicBroadcast = 0xFFFFFFFF;
 constexpr unsigned kApicVersion = 0x50014;                 // version 0x14, max LVT 5
-constexpr std::uint32_t kApicDfrResetFlat = 0xFFFFFFFF;     // DFR after reset: flat model
+constexpr std::uint32_t kApicDfrResetFlat = 0xFFFFFFFF;     // DFR after reset: flat model (APIC_DFR_FLAT)
 constexpr std::uint8_t kPriorityClassMask = 0xF0;
 bool parse_bool(const std::string& v, bool& out) {
     if (v == "on" || v == "1" || v == "true" || v == "yes" || v == "Y") return out = true, true;
@@ -123,6 +123,72 @@ void Vm::recalculate_apic_map() {
     }
 }
 
+void Vm::recalculate_logical_map() {
+    m_logical_dirty = false;
+    m_logical_usable = true;
+    m_logical_model = LogicalModel::None;
+    m_logical_map.clear();
+    // kvm_recalculate_logical_map, per vCPU: software-disabled APICs and LDR 0 take no part.
+    for (auto& v : m_vcpus) {
+        cpu::VirtualApicPage page(m_kvm.platform().memory(), v->m_vapic);
+        if (!(page.read32(cpu::kVapicSvr) & apic::kSvrApicSoftwareEnable)) continue;
+        const std::uint32_t ldr = page.read32(cpu::kVapicLdr);
+        if (ldr == 0) continue;
+        LogicalModel model;
+        std::uint32_t cluster, members;
+        if (m_x2apic) {
+            model = LogicalModel::X2apicCluster;
+            cluster = ldr >> 16;
+            members = ldr & 0xFFFF;
+        } else if (page.read32(cpu::kVapicDfr) == kApicDfrResetFlat) {  // APIC_DFR_FLAT
+            model = LogicalModel::XapicFlat;
+            cluster = 0;
+            members = ldr >> 24;
+        } else {
+            model = LogicalModel::XapicCluster;
+            cluster = ldr >> 28;
+            members = (ldr >> 24) & 0xF;
+        }
+        if (m_logical_model != LogicalModel::None && model != m_logical_model) {
+            m_logical_usable = false;  // mixed logical models: KVM_APIC_MODE_MAP_DISABLED
+            return;
+        }
+        m_logical_model = model;
+        if (members == 0) continue;
+        if (members & (members - 1)) {
+            m_logical_usable = false;  // several bits in one logical ID
+            return;
+        }
+        const unsigned bit = static_cast<unsigned>(__builtin_ctz(members));
+        if (cluster >= m_logical_map.size()) m_logical_map.resize(std::size_t{cluster} + 1, {});
+        Vcpu*& slot = m_logical_map[cluster][bit];
+        if (slot) {
+            m_logical_usable = false;  // two vCPUs with one logical ID
+            return;
+        }
+        slot = v.get();
+    }
+}
+
+bool Vm::logical_destinations(const apic::InterruptMessage& msg, std::vector<Vcpu*>& out) {
+    if (m_logical_dirty) recalculate_logical_map();
+    if (!m_logical_usable) return false;
+    std::uint32_t cluster = 0, mask = 0;
+    switch (m_logical_model) {
+        case LogicalModel::None: return true;  // no vCPU has a logical ID: nobody matches
+        case LogicalModel::X2apicCluster: cluster = msg.destination >> 16, mask = msg.destination & 0xFFFF; break;
+        case LogicalModel::XapicFlat: mask = msg.destination & 0xFF; break;
+        case LogicalModel::XapicCluster:
+            cluster = (msg.destination >> 4) & 0xF, mask = msg.destination & 0xF;
+            if (cluster == 0xF) return false;  // cluster 15 addresses every cluster
+            break;
+    }
+    if (cluster >= m_logical_map.size()) return true;
+    for (; mask; mask &= mask - 1)
+        if (Vcpu* v = m_logical_map[cluster][static_cast<unsigned>(__builtin_ctz(mask))]) out.push_back(v);
+    return true;
+}
+
 Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
     const KvmParams& p = m_kvm.params();
     if (id >= p.max_vcpu_ids)
@@ -171,6 +237,7 @@ Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
     const std::uint32_t apic_id = m_vcpus.back()->apic_id();
     if (apic_id >= m_phys_map.size()) m_phys_map.resize(std::size_t{apic_id} + 1, nullptr);
     if (!m_phys_map[apic_id]) m_phys_map[apic_id] = m_vcpus.back().get();
+    m_logical_dirty = true;
     return *m_vcpus.back();
 }
 
@@ -621,6 +688,7 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
             if (v.vm().x2apic()) return;  // read-only in x2APIC mode
             page.write32(cpu::kVapicId, value & 0xFF000000u);
             v.vm().recalculate_apic_map();
+            v.vm().logical_map_changed();
             // kvm_recalculate_apic_map: an xAPIC ID that differs from the vCPU ID inhibits
             // APICv (APICV_INHIBIT_REASON_APIC_ID_MODIFIED) for the whole VM.
             if ((value >> 24) != (v.m_id & 0xFF) && !v.vm().apicv_inhibited()) {
@@ -665,6 +733,7 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
             return;
         default:
             page.write32(offset & 0xFF0, value);
+            if ((offset & 0xFF0) == cpu::kVapicLdr || (offset & 0xFF0) == cpu::kVapicDfr) v.vm().logical_map_changed();
             return;
     }
 }
@@ -695,7 +764,19 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
         if (Vcpu* t = src.vm().vcpu_by_apic_id(msg.destination)) apic_accept_irq(src, *t, msg);
         return;
     }
+    // Its logical part for fixed messages (kvm_apic_map_get_logical_dest): a cluster's
+    // members, unless the map is disabled.
+    if (msg.shorthand == apic::Shorthand::None && msg.destination_mode == apic::DestinationMode::Logical &&
+        msg.delivery_mode == apic::DeliveryMode::Fixed && !msg.broadcast()) {
+        std::vector<Vcpu*> targets;
+        if (src.vm().logical_destinations(msg, targets)) {
+            ++m_stat_ipis_logical_map;
+            for (Vcpu* t : targets) apic_accept_irq(src, *t, msg);
+            return;
+        }
+    }
     // Slow path: kvm_apic_match_dest against every vCPU.
+    ++m_stat_ipis_slow_path;
     std::vector<apic::DestinationView> views;
     std::size_t source_index = 0;
     auto& vcpus = src.vm().vcpus();

@@ -113,6 +113,14 @@ public:
     Vcpu* vcpu_by_apic_id(std::uint32_t apic_id) const {
         return apic_id < m_phys_map.size() ? m_phys_map[apic_id] : nullptr;
     }
+    // The optimized map's logical lookup (kvm_apic_map_get_logical_dest): the vCPUs a
+    // fixed logical-destination message names, by cluster and member bit, in O(members).
+    // False when KVM would take the slow path: the map is disabled (vCPUs in different
+    // logical models, a logical ID with several bits set, two vCPUs with one logical ID)
+    // or the destination is xAPIC cluster 15 (all clusters).
+    bool logical_destinations(const apic::InterruptMessage& msg, std::vector<Vcpu*>& out);
+    // An LDR, DFR or APIC ID changed: recalculate the logical map before its next use.
+    void logical_map_changed() { m_logical_dirty = true; }
     // The VM's code: guest programs registered at linear addresses.
     void add_code(std::uint64_t linear, cpu::GuestProgram program) { m_code[linear] = std::move(program); }
     // Guest-physical allocations (data the workloads share).
@@ -139,6 +147,12 @@ private:
     std::vector<Vcpu*> m_phys_map;   // by APIC ID: the first vCPU (in creation order) with it
     // kvm_recalculate_apic_map: after a vCPU is created or changes its APIC ID.
     void recalculate_apic_map();
+    void recalculate_logical_map();
+    enum class LogicalModel { None, X2apicCluster, XapicFlat, XapicCluster };
+    bool m_logical_dirty = true;
+    bool m_logical_usable = false;
+    LogicalModel m_logical_model = LogicalModel::None;
+    std::vector<std::array<Vcpu*, 16>> m_logical_map;  // by cluster, then member bit
     std::map<std::uint64_t, cpu::GuestProgram> m_code;
 };
 
@@ -250,6 +264,10 @@ private:
 
     // Statistics (registered once; stats.txt names).
     model::StatCounter m_stat_ipis_sent{m_platform.stats(), "kvm.ipis_sent", "IPIs KVM delivered for a guest"};
+    model::StatCounter m_stat_ipis_logical_map{m_platform.stats(), "kvm.ipis_logical_map",
+                                               "IPIs delivered through the optimized map's logical part"};
+    model::StatCounter m_stat_ipis_slow_path{m_platform.stats(), "kvm.ipis_slow_path",
+                                             "IPIs delivered by matching every vCPU (broadcast, shorthand, map disabled)"};
     model::StatCounter m_stat_x2apic_icr_fastpath{m_platform.stats(), "kvm.x2apic_icr_fastpath",
                                                   "x2APIC ICR writes handled in the IRQs-off fastpath"};
     model::StatCounter m_stat_notifications_sent{m_platform.stats(), "kvm.notifications_sent",

@@ -364,3 +364,80 @@ void two_vms(bool ipiv) {
 TEST_CASE("two VMs side by side: a guest's IPIs never reach the other VM (IPIv)") { two_vms(true); }
 
 TEST_CASE("two VMs side by side: a guest's IPIs never reach the other VM (KVM's delivery)") { two_vms(false); }
+
+// ---- KVM's optimized map, logical part (kvm_recalculate_logical_map): usable only when
+// every software-enabled APIC with a logical ID uses one model and one bit of its cluster.
+namespace {
+constexpr std::uint32_t kApicLdr = 0xD0, kApicDfr = 0xE0, kIcrLogical = 1u << 11;
+constexpr std::uint32_t kDfrFlat = 0xFFFFFFFF, kDfrCluster = 0x0FFFFFFF;
+constexpr std::uint8_t kLogicalVector = 0x61;
+// xAPIC, APICv on, IPIv off: vCPUs 1 and 2 set DFR and LDR as given, then vCPU 0 sends
+// `count` fixed logical IPIs to `dest`, each after its `receivers` counted the previous.
+struct LogicalRun {
+    std::uint64_t got[3] = {0, 0, 0};
+};
+void logical_ipis(KvmRig& rig, const std::uint32_t dfr[3], const std::uint32_t ldr[3], std::uint32_t dest,
+                  unsigned count, unsigned receivers, LogicalRun& out) {
+    const std::uint64_t ready = rig.alloc_line(), counter = rig.alloc_line();
+    for (unsigned i = 1; i < 3; ++i)
+        rig.add_vcpu(i, i, [=, &out](cpu::GuestCpu& g) {
+            g.set_handler(kLogicalVector, [=, &out](cpu::GuestCpu& c, std::uint8_t) {
+                ++out.got[i];
+                c.lock_add(counter, 1);
+                test::send_eoi(c, false);
+            });
+            g.mmio_write32(cpu::kGuestApicBase + kApicDfr, dfr[i]);
+            g.mmio_write32(cpu::kGuestApicBase + kApicLdr, ldr[i]);
+            g.sti();
+            g.lock_add(ready, 1);
+            g.idle_loop();
+        });
+    rig.add_vcpu(0, 0, [=](cpu::GuestCpu& g) {
+        g.spin_until([&] { return g.load64(ready) == 2; }, ready);
+        std::uint64_t want = 0;
+        for (unsigned k = 0; k < count; ++k) {
+            test::send_ipi(g, false, kIcrLogical | test::kIcrAssert | kLogicalVector, dest);
+            want += receivers;
+            g.spin_until([&] { return g.load64(counter) >= want; }, counter);
+        }
+    });
+}
+}  // namespace
+
+TEST_CASE("xAPIC logical IPIs through KVM's map: the flat model's members, no per-vCPU matching") {
+    KvmRig rig(3, params(true, false), /*x2apic=*/false);
+    const std::uint32_t dfr[3] = {kDfrFlat, kDfrFlat, kDfrFlat}, ldr[3] = {0, 0x02u << 24, 0x04u << 24};
+    LogicalRun run;
+    logical_ipis(rig, dfr, ldr, 0x06, 10, 2, run);  // both targets
+    REQUIRE(rig.run());
+    CHECK(run.got[1] == 10);
+    CHECK(run.got[2] == 10);
+    CHECK(rig.stat("kvm.ipis_logical_map") == 10);
+    CHECK(rig.stat("kvm.ipis_slow_path") == 0);
+}
+
+TEST_CASE("xAPIC logical IPIs with the map disabled (flat and cluster models mixed): KVM's slow path") {
+    KvmRig rig(3, params(true, false), /*x2apic=*/false);
+    // vCPU 1 flat with logical ID 0x02; vCPU 2 cluster model, cluster 0, member bit 2.
+    const std::uint32_t dfr[3] = {kDfrFlat, kDfrFlat, kDfrCluster}, ldr[3] = {0, 0x02u << 24, 0x04u << 24};
+    LogicalRun run;
+    logical_ipis(rig, dfr, ldr, 0x02, 10, 1, run);
+    REQUIRE(rig.run());
+    CHECK(rig.stat("kvm.ipis_logical_map") == 0);
+    CHECK(rig.stat("kvm.ipis_slow_path") == 10);
+    // Each APIC matches by its own model (SDM 11.6.2.2): 0x02 names vCPU 1 (flat, bit 1);
+    // for vCPU 2 (cluster 0, bit 2) it is cluster 0, bit 1: not it.
+    CHECK(run.got[1] == 10);
+    CHECK(run.got[2] == 0);
+}
+
+TEST_CASE("xAPIC logical IPIs with two vCPUs of one logical ID: the map is disabled, both receive") {
+    KvmRig rig(3, params(true, false), /*x2apic=*/false);
+    const std::uint32_t dfr[3] = {kDfrFlat, kDfrFlat, kDfrFlat}, ldr[3] = {0, 0x02u << 24, 0x02u << 24};
+    LogicalRun run;
+    logical_ipis(rig, dfr, ldr, 0x02, 5, 2, run);
+    REQUIRE(rig.run());
+    CHECK(rig.stat("kvm.ipis_slow_path") == 5);
+    CHECK(run.got[1] == 5);
+    CHECK(run.got[2] == 5);
+}

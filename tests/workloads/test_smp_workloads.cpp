@@ -66,6 +66,10 @@ TEST_CASE("multicast in xAPIC flat logical mode with IPIv: each target gets each
     // targets' LDR and DFR writes, 2 each).
     CHECK(run.rig->kvm().exits(r(ExitReason::ApicWrite)) == run.result.total_iterations + 2 * 3);
     CHECK(run.rig->stat("ipiv.virtualized") == 0);
+    // KVM finds the targets in its optimized map's logical part (flat model), not by
+    // matching every vCPU.
+    CHECK(run.rig->stat("kvm.ipis_logical_map") == run.result.total_iterations);
+    CHECK(run.rig->stat("kvm.ipis_slow_path") == 0);
 }
 
 TEST_CASE("multicast in x2APIC cluster mode without IPIv: the slow WRMSR path (no fastpath)") {
@@ -95,6 +99,7 @@ TEST_CASE("broadcast in x2APIC mode with IPIv: every other vCPU gets each IPI on
     INFO(run.result.check);
     CHECK(run.result.ok);
     CHECK(run.rig->vcpu(0).exits(r(ExitReason::ApicWrite)) == run.result.total_iterations);
+    CHECK(run.rig->stat("kvm.ipis_slow_path") == run.result.total_iterations);  // a shorthand: every vCPU matched
     for (unsigned i = 1; i < 4; ++i) CHECK(run.rig->vcpu(i).context().delivered_interrupts == run.result.total_iterations);
     CHECK(run.rig->vcpu(0).context().delivered_interrupts == 0);  // all excluding self
 }
@@ -216,6 +221,8 @@ TEST_CASE("multicast in the xAPIC cluster model (40 vCPUs): each target gets eac
     cpu::VirtualApicPage page(run.rig->platform().memory(), run.rig->vcpu(13).vapic_page());
     CHECK(page.read32(cpu::kVapicLdr) == ((3u << 4 | 1u << 1) << 24));  // vCPU 13: cluster 3, bit 1
     CHECK((page.read32(cpu::kVapicDfr) >> 28) == 0);
+    CHECK(run.rig->stat("kvm.ipis_logical_map") > 0);  // the cluster model's map
+    CHECK(run.rig->stat("kvm.ipis_slow_path") == 0);
 }
 
 TEST_CASE("multicast across x2APIC clusters (100 vCPUs): each target gets each IPI once") {
@@ -224,6 +231,8 @@ TEST_CASE("multicast across x2APIC clusters (100 vCPUs): each target gets each I
     REQUIRE(run.finished);
     INFO(run.result.check);
     CHECK(run.result.ok);
+    CHECK(run.rig->stat("kvm.ipis_logical_map") > 0);
+    CHECK(run.rig->stat("kvm.ipis_slow_path") == 0);
 }
 
 TEST_CASE("multicast refuses more xAPIC vCPUs than logical destinations can address") {
