@@ -19,6 +19,7 @@
 #include "sim/calibrate.hpp"
 #include "sim/experiment.hpp"
 #include "sim/options.hpp"
+#include "sim/scenario_file.hpp"
 #include "workloads/workload.hpp"
 
 namespace po = boost::program_options;
@@ -37,6 +38,7 @@ const std::vector<Subcommand> kSubcommands = {
     {"list", "list workloads, profiles, VMM knobs and cost names"},
     {"calibrate", "fit the profile's `fitted` costs to the training measurements"},
     {"bench", "measure simulator speed (host ns per simulated IPI round trip)"},
+    {"check", "run scenario files and check their expectations (docs/scenarios.md)"},
 };
 
 void print_help(std::ostream& os) {
@@ -605,6 +607,62 @@ int cmd_list(const std::vector<std::string>& args) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------- check
+int cmd_check(const std::vector<std::string>& args) {
+    std::vector<std::string> files;
+    std::string timeline, json, debug, jobs_text = "2";
+    bool trace = false;
+    po::options_description desc(
+        "vtxsim check FILE... [options]: runs each scenario file and checks its expectations;\n"
+        "exit 0 when all hold, 1 when one fails, 2 for a bad file");
+    desc.add_options()("help,h", "this help")("file", po::value(&files)->composing(), "scenario files")
+        ("trace", po::bool_switch(&trace), "print every microcode step and VMM path (one file)")
+        ("debug", po::value(&debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest,mem (one file)")
+        ("timeline", po::value(&timeline), "write a Chrome/Perfetto timeline of the run to FILE (one file)")
+        ("json", po::value(&json), "write the outcomes as JSON to FILE")
+        ("jobs", po::value(&jobs_text)->default_value(jobs_text), "scenarios in parallel (processes)");
+    po::positional_options_description pos;
+    pos.add("file", -1);
+    auto vm = parse(args, desc, &pos, nullptr);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    if (files.empty()) throw model::ConfigError("check: which scenario files?");
+    if ((trace || !debug.empty() || !timeline.empty()) && files.size() != 1)
+        throw model::ConfigError("check: --trace, --debug and --timeline take one scenario file");
+    const unsigned jobs = static_cast<unsigned>(parse_count("jobs", jobs_text, 1, kMaxJobs));
+    std::vector<RunSpec> specs;
+    std::vector<ScenarioFile> loaded;
+    for (const auto& f : files) {
+        loaded.push_back(load_scenario_file(f));
+        specs.push_back(scenario_spec(loaded.back()));
+        specs.back().trace = trace;
+        specs.back().timeline_path = timeline;
+        std::stringstream ss(debug);
+        for (std::string flag; std::getline(ss, flag, ',');)
+            if (!flag.empty()) specs.back().debug_flags.push_back(flag);
+    }
+    const auto outs = run_many(specs, trace || !debug.empty() ? 1 : jobs);
+    bool all = true;
+    nlohmann::json results = nlohmann::json::array();
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+        const auto& s = *loaded[i].scenario;
+        const RunOutcome& o = outs[i];
+        if (o.bad_input) throw model::ConfigError(files[i] + ": " + o.error);
+        const bool ok = o.ok && o.check_ok;
+        all = all && ok;
+        std::printf("%s %s (%s): ", ok ? "PASS" : "FAIL", s.name.c_str(), files[i].c_str());
+        if (!o.ok)
+            std::printf("the run failed: %s\n", o.error.c_str());
+        else
+            std::printf("%s", o.check.c_str());
+        results.push_back({{"file", files[i]}, {"name", s.name}, {"ok", ok}, {"error", o.error}, {"report", o.check}});
+    }
+    if (!json.empty()) write_file(json, results.dump(2) + "\n");
+    return all ? 0 : 1;
+}
+
 // ---------------------------------------------------------------------------- bench
 int cmd_bench(const std::vector<std::string>& args) {
     Common c;
@@ -719,6 +777,7 @@ int run_cli(int argc, char* argv[]) {
         if (sub == "compare") return cmd_compare(rest);
         if (sub == "list") return cmd_list(rest);
         if (sub == "bench") return cmd_bench(rest);
+        if (sub == "check") return cmd_check(rest);
         if (sub == "calibrate") return cmd_calibrate(rest);
     } catch (const po::error& e) {
         std::cerr << "vtxsim " << sub << ": " << e.what() << " (see `vtxsim " << sub << " --help`)\n";

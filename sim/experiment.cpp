@@ -105,8 +105,8 @@ std::vector<RunSpec> comparison_specs(const RunSpec& base, unsigned runs) {
 RunOutcome run_in_process(const RunSpec& spec) {
     RunOutcome out;
     const auto setup_start = std::chrono::steady_clock::now();
-    const auto* info = workloads::find_workload(spec.workload);
-    if (!info) {
+    const auto* info = spec.scenario ? nullptr : workloads::find_workload(spec.workload);
+    if (!info && !spec.scenario) {
         out.error = "unknown workload \"" + spec.workload + "\"";
         return out;
     }
@@ -127,7 +127,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
     vmm::Kvm& kvm = *kvm_owner;
     kvm.set_vmcs_overrides(spec.vmcs_overrides);
     vmm::Vm& vm = kvm.create_vm(spec.config.x2apic);
-    std::unique_ptr<workloads::Workload> workload = info->make();
+    std::unique_ptr<workloads::Workload> workload =
+        spec.scenario ? workloads::scenario::make_scenario_workload(spec.scenario) : info->make();
     // A simulation stopped in the middle (an error, or the simulated-time budget) still has
     // its threads suspended inside the model: it is abandoned, not destroyed (the process
     // ends right after).

@@ -3,6 +3,7 @@
 // each run is simulated in a child process (fork) that sends its outcome back as JSON.
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 
 #include "model/profile.hpp"
 #include "vmm/kvm.hpp"
+#include "workloads/scenario.hpp"
 #include "workloads/workload.hpp"
 
 namespace vtx::sim {
@@ -36,6 +38,8 @@ struct RunSpec {
     double max_simulated_seconds = 60.0;  // a run that has not finished by then is an error
     double max_host_seconds = 0;          // a run that takes longer is stopped (0: no limit)
     double quantum_cycles = kDefaultQuantumCycles;  // 0: exact mode; else decoupled (cpu/platform.hpp)
+    // A scenario file's contents (vtxsim check): runs instead of the registered workload.
+    std::shared_ptr<const workloads::scenario::Scenario> scenario;
 };
 
 struct RunOutcome {

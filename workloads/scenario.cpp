@@ -1,0 +1,229 @@
+#include "workloads/scenario.hpp"
+
+#include <cstdio>
+
+#include "cpu/guest.hpp"
+#include "cpu/virtual_apic.hpp"
+#include "model/error.hpp"
+#include "pid/descriptor.hpp"
+#include "workloads/kut.hpp"
+
+namespace vtx::workloads::scenario {
+namespace {
+
+using vmcs::Field;
+
+std::string hex(std::uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+class ScenarioWorkload : public Workload {
+public:
+    explicit ScenarioWorkload(std::shared_ptr<const Scenario> s) : m_s(std::move(s)) {
+        m_outcomes.resize(m_s->expectations.size());
+        for (std::size_t i = 0; i < m_outcomes.size(); ++i) m_outcomes[i].expectation = &m_s->expectations[i];
+    }
+
+    void setup(vmm::Kvm& kvm, vmm::Vm& vm, const WorkloadConfig&) override {
+        m_kvm = &kvm;
+        m_vm = &vm;
+        auto& mem = kvm.platform().memory();
+        for (const auto& [name, initial] : m_s->memory) {
+            const std::uint64_t gpa = vm.alloc_guest(64, 64);
+            mem.poke64(vm.gpa_to_hpa(gpa), initial);
+            m_symbol_gpa.push_back(gpa);
+        }
+        m_received.resize(m_s->vcpus.size());
+        for (std::size_t k = 0; k < m_s->vcpus.size(); ++k) {
+            const VcpuSpec& spec = m_s->vcpus[k];
+            vmm::Vcpu& v = vm.create_vcpu(spec.id, spec.pcpu);
+            const std::uint64_t entry = kBspEntry + 0x1000 * spec.id;
+            v.set_entry_point(entry);
+            m_index_of[spec.id] = k;
+            vm.add_code(entry, [this, k](cpu::GuestCpu& g) { vcpu_main(g, k); });
+        }
+    }
+
+    WorkloadResult result(vmm::Kvm&, vmm::Vm&) override {
+        for (std::size_t i = 0; i < m_outcomes.size(); ++i)
+            if (m_s->expectations[i].at.empty()) record(i, evaluate(m_s->expectations[i]));
+        WorkloadResult r;
+        std::size_t failed = 0;
+        std::string report;
+        for (const Outcome& o : m_outcomes) {
+            const Expectation& e = *o.expectation;
+            const bool ok = o.evaluated && o.ok;
+            failed += !ok;
+            report += ok ? "  ok    " : "  FAIL  ";
+            report += e.what;
+            if (!e.at.empty()) report += " (at " + e.at + ")";
+            if (!o.evaluated)
+                report += ": check point never reached (" + e.where.text() + ")";
+            else if (!ok)
+                report += ": got " + hex(o.actual) + " (" + e.where.text() + ")";
+            report += "\n";
+        }
+        r.ok = failed == 0;
+        r.check = std::to_string(m_outcomes.size() - failed) + " of " + std::to_string(m_outcomes.size()) +
+                  " expectations hold\n" + report;
+        r.iterations = r.total_iterations = 1;
+        r.values["expectations"] = static_cast<double>(m_outcomes.size());
+        r.values["failed"] = static_cast<double>(failed);
+        return r;
+    }
+
+private:
+    vmm::Vcpu& vcpu(unsigned id) {
+        return *m_vm->vcpus().at(m_index_of.at(id));
+    }
+    std::uint64_t address(const Instr& in) const {
+        return in.symbol >= 0 ? m_symbol_gpa[static_cast<std::size_t>(in.symbol)] + in.a : in.a;
+    }
+
+    void vcpu_main(cpu::GuestCpu& g, std::size_t k) {
+        const VcpuSpec& spec = m_s->vcpus[k];
+        for (const auto& [vector, body] : spec.handlers) {
+            const std::uint8_t vec = vector;
+            g.set_handler(vec, [this, k, vec, &body](cpu::GuestCpu& c, std::uint8_t) {
+                ++m_received[k][vec];
+                run(c, body);
+            });
+        }
+        run(g, spec.program);
+    }
+
+    void run(cpu::GuestCpu& g, const std::vector<Instr>& code) {
+        for (const Instr& in : code) execute(g, in);
+    }
+
+    bool compare(std::uint64_t v, const Instr& in) const {
+        switch (in.cond) {
+            case Cond::Eq: return v == in.b;
+            case Cond::Ne: return v != in.b;
+            case Cond::Ge: return v >= in.b;
+            case Cond::Le: return v <= in.b;
+        }
+        return false;
+    }
+
+    std::uint64_t load(cpu::GuestCpu& g, const Instr& in) {
+        return in.size == 4 ? g.load32(address(in)) : g.load64(address(in));
+    }
+
+    void execute(cpu::GuestCpu& g, const Instr& in) {
+        kut::Lib lib(g, m_s->x2apic);
+        switch (in.op) {
+            case Op::Nop: g.compute(1); return;
+            case Op::Compute: g.compute(in.a); return;
+            case Op::Sti: g.sti(); return;
+            case Op::Cli: g.cli(); return;
+            case Op::Hlt: g.hlt(); return;
+            case Op::StiHlt: g.sti_hlt(); return;
+            case Op::Pause: g.pause(); return;
+            case Op::Mfence: g.mfence(); return;
+            case Op::Rdtsc: g.rdtsc(); return;
+            case Op::Cpuid: g.cpuid(static_cast<std::uint32_t>(in.a)); return;
+            case Op::Vmcall: g.vmcall(in.a); return;
+            case Op::Wrmsr: g.wrmsr(static_cast<std::uint32_t>(in.a), in.b); return;
+            case Op::Rdmsr: g.rdmsr(static_cast<std::uint32_t>(in.a)); return;
+            case Op::ApicWrite: lib.apic_write(static_cast<std::uint32_t>(in.a), static_cast<std::uint32_t>(in.b)); return;
+            case Op::ApicRead: lib.apic_read(static_cast<std::uint32_t>(in.a)); return;
+            case Op::SendIpi: lib.apic_icr_write(static_cast<std::uint32_t>(in.a), static_cast<std::uint32_t>(in.b)); return;
+            case Op::Eoi: lib.eoi(); return;
+            case Op::Store:
+                if (in.size == 4)
+                    g.store32(address(in), static_cast<std::uint32_t>(in.b));
+                else
+                    g.store64(address(in), in.b);
+                return;
+            case Op::Load: load(g, in); return;
+            case Op::LockAdd: g.lock_add(address(in), in.b); return;
+            case Op::LockBts: g.lock_bts(address(in), static_cast<unsigned>(in.b)); return;
+            case Op::LockBtr: g.lock_btr(address(in), static_cast<unsigned>(in.b)); return;
+            case Op::Xchg: g.xchg(address(in), in.b); return;
+            case Op::Cmpxchg: g.lock_cmpxchg(address(in), in.b, in.c); return;
+            case Op::SpinUntil: g.spin_until([&] { return compare(load(g, in), in); }, address(in)); return;
+            case Op::Loop:
+                for (std::uint64_t i = 0; i < in.a; ++i) run(g, in.body);
+                return;
+            case Op::Check:
+                for (std::size_t i = 0; i < m_outcomes.size(); ++i)
+                    if (m_s->expectations[i].at == in.name) record(i, evaluate(m_s->expectations[i]));
+                return;
+            case Op::Idle: g.idle_loop();
+        }
+    }
+
+    // The first failing evaluation of an expectation is the one reported.
+    void record(std::size_t i, std::pair<bool, std::uint64_t> r) {
+        Outcome& o = m_outcomes[i];
+        if (o.evaluated && !o.ok) return;
+        o.evaluated = true;
+        o.ok = r.first;
+        o.actual = r.second;
+    }
+
+    std::pair<bool, std::uint64_t> evaluate(const Expectation& e) {
+        using K = Expectation::Kind;
+        auto& mem = m_kvm->platform().memory();
+        std::uint64_t actual = 0;
+        switch (e.kind) {
+            case K::Memory: {
+                std::size_t i = 0;
+                while (m_s->memory[i].first != e.symbol) ++i;  // the parser checked the name
+                actual = mem.peek64(m_vm->gpa_to_hpa(m_symbol_gpa[i]));
+                break;
+            }
+            case K::Stat: actual = m_kvm->platform().stats().value(e.symbol); break;
+            default: {
+                vmm::Vcpu& v = vcpu(e.vcpu);
+                const vmcs::Vmcs& vmcs = v.loaded_context().vmcs;
+                cpu::VirtualApicPage page(mem, v.vapic_page());
+                model::DirectMemoryPort port(mem, model::kDeviceAgent);
+                pid::PostedInterruptDescriptor pid(port, v.pi_desc());
+                switch (e.kind) {
+                    case K::Exits: actual = v.exits(static_cast<std::uint16_t>(e.key)); break;
+                    case K::Received: {
+                        const auto& got = m_received[m_index_of.at(e.vcpu)];
+                        auto it = got.find(static_cast<std::uint8_t>(e.key));
+                        actual = it == got.end() ? 0 : it->second;
+                        break;
+                    }
+                    case K::Activity: actual = vmcs.hw_read(Field::GuestActivityState); break;
+                    case K::Rvi: actual = cpu::rvi(vmcs); break;
+                    case K::Svi: actual = cpu::svi(vmcs); break;
+                    case K::Vppr: actual = page.read32(cpu::kVapicPpr); break;
+                    case K::VirrHas: actual = page.test_bit(cpu::kVapicIrr, static_cast<std::uint8_t>(e.key)); break;
+                    case K::VisrHas: actual = page.test_bit(cpu::kVapicIsr, static_cast<std::uint8_t>(e.key)); break;
+                    case K::PidOn: actual = pid.on(); break;
+                    case K::PidSn: actual = pid.sn(); break;
+                    case K::PidNv: actual = pid.nv(); break;
+                    case K::PidNdst: actual = pid.ndst(); break;
+                    case K::PidPirHas: actual = pid.pir_bit(static_cast<std::uint8_t>(e.key)); break;
+                    case K::ExitReason: actual = vmcs.hw_read(Field::VmExitReason) & vmcs::kExitReasonBasicMask; break;
+                    case K::ExitQualification: actual = vmcs.hw_read(Field::ExitQualification); break;
+                    default: break;
+                }
+            }
+        }
+        return {actual == e.value, actual};
+    }
+
+    std::shared_ptr<const Scenario> m_s;
+    vmm::Kvm* m_kvm = nullptr;
+    vmm::Vm* m_vm = nullptr;
+    std::vector<std::uint64_t> m_symbol_gpa;
+    std::map<unsigned, std::size_t> m_index_of;                     // vCPU ID -> index in m_s->vcpus
+    std::vector<std::map<std::uint8_t, std::uint64_t>> m_received;  // per vCPU: vector -> handler runs
+    std::vector<Outcome> m_outcomes;
+};
+
+}  // namespace
+
+std::unique_ptr<Workload> make_scenario_workload(std::shared_ptr<const Scenario> scenario) {
+    return std::make_unique<ScenarioWorkload>(std::move(scenario));
+}
+
+}  // namespace vtx::workloads::scenario
