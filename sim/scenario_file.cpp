@@ -248,7 +248,7 @@ struct Parser {
         for (std::size_t i = 0; i < list.size(); ++i) {
             const YAML::Node n = list[i];
             const std::string f = "vcpus[" + std::to_string(i) + "]";
-            r.only(n, f, {"id", "pcpu", "program", "handlers"});
+            r.only(n, f, {"id", "pcpu", "start", "sipi_vector", "program", "handlers"});
             VcpuSpec v;
             v.where = r.where(n);
             v.id = static_cast<unsigned>(r.number(r.need(n, "id", f), f + ".id", 4095));
@@ -257,6 +257,18 @@ struct Parser {
             if (v.pcpu >= s.pcpus)
                 r.fail(n["pcpu"], f + ".pcpu", "CPU " + std::to_string(v.pcpu) + " of " + std::to_string(s.pcpus) +
                                                    " (platform.pcpus)");
+            if (n["start"]) {
+                const std::string start = r.text(n["start"], f + ".start");
+                if (start != "runnable" && start != "uninitialized")
+                    r.fail(n["start"], f + ".start", "runnable or uninitialized");
+                v.uninitialized = start == "uninitialized";
+            }
+            if (v.uninitialized != n["sipi_vector"].IsDefined())
+                r.fail(n, f, "an uninitialized vCPU names the sipi_vector its program starts at, and only it");
+            if (v.uninitialized) {
+                if (v.id == 0) r.fail(n["start"], f + ".start", "vCPU 0 starts runnable (its program's end ends the run)");
+                v.sipi_vector = static_cast<std::uint8_t>(r.number(n["sipi_vector"], f + ".sipi_vector", 255));
+            }
             v.program = program(r.need(n, "program", f), f + ".program");
             if (n["handlers"]) {
                 const YAML::Node h = n["handlers"];
@@ -279,7 +291,7 @@ struct Parser {
         for (std::size_t i = 0; i < list.size(); ++i) {
             const YAML::Node n = list[i];
             const std::string f = "expect[" + std::to_string(i) + "]";
-            r.only(n, f, {"at", "vcpu", "exits", "received", "activity", "rvi", "svi", "vppr", "virr", "visr", "pid",
+            r.only(n, f, {"at", "vcpu", "exits", "received", "activity", "mp_state", "rvi", "svi", "vppr", "virr", "visr", "pid",
                           "exit_reason", "exit_qualification", "memory", "stat"});
             Expectation base;
             base.where = r.where(n);
@@ -368,6 +380,10 @@ struct Parser {
                     const std::uint64_t state = icr_field(r, v, g, {{"active", 0}, {"hlt", 1}, {"shutdown", 2},
                                                                     {"wait_for_sipi", 3}});
                     add(K::Activity, 0, state, who + "activity " + r.text(v, g));
+                } else if (key == "mp_state") {
+                    const std::uint64_t state = icr_field(r, v, g, {{"runnable", 0}, {"uninitialized", 1},
+                                                                    {"init_received", 2}, {"halted", 3}});
+                    add(K::MpState, 0, state, who + "mp_state " + r.text(v, g));
                 } else if (key == "exit_reason") {
                     const std::string reason = r.text(v, g);
                     std::uint64_t number;

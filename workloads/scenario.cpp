@@ -1,6 +1,7 @@
 #include "workloads/scenario.hpp"
 
 #include <cstdio>
+#include <set>
 
 #include "cpu/guest.hpp"
 #include "cpu/virtual_apic.hpp"
@@ -36,12 +37,22 @@ public:
             m_symbol_gpa.push_back(gpa);
         }
         m_received.resize(m_s->vcpus.size());
+        std::set<std::uint8_t> trampolines;
         for (std::size_t k = 0; k < m_s->vcpus.size(); ++k) {
             const VcpuSpec& spec = m_s->vcpus[k];
-            vmm::Vcpu& v = vm.create_vcpu(spec.id, spec.pcpu);
+            vmm::Vcpu& v = vm.create_vcpu(spec.id, spec.pcpu, !spec.uninitialized);
+            m_index_of[spec.id] = k;
+            m_index_of_context[&v.context()] = k;
+            if (spec.uninitialized) {
+                // The start-up code at the SIPI vector's page, shared by the APs that use it.
+                if (trampolines.insert(spec.sipi_vector).second)
+                    vm.add_code(std::uint64_t{spec.sipi_vector} << 12, [this](cpu::GuestCpu& g) {
+                        vcpu_main(g, m_index_of_context.at(&g.context()));
+                    });
+                continue;
+            }
             const std::uint64_t entry = kBspEntry + 0x1000 * spec.id;
             v.set_entry_point(entry);
-            m_index_of[spec.id] = k;
             vm.add_code(entry, [this, k](cpu::GuestCpu& g) { vcpu_main(g, k); });
         }
     }
@@ -192,6 +203,7 @@ private:
                         break;
                     }
                     case K::Activity: actual = vmcs.hw_read(Field::GuestActivityState); break;
+                    case K::MpState: actual = static_cast<std::uint64_t>(v.mp_state()); break;
                     case K::Rvi: actual = cpu::rvi(vmcs); break;
                     case K::Svi: actual = cpu::svi(vmcs); break;
                     case K::Vppr: actual = page.read32(cpu::kVapicPpr); break;
@@ -216,6 +228,7 @@ private:
     vmm::Vm* m_vm = nullptr;
     std::vector<std::uint64_t> m_symbol_gpa;
     std::map<unsigned, std::size_t> m_index_of;                     // vCPU ID -> index in m_s->vcpus
+    std::map<const cpu::GuestContext*, std::size_t> m_index_of_context;
     std::vector<std::map<std::uint8_t, std::uint64_t>> m_received;  // per vCPU: vector -> handler runs
     std::vector<Outcome> m_outcomes;
 };

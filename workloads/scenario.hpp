@@ -59,6 +59,10 @@ struct Instr {
 struct VcpuSpec {
     unsigned id = 0;
     unsigned pcpu = 0;
+    // Starts UNINITIALIZED (waiting for INIT-SIPI-SIPI) instead of RUNNABLE; its program then
+    // runs from the SIPI's start-up address, sipi_vector << 12.
+    bool uninitialized = false;
+    std::uint8_t sipi_vector = 0;
     std::vector<Instr> program;
     std::map<std::uint8_t, std::vector<Instr>> handlers;  // vector -> handler body (IRET at its end)
     Where where;
@@ -70,6 +74,7 @@ struct Expectation {
         Exits,      // vCPU's VM exits with basic reason `key`: value
         Received,   // vCPU's handler for vector `key` ran `value` times
         Activity,   // vCPU's guest activity state (VMCS): value
+        MpState,    // KVM's mp_state of the vCPU (vmm::MpState): value
         Rvi, Svi,   // guest interrupt status bytes
         Vppr,       // virtual-APIC page PPR
         VirrHas, VisrHas,  // the vector `key` set (value 1) or clear (0) in VIRR / VISR

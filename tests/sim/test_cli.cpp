@@ -315,3 +315,73 @@ TEST_CASE("bench --scale refuses sizes out of range and its options without --sc
     CHECK(r.status == 2);
     CHECK(r.err.find("needs --scale") != std::string::npos);
 }
+
+// ---- scenario files (vtxsim check)
+namespace {
+std::string scenario_file(const std::string& name, const std::string& text) {
+    const std::string path = vtx::test::temp_path(name);
+    std::ofstream(path) << text;
+    return path;
+}
+const char* kGoodHead = R"(name: t
+platform: {apic: x2apic, pcpus: 2}
+memory: {flag: 0}
+)";
+}  // namespace
+
+TEST_CASE("check: a scenario whose expectation fails exits 1 and names the expectation and its line", "[cli][check]") {
+    const std::string f = scenario_file("fail.yaml", std::string(kGoodHead) + R"(vcpus:
+  - id: 0
+    program:
+      - store: {addr: flag, value: 7}
+expect:
+  - {memory: {flag: 8}}
+  - {memory: {flag: 7}}
+)");
+    const std::string json = vtx::test::temp_path("check.json");
+    const auto r = vtxsim({"check", f, "--json", json});
+    CHECK(r.status == 1);
+    const auto j = vtx::test::read_json(json);
+    ::unlink(json.c_str());
+    ::unlink(f.c_str());
+    REQUIRE(j.size() == 1);
+    CHECK(j[0]["ok"] == false);
+    const std::string report = j[0]["report"];
+    CHECK(report.find("1 of 2 expectations hold") != std::string::npos);
+    CHECK(report.find("FAIL  memory flag == 8: got 0x7 (" + f + ":9)") != std::string::npos);
+    CHECK(report.find("ok    memory flag == 7") != std::string::npos);
+}
+
+TEST_CASE("check: a bad scenario file is one message with file, line and field, and exit 2", "[cli][check]") {
+    struct Case {
+        std::string body, message;
+    };
+    const std::vector<Case> cases = {
+        {"vcpus:\n  - id: 0\n    program:\n      - jump: 3\n", ":7: vcpus[0].program[0]: unknown instruction \"jump\""},
+        {"vcpus:\n  - id: 1\n    program: [nop]\n", ":5: vcpus: no vCPU 0"},
+        {"vcpus:\n  - id: 0\n    program:\n      - store: {addr: flagg, value: 1}\n",
+         ":7: vcpus[0].program[0].store.addr: \"flagg\" is neither a name under memory: nor an address"},
+        {"vcpus:\n  - id: 0\n    program: [nop]\nexpect:\n  - {vcpu: 0, exits: {NO_SUCH: 1}}\n",
+         ":8: expect[0].exits: \"NO_SUCH\" is not an exit reason"},
+        {"vcpus:\n  - id: 0\n    program: [nop]\nexpect:\n  - {at: there, memory: {flag: 1}}\n",
+         ":8: expect[0].at: no program has the check point \"there\""},
+        {"vcpus:\n  - id: 0\n    pcpu: 2\n    program: [nop]\n", ":6: vcpus[0].pcpu: CPU 2 of 2 (platform.pcpus)"},
+        {"vcpus:\n  - id: 0\n    program:\n      - send_ipi: {vector: 0x140}\n",
+         ":7: vcpus[0].program[0].send_ipi.vector: \"0x140\" is not a whole number from 0 to 255"},
+        {"vcpus: [ {id: 0, program: [nop] }\n", ":5: not valid YAML"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.body);
+        const std::string f = scenario_file("bad.yaml", std::string(kGoodHead) + c.body);
+        const auto r = vtxsim({"check", f});
+        ::unlink(f.c_str());
+        CHECK(r.status == 2);
+        CHECK(r.err.find(f + c.message) != std::string::npos);
+    }
+}
+
+TEST_CASE("check: the repository's scenario files all hold", "[cli][check]") {
+    const std::string dir = std::string(VTX_SOURCE_DIR) + "/tests/scenarios/";
+    const auto r = vtxsim({"check", dir + "ipiv_unicast_x2apic.yaml", dir + "xapic_exit_path.yaml"});
+    CHECK(r.status == 0);
+}
