@@ -1,10 +1,13 @@
 #include "sim/cli.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -20,6 +23,7 @@
 #include "sim/experiment.hpp"
 #include "sim/options.hpp"
 #include "sim/scenario_file.hpp"
+#include "sim/sweep.hpp"
 #include "workloads/workload.hpp"
 
 namespace po = boost::program_options;
@@ -39,6 +43,8 @@ const std::vector<Subcommand> kSubcommands = {
     {"calibrate", "fit the profile's `fitted` costs to the training measurements"},
     {"bench", "measure simulator speed (host ns per simulated IPI round trip)"},
     {"check", "run scenario files and check their expectations (docs/scenarios.md)"},
+    {"sweep", "run a grid of configurations (`--grid KEY=V1,V2`), resumable, with progress"},
+    {"plot", "plot a sweep's results (gnuplot: SVG or PNG)"},
 };
 
 void print_help(std::ostream& os) {
@@ -52,26 +58,12 @@ void print_help(std::ostream& os) {
     }
 }
 
-std::string format_cycles(double cycles) {
-    std::ostringstream os;
-    os << cycles;
-    return os.str();
-}
 
 // The time mode, for report headers: exact mode (the reference) is not marked.
 std::string time_mode_note(double quantum) {
     return quantum > 0 ? "; decoupled, quantum " + format_cycles(quantum) + " cycles" : "";
 }
 
-// --quantum CYCLES: a whole number of cycles, 0 (exact mode) up to kMaxQuantumCycles.
-constexpr double kMaxQuantumCycles = 1e9;
-double parse_quantum(const std::string& text) {
-    const auto q = model::parse_finite_double(text);
-    if (!q || *q < 0 || *q > kMaxQuantumCycles || *q != std::floor(*q))
-        throw model::ConfigError("--quantum: \"" + text + "\" is not a whole number of cycles from 0 (exact mode) to " +
-                                 format_cycles(kMaxQuantumCycles));
-    return *q;
-}
 
 // Options shared by the simulation subcommands.
 struct Common {
@@ -186,28 +178,6 @@ RunSpec base_spec(Common& c) {
         }
     if (c.quantum_given) spec.quantum_cycles = parse_quantum(c.quantum);
     return spec;
-}
-
-nlohmann::json resolved_config(const RunSpec& s) {
-    nlohmann::json costs = nlohmann::json::object();
-    for (std::size_t i = 0; i < model::kCostCount; ++i) {
-        const auto c = static_cast<model::Cost>(i);
-        costs[std::string(model::cost_name(c))] = s.profile.costs.entry(c).cycles;
-    }
-    nlohmann::json kvm = nlohmann::json::object();
-    for (const auto& k : s.kvm.describe()) kvm[k[0]] = k[1];
-    return {{"profile", s.profile.name},
-            {"profile_file", display_path(s.profile.file)},
-            {"core_ghz", s.profile.core_ghz},
-            {"workload", s.workload},
-            {"apic", s.config.x2apic ? "x2apic" : "xapic"},
-            {"vcpus", s.config.vcpus},
-            {"pcpus", s.config.pcpus},
-            {"goal", s.config.goal},
-            {"seed", s.seed},
-            {"quantum", s.quantum_cycles},
-            {"knobs", kvm},
-            {"costs", costs}};
 }
 
 void write_file(const std::string& path, const std::string& text) { model::write_file_atomically(path, text); }
@@ -607,6 +577,70 @@ int cmd_list(const std::vector<std::string>& args) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------- sweep
+int cmd_sweep(const std::vector<std::string>& args) {
+    Common c;
+    std::string workload, out;
+    std::vector<std::string> grid;
+    po::options_description desc(
+        "vtxsim sweep WORKLOAD --grid KEY=V1,V2,... [--grid ...] --out DIR [options]: every point of the\n"
+        "grid, --runs runs each, as processes on --jobs cores; KEY: vcpus, pcpus, apic, ipiv, profile,\n"
+        "quantum or a --set key. DIR keeps per point config.json, stats.txt, results.json, and\n"
+        "results.csv / results.json for the sweep; run again to resume (done points are skipped)");
+    desc.add_options()("help,h", "this help")("workload", po::value(&workload), "the workload (see `vtxsim list`)")
+        ("grid", po::value(&grid)->composing(), "KEY=V1,V2,...: a swept key and its values (repeatable)")
+        ("out", po::value(&out), "the sweep's directory");
+    add_common(desc, c, 5);
+    po::positional_options_description pos;
+    pos.add("workload", 1);
+    auto vm = parse(args, desc, &pos, &c);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    refuse_unused(vm, "sweep", {"json", "csv", "stats", "trace", "debug"});
+    if (workload.empty()) throw model::ConfigError("sweep: which workload? (see `vtxsim list`)");
+    if (out.empty()) throw model::ConfigError("sweep: --out DIR is required");
+    if (grid.empty()) throw model::ConfigError("sweep: no --grid KEY=V1,V2,...");
+    const RunSpec base = base_spec(c);  // checks seed, runs, jobs, times, quantum
+    SweepPlan plan;
+    plan.workload = workload;
+    plan.runs = c.runs;
+    plan.seed = c.seed;
+    plan.profile = c.profile;
+    plan.sets = c.sets;
+    plan.quantum_cycles = base.quantum_cycles;
+    plan.max_simulated_seconds = base.max_simulated_seconds;
+    plan.out_dir = out;
+    std::set<std::string> seen;
+    for (const auto& g : grid) {
+        plan.grid.push_back(parse_grid(g));
+        if (!seen.insert(plan.grid.back().key).second)
+            throw model::ConfigError("--grid " + plan.grid.back().key + ": the key is swept twice");
+    }
+    for (const auto& p : sweep_points(plan)) (void)point_specs(plan, p);  // every point's input, checked up front
+    return run_sweep(plan, c.jobs, ::isatty(STDERR_FILENO) != 0) ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------- plot
+int cmd_plot(const std::vector<std::string>& args) {
+    std::string input, out, x;
+    po::options_description desc("vtxsim plot DIR|results.json --out F.svg|F.png [--x KEY]");
+    desc.add_options()("help,h", "this help")("input", po::value(&input), "a sweep directory or its results.json")
+        ("out", po::value(&out), "the plot: .svg or .png")("x", po::value(&x), "the x axis (default: the first numeric swept key)");
+    po::positional_options_description pos;
+    pos.add("input", 1);
+    auto vm = parse(args, desc, &pos, nullptr);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    if (input.empty() || out.empty()) throw model::ConfigError("plot: a sweep directory and --out F.svg|F.png");
+    plot_sweep(input, out, x);
+    std::printf("wrote %s\n", out.c_str());
+    return 0;
+}
+
 // ---------------------------------------------------------------------------- check
 int cmd_check(const std::vector<std::string>& args) {
     std::vector<std::string> files;
@@ -778,6 +812,8 @@ int run_cli(int argc, char* argv[]) {
         if (sub == "list") return cmd_list(rest);
         if (sub == "bench") return cmd_bench(rest);
         if (sub == "check") return cmd_check(rest);
+        if (sub == "sweep") return cmd_sweep(rest);
+        if (sub == "plot") return cmd_plot(rest);
         if (sub == "calibrate") return cmd_calibrate(rest);
     } catch (const po::error& e) {
         std::cerr << "vtxsim " << sub << ": " << e.what() << " (see `vtxsim " << sub << " --help`)\n";

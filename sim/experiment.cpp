@@ -269,7 +269,8 @@ private:
 };
 }  // namespace
 
-std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs) {
+std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs,
+                                 const std::function<void(std::size_t, const RunOutcome&)>& on_done) {
     const StopSignals stop;
     std::size_t finished = 0;
     std::vector<RunOutcome> outcomes(specs.size());
@@ -327,6 +328,7 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
                       std::to_string(budget) + " s and was stopped";
             outcomes[c.index] = std::move(o);
             ++finished;
+            if (on_done) on_done(c.index, outcomes[c.index]);
             continue;
         }
         ++finished;
@@ -339,6 +341,7 @@ std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned job
             o = RunOutcome::from_json(nlohmann::json::parse(c.data));
         }
         outcomes[c.index] = std::move(o);
+        if (on_done) on_done(c.index, outcomes[c.index]);
     }
     return outcomes;
 }

@@ -2,6 +2,7 @@
 // One simulation run, and many of them: SystemC allows one elaboration per process, so
 // each run is simulated in a child process (fork) that sends its outcome back as JSON.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -106,6 +107,8 @@ private:
 // Simulates each run in its own child process, `jobs` at a time; outcomes in order. The
 // children die with the parent (PR_SET_PDEATHSIG); SIGINT / SIGTERM to the parent stop them
 // and throw Interrupted.
-std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs);
+// `on_done(index, outcome)`, if given, is called as each run finishes (in completion order).
+std::vector<RunOutcome> run_many(const std::vector<RunSpec>& specs, unsigned jobs,
+                                 const std::function<void(std::size_t, const RunOutcome&)>& on_done = {});
 
 }  // namespace vtx::sim

@@ -138,4 +138,42 @@ double sample_stddev(const std::vector<double>& v) {
     return std::sqrt(s / static_cast<double>(v.size() - 1));
 }
 
+std::string format_cycles(double cycles) {
+    std::ostringstream os;
+    os << cycles;
+    return os.str();
+}
+
+// --quantum CYCLES: a whole number of cycles, 0 (exact mode) up to kMaxQuantumCycles.
+constexpr double kMaxQuantumCycles = 1e9;
+double parse_quantum(const std::string& text) {
+    const auto q = model::parse_finite_double(text);
+    if (!q || *q < 0 || *q > kMaxQuantumCycles || *q != std::floor(*q))
+        throw model::ConfigError("--quantum: \"" + text + "\" is not a whole number of cycles from 0 (exact mode) to " +
+                                 format_cycles(kMaxQuantumCycles));
+    return *q;
+}
+
+nlohmann::json resolved_config(const RunSpec& s) {
+    nlohmann::json costs = nlohmann::json::object();
+    for (std::size_t i = 0; i < model::kCostCount; ++i) {
+        const auto c = static_cast<model::Cost>(i);
+        costs[std::string(model::cost_name(c))] = s.profile.costs.entry(c).cycles;
+    }
+    nlohmann::json kvm = nlohmann::json::object();
+    for (const auto& k : s.kvm.describe()) kvm[k[0]] = k[1];
+    return {{"profile", s.profile.name},
+            {"profile_file", display_path(s.profile.file)},
+            {"core_ghz", s.profile.core_ghz},
+            {"workload", s.workload},
+            {"apic", s.config.x2apic ? "x2apic" : "xapic"},
+            {"vcpus", s.config.vcpus},
+            {"pcpus", s.config.pcpus},
+            {"goal", s.config.goal},
+            {"seed", s.seed},
+            {"quantum", s.quantum_cycles},
+            {"knobs", kvm},
+            {"costs", costs}};
+}
+
 }  // namespace vtx::sim

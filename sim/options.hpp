@@ -38,6 +38,13 @@ struct TrainingSet {
 std::string default_training_file();
 TrainingSet load_training(const std::string& path);
 
+// A number of cycles as the reports print it.
+std::string format_cycles(double cycles);
+// --quantum CYCLES (or a scenario's / sweep's quantum): 0 (exact) up to 1e9, whole.
+double parse_quantum(const std::string& text);
+// Everything a run was configured with (profile, knobs, every cost), for JSON outputs.
+nlohmann::json resolved_config(const RunSpec& s);
+
 double mean_of(const std::vector<double>& v);
 double sample_stddev(const std::vector<double>& v);
 

@@ -1,3 +1,6 @@
+#include <filesystem>
+#include <sstream>
+
 #include <catch2/catch.hpp>
 
 #include <sys/prctl.h>
@@ -384,4 +387,95 @@ TEST_CASE("check: the repository's scenario files all hold", "[cli][check]") {
     const std::string dir = std::string(VTX_SOURCE_DIR) + "/tests/scenarios/";
     const auto r = vtxsim({"check", dir + "ipiv_unicast_x2apic.yaml", dir + "xapic_exit_path.yaml"});
     CHECK(r.status == 0);
+}
+
+// ---- sweep and plot
+namespace {
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+std::vector<std::string> sweep_args(const std::string& out, const std::string& apic_values) {
+    return {"sweep", "ipi", "--grid", "apic=" + apic_values, "--grid", "ipiv=off,on", "--runs", "2",
+            "--set", "workload.goal=50000", "--out", out, "--seed", "7"};
+}
+}  // namespace
+
+TEST_CASE("sweep: per point config, stats and results, and results.csv and results.json for the sweep", "[cli][sweep]") {
+    const std::string out = vtx::test::temp_path("sweep1");
+    REQUIRE(vtxsim(sweep_args(out, "xapic,x2apic")).status == 0);
+    const std::string csv = slurp(out + "/results.csv");
+    std::vector<std::string> lines;
+    std::stringstream ss(csv);
+    for (std::string l; std::getline(ss, l);) lines.push_back(l);
+    REQUIRE(lines.size() == 1 + 4);
+    CHECK(lines[0] == "apic,ipiv,runs,mean,stddev,min,max,checks_ok");
+    CHECK(lines[1].rfind("xapic,off,2,", 0) == 0);
+    CHECK(lines[4].rfind("x2apic,on,2,", 0) == 0);
+    const auto j = vtx::test::read_json(out + "/results.json");
+    REQUIRE(j["points"].size() == 4);
+    CHECK(j["sweep"]["workload"] == "ipi");
+    for (const auto& p : j["points"]) {
+        CHECK(p["mean"].get<double>() > 0);
+        CHECK(p["cycles"].size() == 2);
+        CHECK(p["checks_ok"] == true);
+    }
+    // IPI virtualization lowers the ipi round trip in both APIC modes.
+    CHECK(j["points"][1]["mean"].get<double>() < j["points"][0]["mean"].get<double>());
+    CHECK(j["points"][3]["mean"].get<double>() < j["points"][2]["mean"].get<double>());
+    const std::string point = out + "/points/apic=x2apic__ipiv=on";
+    CHECK(vtx::test::read_json(point + "/config.json")["apic"] == "x2apic");
+    CHECK(slurp(point + "/stats.txt").find("sim.cycles") != std::string::npos);
+    CHECK(vtx::test::read_json(point + "/results.json")["runs"].size() == 2);
+    std::filesystem::remove_all(out);
+}
+
+TEST_CASE("sweep: results depend on neither order nor parallelism, and an interrupted sweep resumes", "[cli][sweep]") {
+    const std::string a = vtx::test::temp_path("sweepa"), b = vtx::test::temp_path("sweepb");
+    REQUIRE(vtxsim(sweep_args(a, "xapic,x2apic")).status == 0);
+    auto args = sweep_args(b, "x2apic,xapic");  // the other order, one job
+    args.insert(args.end(), {"--jobs", "1"});
+    REQUIRE(vtxsim(args).status == 0);
+    for (const char* point : {"apic=xapic__ipiv=off", "apic=x2apic__ipiv=on"})
+        CHECK(slurp(a + "/points/" + point + "/results.json") == slurp(b + "/points/" + point + "/results.json"));
+    // Resume: a point without results runs again, the others are kept; same results.
+    const std::string kept = slurp(a + "/results.csv");
+    std::filesystem::remove(a + "/points/apic=x2apic__ipiv=off/results.json");
+    REQUIRE(vtxsim(sweep_args(a, "xapic,x2apic")).status == 0);
+    CHECK(slurp(a + "/results.csv") == kept);
+    // Another sweep into the same directory is refused.
+    auto other = sweep_args(a, "xapic");
+    CHECK(vtxsim(other).status == 2);
+    std::filesystem::remove_all(a);
+    std::filesystem::remove_all(b);
+}
+
+TEST_CASE("plot: an SVG and a PNG of a sweep, one series per configuration", "[cli][plot]") {
+    const std::string out = vtx::test::temp_path("sweepp");
+    REQUIRE(vtxsim({"sweep", "ipi_bench", "--grid", "vcpus=2,4", "--grid", "ipiv=off,on", "--runs", "2", "--set",
+                    "workload.times=200", "--out", out})
+                .status == 0);
+    const std::string svg = out + "/plot.svg", png = out + "/plot.png";
+    REQUIRE(vtxsim({"plot", out, "--out", svg}).status == 0);
+    const std::string text = slurp(svg);
+    CHECK(text.find("<svg") != std::string::npos);
+    CHECK(text.find("</svg>") != std::string::npos);
+    CHECK(text.find("ipiv=off") != std::string::npos);  // the series' titles
+    CHECK(text.find("ipiv=on") != std::string::npos);
+    CHECK(text.find("vcpus") != std::string::npos);     // the x axis
+    REQUIRE(vtxsim({"plot", out, "--out", png}).status == 0);
+    CHECK(slurp(png).substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+    CHECK(vtxsim({"plot", out, "--out", out + "/plot.pdf"}).status == 2);
+    CHECK(vtxsim({"plot", out, "--out", svg, "--x", "ipiv"}).status == 2);  // not numbers
+    std::filesystem::remove_all(out);
+}
+
+TEST_CASE("sweep refuses unknown keys, bad values and a missing --out with exit 2", "[cli][sweep]") {
+    CHECK(vtxsim({"sweep", "ipi", "--grid", "colour=red", "--out", "/tmp/x"}).status == 2);
+    CHECK(vtxsim({"sweep", "ipi", "--grid", "apic=xapic,x3apic", "--out", vtx::test::temp_path("bad")}).status == 2);
+    CHECK(vtxsim({"sweep", "ipi", "--grid", "vcpus=2,0", "--out", vtx::test::temp_path("bad")}).status == 2);
+    CHECK(vtxsim({"sweep", "ipi", "--grid", "apic=xapic"}).status == 2);
+    CHECK(vtxsim({"sweep", "ipi", "--grid", "apic=xapic", "--grid", "apic=x2apic", "--out", "/tmp/x"}).status == 2);
 }

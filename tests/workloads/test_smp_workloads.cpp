@@ -312,7 +312,7 @@ TEST_CASE("random_ipi in xAPIC mode runs 255 vCPUs") {
     CHECK(run.result.ok);
 }
 
-TEST_CASE("random_ipi refuses more than KVM_MAX_VCPU_IDS vCPUs; vector_storm more than its 16 vectors") {
+TEST_CASE("random_ipi refuses more than KVM_MAX_VCPU_IDS vCPUs, vector_storm more than its 16 vectors") {
     static test::KvmRig rig(1, kvm_params(true, true), /*x2apic=*/true);  // one elaboration
     const std::pair<const char*, unsigned> cases[] = {{"random_ipi", 4097}, {"overcommit", 4097}, {"vector_storm", 17}};
     for (const auto& [w, n] : cases) {
