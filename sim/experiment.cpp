@@ -71,7 +71,9 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
 
 void apply_run_variation(model::CpuProfile& profile, std::uint64_t seed, const std::string& stream,
                          unsigned run_index) {
-    const std::uint64_t stream_id = std::hash<std::string>{}(stream);
+    // FNV-1a: the same number on every standard library (std::hash is not).
+    std::uint64_t stream_id = 0xcbf29ce484222325ull;
+    for (unsigned char ch : stream) stream_id = (stream_id ^ ch) * 0x100000001b3ull;
     model::Rng rng(seed ^ (stream_id * 0x9E3779B97F4A7C15ull) ^ (std::uint64_t{run_index} << 32));
     for (std::size_t i = 0; i < model::kCostCount; ++i) {
         const auto c = static_cast<model::Cost>(i);
