@@ -56,13 +56,22 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         const auto n = model::parse_u64(value);
         if (!n || *n < 1000) bad("expected a number of cycles >= 1000");
         sched_slice_cycles = *n;
+    } else if (name == "host_idle") {
+        if (value == "poll")
+            host_idle = HostIdle::Poll;
+        else if (value == "c1")
+            host_idle = HostIdle::C1;
+        else if (value == "c1e")
+            host_idle = HostIdle::C1e;
+        else
+            bad("expected poll, c1 or c1e");
     } else if (name == "max_vcpu_ids") {
         const auto n = model::parse_u64(value);
         if (!n || *n == 0 || *n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
         max_vcpu_ids = static_cast<std::uint32_t>(*n);
     } else {
         throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
-                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic)");
+                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic, host_idle)");
     }
 }
 
@@ -75,6 +84,8 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
         {"kvm.max_vcpu_ids", std::to_string(max_vcpu_ids), "KVM_CAP_MAX_VCPU_ID: PID-pointer table entries, last PID-pointer index + 1"},
         {"kvm.sched_slice_cycles", std::to_string(sched_slice_cycles), "host scheduler time slice when vCPUs share a physical CPU"},
         {"kvm.host_x2apic", onoff(host_x2apic), "host kernel's local APIC mode: x2APIC, or xAPIC (nox2apic); decides the PID's NDST format"},
+        {"kvm.host_idle", host_idle == HostIdle::Poll ? "poll" : host_idle == HostIdle::C1 ? "c1" : "c1e",
+         "idle host CPUs: poll (idle=poll), or MWAIT in C1 / C1E (a remote wakeup is a reschedule IPI; exit latency)"},
     };
 }
 
@@ -260,9 +271,14 @@ Kvm::Kvm(cpu::Platform& platform, KvmParams params) : m_platform(platform), m_pa
     if (m_params.enable_ipiv && !m_params.enable_apicv)
         throw model::ConfigError("kvm.enable_ipiv=on needs kvm.enable_apicv=on (IPIv is used only with APICv)");
     m_wakeup_list.resize(platform.cpu_count());
+    m_remote_wakeups.resize(platform.cpu_count());
     m_vmxon.assign(platform.cpu_count(), false);
+    const std::optional<Cost> idle_exit = m_params.host_idle == HostIdle::C1    ? std::optional<Cost>(Cost::HostIdleExitC1)
+                                          : m_params.host_idle == HostIdle::C1e ? std::optional<Cost>(Cost::HostIdleExitC1e)
+                                                                                : std::nullopt;
     for (unsigned c = 0; c < platform.cpu_count(); ++c)
-        m_sched.push_back(std::make_unique<HostScheduler>(platform.cpu(c), static_cast<double>(m_params.sched_slice_cycles)));
+        m_sched.push_back(std::make_unique<HostScheduler>(platform.cpu(c), static_cast<double>(m_params.sched_slice_cycles),
+                                                          idle_exit));
     for (unsigned c = 0; c < platform.cpu_count(); ++c) {
         LogicalProcessor& p = platform.cpu(c);
         // sysvec_kvm_posted_intr_ipi: acknowledge only; the PIR is synced at the next entry.
@@ -270,7 +286,7 @@ Kvm::Kvm(cpu::Platform& platform, KvmParams params) : m_platform(platform), m_pa
             p.step(Cost::KvmPostedIntrIpiHandler, "sysvec_kvm_posted_intr_ipi", "arch/x86/kernel/irq.c", "kvm");
         });
         p.set_host_handler(kPostedIntrWakeupVector, [this, c](std::uint8_t) { pi_wakeup_handler(c); });
-        p.set_host_handler(kRescheduleVector, [](std::uint8_t) {});
+        p.set_host_handler(kRescheduleVector, [this, c](std::uint8_t) { scheduler_ipi(c); });
     }
 }
 
@@ -872,7 +888,27 @@ void Kvm::kvm_vcpu_kick(Vcpu& src, Vcpu& target) {
 void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
     LogicalProcessor& p = lp(src);
     p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
-    if (target.m_blocked) target.m_wake_event.notify(p.annotation());
+    if (!target.m_blocked) return;
+    p.sync_for_shared_state();  // the target CPU's scheduler state, as of now
+    if (target.m_pcpu == src.m_pcpu || !m_sched[target.m_pcpu]->idle()) {
+        // A local wakeup, or a busy CPU that enqueues the thread: no cross-CPU signal.
+        target.m_wake_event.notify(p.annotation());
+        return;
+    }
+    // try_to_wake_up of the vCPU thread on an idle CPU (ttwu_queue_wakelist):
+    if (m_params.host_idle == HostIdle::Poll) {
+        // set_nr_if_polling: a store to the idle task's flags, which its polling loop
+        // sees once the line has moved to its CPU.
+        ++m_stat_wakeups_polling;
+        target.m_wake_event.notify(p.annotation() + p.clock().to_time(p.costs()[Cost::MemLineTransfer]));
+        return;
+    }
+    // smp_send_reschedule: the idle CPU leaves MWAIT for the reschedule IPI, whose handler
+    // (scheduler_ipi) lets the woken thread run.
+    ++m_stat_wakeups_rescheduled;
+    m_remote_wakeups[target.m_pcpu].push_back(&target);
+    p.step(Cost::KvmSendIpiMask, "smp_send_reschedule (ttwu_queue_wakelist)", "kernel/sched/core.c", "kvm");
+    p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kRescheduleVector);
 }
 
 bool Kvm::sync_pir_to_irr(Vcpu& v) {
@@ -1097,6 +1133,16 @@ void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
         return n.with_ndst(ndst).with_sn(false).with_nv(kPostedIntrVector);
     });
     if (!desc.pir_empty()) desc.kvm_test_and_set_on();
+}
+
+void Kvm::scheduler_ipi(unsigned pcpu) {
+    LogicalProcessor& p = m_platform.cpu(pcpu);
+    std::vector<Vcpu*> woken;
+    woken.swap(m_remote_wakeups[pcpu]);
+    for (Vcpu* v : woken) {
+        p.step(Cost::KvmVcpuWakeUp, "scheduler_ipi: the woken vCPU thread runnable", "kernel/sched/core.c", "kvm");
+        if (v->m_blocked) v->m_wake_event.notify(p.annotation());
+    }
 }
 
 void Kvm::pi_wakeup_handler(unsigned pcpu) {

@@ -28,6 +28,8 @@ inline constexpr std::uint8_t kPostedIntrVector = 0xF2;
 inline constexpr std::uint8_t kPostedIntrWakeupVector = 0xF1;
 inline constexpr std::uint8_t kRescheduleVector = 0xFD;
 
+enum class HostIdle { Poll, C1, C1e };
+
 // Module-parameter-like knobs, settable by name (`--set kvm.NAME=VALUE`).
 struct KvmParams {
     bool enable_apicv = true;         // kvm_intel.enable_apicv
@@ -36,6 +38,10 @@ struct KvmParams {
     std::uint32_t max_vcpu_ids = 4096;  // KVM_CAP_MAX_VCPU_ID
     std::uint64_t sched_slice_cycles = 2000000;  // host scheduler time slice (overcommit)
     bool host_x2apic = true;  // the host kernel's local APIC mode (off: booted with nox2apic)
+    // What an idle host CPU does (cpuidle): poll (idle=poll: the idle loop polls
+    // TIF_NEED_RESCHED, a remote wakeup is a store it sees), or MWAIT in C1 / C1E (a remote
+    // wakeup is a reschedule IPI, and any interrupt first pays the state's exit latency).
+    HostIdle host_idle = HostIdle::C1;
     // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
     void set(const std::string& name, const std::string& value, const std::string& where);
     // name, value, description of every knob.
@@ -239,6 +245,7 @@ private:
     // vmx.c __vmx_interrupt_blocked() on the vCPU's loaded VMCS.
     static bool vmx_interrupt_blocked(const vmcs::Vmcs& vmcs);
     void pi_wakeup_handler(unsigned pcpu);
+    void scheduler_ipi(unsigned pcpu);  // RESCHEDULE_VECTOR: threads woken from another CPU run
     // Nested VMX (vmm/nested.cpp; KVM's vmx/nested.c).
     void handle_vmx_instruction(Vcpu& v, const cpu::VmExit& e);  // L1 exits 19-27
     void nested_vmx_run(Vcpu& v, bool launch);
@@ -257,6 +264,7 @@ private:
     KvmParams m_params;
     std::vector<std::unique_ptr<Vm>> m_vms;
     std::vector<std::vector<Vcpu*>> m_wakeup_list;  // per pCPU (wakeup_vcpus_on_cpu)
+    std::vector<std::vector<Vcpu*>> m_remote_wakeups;  // per pCPU: threads a reschedule IPI is bringing
     std::vector<std::unique_ptr<HostScheduler>> m_sched;  // per pCPU
     std::vector<bool> m_vmxon;                             // per pCPU: VMXON done
     std::vector<std::pair<vmcs::Field, std::uint64_t>> m_vmcs_overrides;
@@ -278,6 +286,10 @@ private:
                                                 "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)"};
     model::StatCounter m_stat_nmis_injected{m_platform.stats(), "kvm.nmis_injected",
                                             "NMIs KVM injected through VM entry"};
+    model::StatCounter m_stat_wakeups_rescheduled{m_platform.stats(), "host.wakeups_reschedule_ipi",
+                                                  "vCPU threads woken on an idle CPU by a reschedule IPI"};
+    model::StatCounter m_stat_wakeups_polling{m_platform.stats(), "host.wakeups_polling",
+                                              "vCPU threads woken on a polling idle CPU (no IPI)"};
     model::StatCounter m_stat_pi_wakeups{m_platform.stats(), "kvm.pi_wakeups",
                                          "blocked vCPUs woken by pi_wakeup_handler (PID.ON set)"};
 };

@@ -13,8 +13,8 @@ namespace {
 constexpr std::uint64_t kTimerDivideBy1 = 0xB;  // divide configuration 1011b
 }  // namespace
 
-HostScheduler::HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles)
-    : m_cpu(cpu), m_slice(slice_cycles) {
+HostScheduler::HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles, std::optional<model::Cost> idle_exit)
+    : m_cpu(cpu), m_slice(slice_cycles), m_idle_exit(idle_exit) {
     cpu.set_host_handler(kLocalTimerVector, [this](std::uint8_t) { timer_tick(); });
     m_idle_wake |= cpu.apic().interrupt_event();
     m_idle_wake |= m_changed;
@@ -84,10 +84,15 @@ void HostScheduler::idle_loop() {
         // While a vCPU thread owns the CPU it takes the host interrupts itself: the idle
         // task waits for the CPU only (waking it for every interrupt cost a thread switch
         // each and did nothing).
-        if (m_owner)
+        if (m_owner) {
             sc_core::wait(m_changed);
-        else
+        } else {
+            // cpuidle: MWAIT in the idle state; an interrupt brings the CPU out after the
+            // state's exit latency, before its handler runs.
             sc_core::wait(m_idle_wake);
+            if (m_idle_exit && !m_owner && m_cpu.host_interrupt_pending())
+                m_cpu.step(*m_idle_exit, "leave the idle state (MWAIT)", "drivers/idle/intel_idle.c", "kvm");
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 // wakeup vector that wakes a blocked vCPU). A slice ends with the host timer interrupt
 // (LOCAL_TIMER_VECTOR through the local APIC timer), which makes a running guest exit.
 #include <deque>
+#include <optional>
 
 #include <systemc>
 
@@ -18,7 +19,11 @@ inline constexpr std::uint8_t kLocalTimerVector = 0xEC;  // LOCAL_TIMER_VECTOR
 
 class HostScheduler {
 public:
-    HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles);
+    // `idle_exit`: the cost an interrupt pays to bring the idle CPU out of its idle state
+    // (none when the idle task polls).
+    HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles, std::optional<model::Cost> idle_exit);
+    // No thread runs or waits: the idle task has the CPU.
+    bool idle() const { return m_owner == nullptr && m_queue.empty(); }
 
     // schedule() in: waits until this CPU runs `v` (first in, first out), then pays the
     // context switch. Arms the slice timer when others are waiting.
@@ -44,6 +49,7 @@ private:
     void arm_slice_timer();
     cpu::LogicalProcessor& m_cpu;
     double m_slice;
+    std::optional<model::Cost> m_idle_exit;
     std::deque<Vcpu*> m_queue;
     Vcpu* m_owner = nullptr;
     Vcpu* m_last = nullptr;

@@ -173,3 +173,48 @@ TEST_CASE("outputs name shipped files relative to the checkout, never by absolut
     CHECK(j["config"]["profile_file"] == "profiles/spr.json");
     CHECK(vtx::sim::display_path(vtx::sim::default_training_file()) == "profiles/training/kvm-ipiv-cover-letter.json");
 }
+
+// The host's wakeup of a halted vCPU (kvm.host_idle): which path, which IPI.
+namespace {
+std::uint64_t stat(const nlohmann::json& j, const std::string& name) {
+    return j["stats"].contains(name) ? j["stats"][name]["value"].get<std::uint64_t>() : 0;
+}
+}  // namespace
+
+TEST_CASE("ipi_halt without IPIv, idle host CPUs in C1: KVM's wakeup is a reschedule IPI the idle CPU leaves C1 for", "[results][wakeup]") {
+    const auto j = run_json({"run", "ipi_halt", "--ipiv", "off", "--set", "workload.goal=100000"});
+    CHECK(j["checks_ok"] == true);
+    const auto n = total_iterations(j);
+    // Every IPI finds the target blocked on the other CPU: one reschedule IPI each.
+    CHECK(stat(j, "host.wakeups_reschedule_ipi") == n);
+    CHECK(stat(j, "host.wakeups_polling") == 0);
+    CHECK(stat(j, "kvm.pi_wakeups") == 0);
+}
+
+TEST_CASE("ipi_halt without IPIv, kvm.host_idle=poll: the wakeup is a store the polling idle loop sees, no IPI", "[results][wakeup]") {
+    const auto j = run_json({"run", "ipi_halt", "--ipiv", "off", "--set", "kvm.host_idle=poll", "--set",
+                             "workload.goal=100000"});
+    CHECK(j["checks_ok"] == true);
+    CHECK(stat(j, "host.wakeups_polling") == total_iterations(j));
+    CHECK(stat(j, "host.wakeups_reschedule_ipi") == 0);
+}
+
+TEST_CASE("ipi_halt with IPIv: the notification on the wakeup vector wakes the vCPU on its own CPU, no reschedule IPI", "[results][wakeup]") {
+    const auto j = run_json({"run", "ipi_halt", "--ipiv", "on", "--set", "workload.goal=100000"});
+    CHECK(j["checks_ok"] == true);
+    // (The first IPI can reach the target before its first HLT.)
+    CHECK(static_cast<double>(stat(j, "kvm.pi_wakeups")) == Approx(static_cast<double>(total_iterations(j))).margin(1));
+    CHECK(stat(j, "host.wakeups_reschedule_ipi") == 0);
+}
+
+TEST_CASE("ipi_halt: with idle CPUs in C1 IPI virtualization saves the sender's exit, with polling idle CPUs it does not", "[results][wakeup]") {
+    auto mean = [](const std::vector<std::string>& args) {
+        std::vector<std::string> a = {"run", "ipi_halt", "--runs", "2", "--set", "workload.goal=100000"};
+        a.insert(a.end(), args.begin(), args.end());
+        const auto j = run_json(a);
+        return j["mean"].get<double>();
+    };
+    CHECK(mean({"--ipiv", "on"}) < mean({"--ipiv", "off"}));
+    // idle=poll: KVM's software wakeup needs no IPI, IPIv's notification crosses the interconnect.
+    CHECK(mean({"--ipiv", "on", "--set", "kvm.host_idle=poll"}) > mean({"--ipiv", "off", "--set", "kvm.host_idle=poll"}));
+}
