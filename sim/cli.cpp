@@ -43,6 +43,7 @@ const std::vector<Subcommand> kSubcommands = {
     {"calibrate", "fit the profile's `fitted` costs to the training measurements"},
     {"bench", "measure simulator speed (host ns per simulated IPI round trip)"},
     {"check", "run scenario files and check their expectations (docs/scenarios.md)"},
+    {"explain", "a scenario step by step: each microcode and VMM step, the state it changed, subtotals"},
     {"sweep", "run a grid of configurations (`--grid KEY=V1,V2`), resumable, with progress"},
     {"plot", "plot a sweep's results (gnuplot: SVG or PNG)"},
 };
@@ -641,6 +642,76 @@ int cmd_plot(const std::vector<std::string>& args) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------- explain
+int cmd_explain(const std::vector<std::string>& args) {
+    std::string file, out_file;
+    std::vector<std::string> sets;
+    bool side_by_side = false;
+    po::options_description desc(
+        "vtxsim explain SCENARIO.yaml [--side-by-side] [--set KEY=VALUE]: runs the scenario and prints\n"
+        "every step (cycle, processor, mode, flow, step, SDM section or KVM function, cycles) with the\n"
+        "interrupt state it changed (RVI/SVI, VIRR/VISR, PID ON/SN/NV/PIR, vICR, activity), then the\n"
+        "cycles per processor and flow; --side-by-side: IPI virtualization off and on, next to each other.\n"
+        "Exit 0 once the runs completed (the expectations' outcomes are shown, `check` checks them)");
+    desc.add_options()("help,h", "this help")("file", po::value(&file), "the scenario file (docs/scenarios.md)")
+        ("side-by-side", po::bool_switch(&side_by_side), "kvm.enable_ipiv=off and =on in two columns")
+        ("set", po::value(&sets)->composing(), "KEY=VALUE, after the file's own (repeatable)")
+        ("out", po::value(&out_file), "write the explanation to FILE instead of the terminal");
+    po::positional_options_description pos;
+    pos.add("file", 1);
+    auto vm = parse(args, desc, &pos, nullptr);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    if (file.empty()) throw model::ConfigError("explain: which scenario file? (tests/scenarios/ has examples)");
+    ScenarioFile loaded = load_scenario_file(file);
+    auto scenario = std::make_shared<workloads::scenario::Scenario>(*loaded.scenario);
+    scenario->explain = true;
+    loaded.scenario = scenario;
+    std::vector<RunSpec> specs;
+    for (int k = 0; k < (side_by_side ? 2 : 1); ++k) {
+        ScenarioFile f = loaded;
+        f.sets.insert(f.sets.end(), sets.begin(), sets.end());
+        if (side_by_side) f.sets.push_back(k == 0 ? "kvm.enable_ipiv=off" : "kvm.enable_ipiv=on");
+        specs.push_back(scenario_spec(f));
+    }
+    const auto outs = run_many(specs, 2);
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+        if (outs[i].bad_input) throw model::ConfigError(file + ": " + outs[i].error);
+        if (!outs[i].ok) throw cpu::SimulationError(file + ": " + outs[i].error);
+    }
+    std::string text = scenario->name + " (" + file + ")" + (side_by_side ? ": IPIv off | IPIv on" : "") + "\n";
+    auto emit = [&]() {
+        if (out_file.empty())
+            std::fputs(text.c_str(), stdout);
+        else
+            write_file(out_file, text);
+    };
+    if (!side_by_side) {
+        text += outs[0].explanation + outs[0].check;
+        emit();
+        return 0;  // an explanation, not a check: the expectations' outcomes are part of it
+    }
+    auto lines = [](const std::string& text) {
+        std::vector<std::string> v;
+        std::stringstream ss(text);
+        for (std::string l; std::getline(ss, l);) v.push_back(l);
+        return v;
+    };
+    const auto left = lines(outs[0].explanation), right = lines(outs[1].explanation);
+    constexpr int kColumn = 100;
+    for (std::size_t i = 0; i < std::max(left.size(), right.size()); ++i) {
+        const std::string l = i < left.size() ? left[i].substr(0, kColumn) : "";
+        const std::string r = i < right.size() ? right[i].substr(0, kColumn) : "";
+        char row[2 * kColumn + 8];
+        std::snprintf(row, sizeof row, "%-*s | %s\n", kColumn, l.c_str(), r.c_str());
+        text += row;
+    }
+    emit();
+    return 0;
+}
+
 // ---------------------------------------------------------------------------- check
 int cmd_check(const std::vector<std::string>& args) {
     std::vector<std::string> files;
@@ -812,6 +883,7 @@ int run_cli(int argc, char* argv[]) {
         if (sub == "list") return cmd_list(rest);
         if (sub == "bench") return cmd_bench(rest);
         if (sub == "check") return cmd_check(rest);
+        if (sub == "explain") return cmd_explain(rest);
         if (sub == "sweep") return cmd_sweep(rest);
         if (sub == "plot") return cmd_plot(rest);
         if (sub == "calibrate") return cmd_calibrate(rest);

@@ -41,6 +41,7 @@ nlohmann::json RunOutcome::to_json() const {
             {"simulated_cycles", simulated_cycles},
             {"check_ok", check_ok},
             {"check", check},
+            {"explanation", explanation},
             {"values", values},
             {"stats", stats},
             {"stats_text", stats_text}};
@@ -63,6 +64,7 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
     o.simulated_cycles = j.at("simulated_cycles");
     o.check_ok = j.at("check_ok");
     o.check = j.at("check");
+    o.explanation = j.at("explanation");
     o.values = j.at("values").get<std::map<std::string, double>>();
     o.stats = j.at("stats");
     o.stats_text = j.at("stats_text");
@@ -200,6 +202,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     out.total_iterations = r.total_iterations;
     out.check_ok = r.ok;
     out.check = r.check;
+    out.explanation = r.explanation;
     out.values = r.values;
     for (std::uint16_t reason = 0; reason <= 64; ++reason)
         if (auto n = kvm.exits(reason)) out.exits[std::to_string(reason)] = n;

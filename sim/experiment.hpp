@@ -59,6 +59,7 @@ struct RunOutcome {
     double simulated_cycles = 0;
     bool check_ok = false;
     std::string check;
+    std::string explanation;  // vtxsim explain
     std::map<std::string, double> values;
     nlohmann::json stats;
     std::string stats_text;  // gem5 stats.txt style

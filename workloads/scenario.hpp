@@ -102,6 +102,7 @@ struct Scenario {
     std::vector<VcpuSpec> vcpus;              // vCPU 0 first: its program's end ends the run
     std::vector<std::pair<std::string, std::uint64_t>> memory;  // named lines and their initial values
     std::vector<Expectation> expectations;
+    bool explain = false;  // record every step with the state it changed (vtxsim explain)
 };
 
 // The outcome of each expectation, in file order (check points as evaluated).

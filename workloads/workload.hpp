@@ -29,6 +29,7 @@ struct WorkloadResult {
     bool ok = true;                   // the workload's own behavioural check
     std::string check;                // what was checked (and what failed)
     std::map<std::string, double> values;  // other named observations
+    std::string explanation;               // vtxsim explain: the run step by step
 };
 
 class Workload {

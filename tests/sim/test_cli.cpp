@@ -479,3 +479,31 @@ TEST_CASE("sweep refuses unknown keys, bad values and a missing --out with exit 
     CHECK(vtxsim({"sweep", "ipi", "--grid", "apic=xapic"}).status == 2);
     CHECK(vtxsim({"sweep", "ipi", "--grid", "apic=xapic", "--grid", "apic=x2apic", "--out", "/tmp/x"}).status == 2);
 }
+
+// ---- explain: a golden file (regenerate after a deliberate change of costs or flows with
+// `build/vtxsim explain tests/scenarios/x2apic_self_ipi.yaml --out tests/explain/x2apic_self_ipi.golden`).
+TEST_CASE("explain: a self-IPI step by step matches its golden file", "[cli][explain]") {
+    const std::string src = std::string(VTX_SOURCE_DIR);
+    const std::string out = vtx::test::temp_path("explain.txt");
+    REQUIRE(vtxsim({"explain", src + "/tests/scenarios/x2apic_self_ipi.yaml", "--out", out}).status == 0);
+    const std::string got = slurp(out), want = slurp(src + "/tests/explain/x2apic_self_ipi.golden");
+    ::unlink(out.c_str());
+    // The first line names the file as given; the rest must be identical.
+    REQUIRE(got.find('\n') != std::string::npos);
+    CHECK(got.substr(got.find('\n')) == want.substr(want.find('\n')));
+    CHECK(got.find("self-IPI virtualization") != std::string::npos);
+    CHECK(got.find("vCPU 0: RVI 0x0->0x50, VIRR max -->0x50") != std::string::npos);
+}
+
+TEST_CASE("explain --side-by-side: IPIv off and on in two columns", "[cli][explain]") {
+    const std::string out = vtx::test::temp_path("explain2.txt");
+    REQUIRE(vtxsim({"explain", std::string(VTX_SOURCE_DIR) + "/tests/scenarios/ipiv_unicast_x2apic.yaml",
+                    "--side-by-side", "--out", out})
+                .status == 0);
+    const std::string got = slurp(out);
+    ::unlink(out.c_str());
+    CHECK(got.find("IPIv off | IPIv on") != std::string::npos);
+    // Left: the WRMSR exits to KVM's fastpath; right: IPI virtualization, no exit.
+    CHECK(got.find("IPI virtualization ") != std::string::npos);
+    CHECK(got.find("| ") != std::string::npos);
+}
