@@ -107,6 +107,13 @@ void LogicalProcessor::wait_absorbing_offset(const Events& events) {
 
 void LogicalProcessor::wait_for(const sc_core::sc_event& e) { wait_absorbing_offset(e); }
 void LogicalProcessor::wait_for(const sc_core::sc_event_or_list& events) { wait_absorbing_offset(events); }
+void LogicalProcessor::wait_for(const sc_core::sc_event_or_list& events, double max_cycles) {
+    // The local offset is part of the time to wait: wait it out, then the rest with the events.
+    sync();
+    const double start = now_cycles();
+    if (max_cycles > 0) sc_core::wait(clock().to_time(max_cycles), events);
+    (void)start;
+}
 
 const sc_core::sc_event_or_list& LogicalProcessor::line_or_interrupt(std::uint64_t line, sc_core::sc_event& written) {
     // Built once per watched line: an or-list made by operator| is allocated anew for

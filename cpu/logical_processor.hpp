@@ -133,6 +133,9 @@ public:
     // processor was ahead is charged after waking if the event came sooner.
     void wait_for(const sc_core::sc_event& e);
     void wait_for(const sc_core::sc_event_or_list& events);
+    // Waits for one of `events` or until `max_cycles` have passed (from this processor's
+    // local time), whichever comes first.
+    void wait_for(const sc_core::sc_event_or_list& events, double max_cycles);
     double now_cycles() const;  // simulated time including the local offset
     std::uint64_t tsc() const;  // what RDTSC reads (TSC ticks)
 

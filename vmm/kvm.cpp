@@ -56,6 +56,10 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         const auto n = model::parse_u64(value);
         if (!n || *n < 1000) bad("expected a number of cycles >= 1000");
         sched_slice_cycles = *n;
+    } else if (name == "halt_poll_ns") {
+        const auto n = model::parse_u64(value);
+        if (!n || *n > 1000000000) bad("expected a number of ns 0..1e9 (0: no halt polling)");
+        halt_poll_ns = *n;
     } else if (name == "host_idle") {
         if (value == "poll")
             host_idle = HostIdle::Poll;
@@ -71,7 +75,7 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         max_vcpu_ids = static_cast<std::uint32_t>(*n);
     } else {
         throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
-                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic, host_idle)");
+                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic, host_idle, halt_poll_ns)");
     }
 }
 
@@ -84,6 +88,7 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
         {"kvm.max_vcpu_ids", std::to_string(max_vcpu_ids), "KVM_CAP_MAX_VCPU_ID: PID-pointer table entries, last PID-pointer index + 1"},
         {"kvm.sched_slice_cycles", std::to_string(sched_slice_cycles), "host scheduler time slice when vCPUs share a physical CPU"},
         {"kvm.host_x2apic", onoff(host_x2apic), "host kernel's local APIC mode: x2APIC, or xAPIC (nox2apic); decides the PID's NDST format"},
+        {"kvm.halt_poll_ns", std::to_string(halt_poll_ns), "KVM's halt polling: the most a halting vCPU polls before it blocks (0: off)"},
         {"kvm.host_idle", host_idle == HostIdle::Poll ? "poll" : host_idle == HostIdle::C1 ? "c1" : "c1e",
          "idle host CPUs: poll (idle=poll), or MWAIT in C1 / C1E (a remote wakeup is a reschedule IPI; exit latency)"},
     };
@@ -449,7 +454,10 @@ void Kvm::vcpu_thread(Vcpu& v) {
             }
             if (vcpu_enter_guest(v) == 0) break;
         } else {
-            kvm_vcpu_block(v);
+            if (v.m_mp_state == MpState::Halted)
+                kvm_vcpu_halt(v);
+            else
+                kvm_vcpu_block(v);
             kvm_apic_accept_events(v);
         }
     }
@@ -888,8 +896,14 @@ void Kvm::kvm_vcpu_kick(Vcpu& src, Vcpu& target) {
 void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
     LogicalProcessor& p = lp(src);
     p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
+    p.sync_for_shared_state();  // the target's and its CPU's state, as of now
+    if (target.m_polling) {
+        // Halt polling: the poller finds the posted interrupt at its next check, once the
+        // line has come over (no wakeup, no IPI).
+        target.m_wake_event.notify(p.annotation() + p.clock().to_time(p.costs()[Cost::MemLineTransfer]));
+        return;
+    }
     if (!target.m_blocked) return;
-    p.sync_for_shared_state();  // the target CPU's scheduler state, as of now
     if (target.m_pcpu == src.m_pcpu || !m_sched[target.m_pcpu]->idle()) {
         // A local wakeup, or a busy CPU that enqueues the thread: no cross-CPU signal.
         target.m_wake_event.notify(p.annotation());
@@ -1055,6 +1069,68 @@ void Kvm::kvm_apic_accept_events(Vcpu& v) {
 // ====================================================================================
 // Blocking and posted-interrupt wakeup (x86.c kvm_vcpu_halt, posted_intr.c)
 // ====================================================================================
+void Kvm::kvm_vcpu_halt(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    const double ghz = m_platform.profile().core_ghz;
+    const double start = p.now_cycles();
+    bool polled = false;
+    if (m_params.halt_poll_ns > 0 && v.m_halt_poll_ns > 0) {
+        // Poll: the thread keeps its CPU (no vcpu_put, no wakeup vector), interrupts on, and
+        // checks for an event until its poll time is over.
+        // Its checks read the PID (kvm_arch_vcpu_runnable -> the pending posted interrupt):
+        // a store to it (IPIv posting, KVM posting) is seen one line transfer later, before
+        // any notification interrupt arrives.
+        model::MemoryTarget& memory = m_platform.memory_target();
+        if (!v.m_poll_wake) {
+            v.m_poll_wake = std::make_unique<sc_core::sc_event_or_list>();
+            *v.m_poll_wake |= v.m_wake_event;
+            *v.m_poll_wake |= p.apic().interrupt_event();
+            *v.m_poll_wake |= memory.line_written_event(v.m_pi_desc);
+        }
+        ++m_stat_halt_polls;
+        const double stop = start + v.m_halt_poll_ns * ghz;
+        v.m_polling = true;
+        for (;;) {
+            const std::uint64_t writes = memory.line_write_count(v.m_pi_desc);
+            p.memory().read64(v.m_pi_desc + pid::kPidNotificationInfoOffset);  // the poll's load of ON
+            p.step(Cost::KvmHaltPollCheck, "kvm_vcpu_halt: kvm_vcpu_check_block", "kvm_main.c", "kvm");
+            if (kvm_vcpu_has_events(v)) {
+                polled = true;
+                break;
+            }
+            if (p.now_cycles() >= stop) break;
+            // Catch up with SystemC time first: what arrives meanwhile is seen, not slept through.
+            p.sync();
+            if (memory.line_write_count(v.m_pi_desc) != writes) continue;  // posted while checking
+            if (!p.host_interrupt_pending()) {
+                memory.begin_wait(v.m_pi_desc);
+                p.wait_for(*v.m_poll_wake, stop - p.now_cycles());  // cpu_relax() until something arrives
+                memory.end_wait(v.m_pi_desc);
+            }
+            p.local_irq_enable();  // a host interrupt: its handler runs
+        }
+        v.m_polling = false;
+    }
+    if (polled) {
+        ++m_stat_halt_poll_successes;
+        if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
+    } else {
+        kvm_vcpu_block(v);
+    }
+    // Adapt the poll time (grow_halt_poll_ns / shrink_halt_poll_ns).
+    const double halt_ns = (p.now_cycles() - start) / ghz;
+    const double max = static_cast<double>(m_params.halt_poll_ns);
+    constexpr double kGrow = 2, kGrowStart = 10000;  // halt_poll_ns_grow, halt_poll_ns_grow_start
+    if (max == 0) {
+        v.m_halt_poll_ns = 0;
+    } else if (halt_ns <= v.m_halt_poll_ns) {
+    } else if (v.m_halt_poll_ns > 0 && halt_ns > max) {
+        v.m_halt_poll_ns = 0;  // halt_poll_ns_shrink 0: reset
+    } else if (v.m_halt_poll_ns < max && halt_ns < max) {
+        v.m_halt_poll_ns = std::min(std::max(v.m_halt_poll_ns * kGrow, kGrowStart), max);
+    }
+}
+
 void Kvm::kvm_vcpu_block(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     HostScheduler& sched = *m_sched[v.m_pcpu];

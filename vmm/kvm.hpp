@@ -42,6 +42,11 @@ struct KvmParams {
     // TIF_NEED_RESCHED, a remote wakeup is a store it sees), or MWAIT in C1 / C1E (a remote
     // wakeup is a reschedule IPI, and any interrupt first pays the state's exit latency).
     HostIdle host_idle = HostIdle::C1;
+    // KVM's halt polling (kvm_main.c kvm_vcpu_halt): a halting vCPU polls for events for up
+    // to its own halt_poll_ns before it blocks; that grows (x halt_poll_ns_grow, from
+    // halt_poll_ns_grow_start) after short halts, up to this maximum, and is reset after
+    // long ones (halt_poll_ns_shrink 0). 0 disables polling. KVM_HALT_POLL_NS_DEFAULT (x86).
+    std::uint64_t halt_poll_ns = 200000;
     // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
     void set(const std::string& name, const std::string& value, const std::string& where);
     // name, value, description of every knob.
@@ -92,6 +97,9 @@ private:
     MpState m_mp_state = MpState::Runnable;
     bool m_launched = false;
     bool m_blocked = false;
+    bool m_polling = false;         // in kvm_vcpu_halt's poll loop
+    double m_halt_poll_ns = 0;      // vcpu->halt_poll_ns
+    std::unique_ptr<sc_core::sc_event_or_list> m_poll_wake;  // a wakeup or a host interrupt
     bool m_pending_init = false;
     unsigned m_nmi_pending = 0;     // arch.nmi_pending (at most 2: one can wait behind one in service)
     bool m_pending_sipi = false;
@@ -246,6 +254,7 @@ private:
     static bool vmx_interrupt_blocked(const vmcs::Vmcs& vmcs);
     void pi_wakeup_handler(unsigned pcpu);
     void scheduler_ipi(unsigned pcpu);  // RESCHEDULE_VECTOR: threads woken from another CPU run
+    void kvm_vcpu_halt(Vcpu& v);        // halt polling, then kvm_vcpu_block
     // Nested VMX (vmm/nested.cpp; KVM's vmx/nested.c).
     void handle_vmx_instruction(Vcpu& v, const cpu::VmExit& e);  // L1 exits 19-27
     void nested_vmx_run(Vcpu& v, bool launch);
@@ -286,6 +295,9 @@ private:
                                                 "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)"};
     model::StatCounter m_stat_nmis_injected{m_platform.stats(), "kvm.nmis_injected",
                                             "NMIs KVM injected through VM entry"};
+    model::StatCounter m_stat_halt_polls{m_platform.stats(), "kvm.halt_polls", "halts that polled before blocking"};
+    model::StatCounter m_stat_halt_poll_successes{m_platform.stats(), "kvm.halt_poll_successes",
+                                                  "halts that ended while polling (no block, no wakeup)"};
     model::StatCounter m_stat_wakeups_rescheduled{m_platform.stats(), "host.wakeups_reschedule_ipi",
                                                   "vCPU threads woken on an idle CPU by a reschedule IPI"};
     model::StatCounter m_stat_wakeups_polling{m_platform.stats(), "host.wakeups_polling",

@@ -23,7 +23,8 @@ constexpr std::uint64_t kLetTargetSleep = 50000;  // cycles between IPIs (ipi_ha
 
 TEST_CASE("ipi_halt with IPIv: the IPI is posted, the wakeup vector wakes the halted vCPU, VM entry delivers it") {
     constexpr unsigned kIpis = 12;
-    vmm::KvmParams p;  // APICv and IPIv on
+    vmm::KvmParams p;     // APICv and IPIv on
+    p.halt_poll_ns = 0;   // the halted vCPU blocks (the halt-polling path: tests/sim/test_results.cpp)
     KvmRig rig(2, p, /*x2apic=*/true);
     PingLog log;
     test::add_ping(rig, kIpis, /*target_halts=*/true, log, kLetTargetSleep);
