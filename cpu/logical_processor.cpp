@@ -110,9 +110,7 @@ void LogicalProcessor::wait_for(const sc_core::sc_event_or_list& events) { wait_
 void LogicalProcessor::wait_for(const sc_core::sc_event_or_list& events, double max_cycles) {
     // The local offset is part of the time to wait: wait it out, then the rest with the events.
     sync();
-    const double start = now_cycles();
     if (max_cycles > 0) sc_core::wait(clock().to_time(max_cycles), events);
-    (void)start;
 }
 
 const sc_core::sc_event_or_list& LogicalProcessor::line_or_interrupt(std::uint64_t line, sc_core::sc_event& written) {
