@@ -1091,6 +1091,11 @@ void Kvm::kvm_vcpu_halt(Vcpu& v) {
         const double stop = start + v.m_halt_poll_ns * ghz;
         v.m_polling = true;
         for (;;) {
+            // Decoupled mode: a poster running ahead of SystemC time stores "in the future";
+            // the poller must not see the store before it takes effect (exact mode: no-op).
+            p.sync();
+            const sc_core::sc_time effective = memory.line_store_time(v.m_pi_desc);
+            if (effective > sc_core::sc_time_stamp()) sc_core::wait(effective - sc_core::sc_time_stamp());
             const std::uint64_t writes = memory.line_write_count(v.m_pi_desc);
             p.memory().read64(v.m_pi_desc + pid::kPidNotificationInfoOffset);  // the poll's load of ON
             p.step(Cost::KvmHaltPollCheck, "kvm_vcpu_halt: kvm_vcpu_check_block", "kvm_main.c", "kvm");
