@@ -2,7 +2,8 @@
 # Installs what vtxsim needs on Debian 12 (idempotent: a no-op when everything is there).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libsystemc-dev catch2 libboost-program-options-dev
-      nlohmann-json3-dev libbenchmark-dev libyaml-cpp-dev gnuplot-nox)
+      nlohmann-json3-dev libbenchmark-dev libyaml-cpp-dev gnuplot-nox
+      slurm-wlm munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

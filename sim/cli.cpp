@@ -581,7 +581,7 @@ int cmd_list(const std::vector<std::string>& args) {
 // ---------------------------------------------------------------------------- sweep
 int cmd_sweep(const std::vector<std::string>& args) {
     Common c;
-    std::string workload, out;
+    std::string workload, out, emit_dir, merge_dir, run_point, time_limit;
     std::vector<std::string> grid;
     po::options_description desc(
         "vtxsim sweep WORKLOAD --grid KEY=V1,V2,... [--grid ...] --out DIR [options]: every point of the\n"
@@ -590,7 +590,11 @@ int cmd_sweep(const std::vector<std::string>& args) {
         "results.csv / results.json for the sweep; run again to resume (done points are skipped)");
     desc.add_options()("help,h", "this help")("workload", po::value(&workload), "the workload (see `vtxsim list`)")
         ("grid", po::value(&grid)->composing(), "KEY=V1,V2,...: a swept key and its values (repeatable)")
-        ("out", po::value(&out), "the sweep's directory");
+        ("out", po::value(&out), "the sweep's directory")
+        ("emit-slurm", po::value(&emit_dir), "instead of running: write the plan and a Slurm job-array script (a task per point) to DIR")
+        ("time-limit", po::value(&time_limit), "--emit-slurm: the tasks' #SBATCH --time (e.g. 01:00:00)")
+        ("merge", po::value(&merge_dir), "join the point results in DIR into results.csv / results.json")
+        ("run-point", po::value(&run_point), "run only point N of the sweep in --out (a batch job's task)");
     add_common(desc, c, 5);
     po::positional_options_description pos;
     pos.add("workload", 1);
@@ -600,6 +604,17 @@ int cmd_sweep(const std::vector<std::string>& args) {
         return 0;
     }
     refuse_unused(vm, "sweep", {"json", "csv", "stats", "trace", "debug"});
+    if (!merge_dir.empty()) return merge_sweep(load_sweep_plan(merge_dir)) ? 0 : 1;
+    if (!run_point.empty()) {
+        if (out.empty()) throw model::ConfigError("sweep --run-point: --out DIR (the sweep's directory) is required");
+        SweepPlan plan = load_sweep_plan(out);
+        const auto index = static_cast<std::size_t>(parse_count("run-point", run_point, 0, 1u << 30));
+        return run_sweep(plan, c.jobs, false, index) ? 0 : 1;
+    }
+    if (!emit_dir.empty()) {
+        if (!out.empty()) throw model::ConfigError("sweep: --emit-slurm DIR takes the place of --out");
+        out = emit_dir;
+    }
     if (workload.empty()) throw model::ConfigError("sweep: which workload? (see `vtxsim list`)");
     if (out.empty()) throw model::ConfigError("sweep: --out DIR is required");
     if (grid.empty()) throw model::ConfigError("sweep: no --grid KEY=V1,V2,...");
@@ -620,6 +635,16 @@ int cmd_sweep(const std::vector<std::string>& args) {
             throw model::ConfigError("--grid " + plan.grid.back().key + ": the key is swept twice");
     }
     for (const auto& p : sweep_points(plan)) (void)point_specs(plan, p);  // every point's input, checked up front
+    if (!emit_dir.empty()) {
+        char self[4096];
+        const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+        const std::string exe = n > 0 ? std::string(self, static_cast<std::size_t>(n)) : std::string("vtxsim");
+        const std::string script = emit_slurm(plan, exe, time_limit);
+        std::printf("wrote %s (%zu array tasks): sbatch %s, then vtxsim sweep --merge %s\n", script.c_str(),
+                    sweep_points(plan).size(), script.c_str(), emit_dir.c_str());
+        return 0;
+    }
+    if (!time_limit.empty()) throw model::ConfigError("--time-limit goes with --emit-slurm");
     return run_sweep(plan, c.jobs, ::isatty(STDERR_FILENO) != 0) ? 0 : 1;
 }
 

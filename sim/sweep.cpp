@@ -159,7 +159,7 @@ std::vector<RunSpec> point_specs(const SweepPlan& plan, const SweepPoint& point)
     return specs;
 }
 
-bool run_sweep(const SweepPlan& plan, unsigned jobs, bool terminal) {
+bool run_sweep(const SweepPlan& plan, unsigned jobs, bool terminal, std::optional<std::size_t> only_point) {
     const workloads::WorkloadInfo* info = workloads::find_workload(plan.workload);
     if (!info) throw model::ConfigError("sweep: unknown workload \"" + plan.workload + "\" (see `vtxsim list`)");
     std::error_code ec;
@@ -181,7 +181,10 @@ bool run_sweep(const SweepPlan& plan, unsigned jobs, bool terminal) {
     std::vector<std::size_t> pending_runs(points.size(), 0);
     SweepProgress progress;
     progress.points_total = points.size();
+    if (only_point && *only_point >= points.size())
+        throw model::ConfigError("sweep: point " + std::to_string(*only_point) + " of " + std::to_string(points.size()));
     for (std::size_t i = 0; i < points.size(); ++i) {
+        if (only_point && i != *only_point) continue;
         const fs::path dir = fs::path(plan.out_dir) / "points" / dir_name(points[i].name);
         if (fs::exists(dir / "results.json")) {
             ++progress.points_skipped;
@@ -264,6 +267,16 @@ bool run_sweep(const SweepPlan& plan, unsigned jobs, bool terminal) {
         report(line);
     });
     if (terminal) std::fprintf(stderr, "\n");
+    if (only_point) return checks_ok;  // one task of a batch job: `sweep --merge` joins them
+    return merge_sweep(plan) && checks_ok;
+}
+
+bool merge_sweep(const SweepPlan& plan) {
+    const workloads::WorkloadInfo* info = workloads::find_workload(plan.workload);
+    if (!info) throw model::ConfigError("sweep: unknown workload \"" + plan.workload + "\"");
+    const std::vector<SweepPoint> points = sweep_points(plan);
+    bool checks_ok = true;
+    std::vector<std::string> missing;
     // The sweep's results, from every point's directory (this run's and earlier ones').
     nlohmann::json all = nlohmann::json::array();
     std::string csv;
@@ -271,6 +284,10 @@ bool run_sweep(const SweepPlan& plan, unsigned jobs, bool terminal) {
     csv += "runs,mean,stddev,min,max,checks_ok\n";
     for (const SweepPoint& pt : points) {
         const fs::path file = fs::path(plan.out_dir) / "points" / dir_name(pt.name) / "results.json";
+        if (!fs::exists(file)) {
+            missing.push_back(pt.name);
+            continue;
+        }
         const nlohmann::json j = nlohmann::json::parse(read_text(file.string()));
         std::vector<double> cycles;
         for (const auto& r : j["runs"])
@@ -290,9 +307,69 @@ bool run_sweep(const SweepPlan& plan, unsigned jobs, bool terminal) {
     }
     model::write_file_atomically((fs::path(plan.out_dir) / "results.csv").string(), csv);
     model::write_file_atomically((fs::path(plan.out_dir) / "results.json").string(),
-                                 nlohmann::json({{"sweep", plan_json(plan)}, {"metric", info->metric}, {"points", all}})
+                                 nlohmann::json({{"sweep", plan_json(plan)}, {"metric", info->metric}, {"points", all},
+                                                 {"missing", missing}})
                                          .dump(2) + "\n");
+    if (!missing.empty()) {
+        std::string list;
+        for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+        std::fprintf(stderr, "sweep: %zu of %zu points have no results yet: %s\n", missing.size(), points.size(),
+                     list.c_str());
+        return false;
+    }
     return checks_ok;
+}
+
+SweepPlan load_sweep_plan(const std::string& dir) {
+    const std::string file = (fs::path(dir) / "sweep.json").string();
+    if (!fs::exists(file)) throw model::ConfigError(dir + ": no sweep.json (not a sweep directory)");
+    try {
+        const nlohmann::json j = nlohmann::json::parse(read_text(file));
+        SweepPlan p;
+        p.workload = j.at("workload");
+        for (const auto& g : j.at("grid")) p.grid.push_back({g.at("key"), g.at("values").get<std::vector<std::string>>()});
+        p.runs = j.at("runs");
+        p.seed = j.at("seed");
+        p.profile = j.at("profile");
+        p.sets = j.at("sets").get<std::vector<std::string>>();
+        p.quantum_cycles = j.at("quantum");
+        p.out_dir = dir;
+        return p;
+    } catch (const nlohmann::json::exception& e) {
+        throw model::ConfigError(file + ": " + e.what());
+    }
+}
+
+std::string emit_slurm(const SweepPlan& plan, const std::string& vtxsim_path, const std::string& time_limit) {
+    // The directory and its plan, as `sweep` writes them (an existing one must match).
+    std::error_code ec;
+    fs::create_directories(fs::path(plan.out_dir) / "slurm", ec);
+    if (ec) throw model::ConfigError("--emit-slurm " + plan.out_dir + ": cannot create the directory (" + ec.message() + ")");
+    const std::string plan_file = (fs::path(plan.out_dir) / "sweep.json").string();
+    const std::string plan_text = plan_json(plan).dump(2) + "\n";
+    if (fs::exists(plan_file) && read_text(plan_file) != plan_text)
+        throw model::ConfigError("--emit-slurm " + plan.out_dir + ": holds another sweep (its sweep.json differs)");
+    model::write_file_atomically(plan_file, plan_text);
+    const std::size_t n = sweep_points(plan).size();
+    const std::string dir = fs::absolute(plan.out_dir).string();
+    std::ostringstream s;
+    s << "#!/bin/bash\n"
+      << "# vtxsim sweep of " << plan.workload << ": one array task per point (" << n << " points, "
+      << plan.runs << " runs each).\n"
+      << "# Submit: sbatch " << dir << "/sweep.sbatch    Join the results: vtxsim sweep --merge " << dir << "\n"
+      << "#SBATCH --job-name=vtxsim-" << plan.workload << "\n"
+      << "#SBATCH --array=0-" << (n - 1) << "\n"
+      << "#SBATCH --output=" << dir << "/slurm/%a.out\n"
+      << "#SBATCH --cpus-per-task=1\n"
+      // SIGTERM to the task a minute before the limit: vtxsim stops its runs and exits; the
+      // points already done are on disk (each written whole), and a resubmission skips them.
+      << "#SBATCH --signal=TERM@60\n";
+    if (!time_limit.empty()) s << "#SBATCH --time=" << time_limit << "\n";
+    s << "exec \"" << vtxsim_path << "\" sweep --run-point \"$SLURM_ARRAY_TASK_ID\" --out \"" << dir << "\" --jobs 1\n";
+    const std::string script = (fs::path(plan.out_dir) / "sweep.sbatch").string();
+    model::write_file_atomically(script, s.str());
+    fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+    return script;
 }
 
 void plot_sweep(const std::string& dir_or_file, const std::string& out, const std::string& x_key_arg) {

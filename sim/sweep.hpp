@@ -7,6 +7,7 @@
 // the sweep results.csv / results.json. `plot` draws them with gnuplot.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,7 +53,18 @@ struct SweepProgress {
 // Runs the points without results, `jobs` processes at a time; writes each point's files
 // as it completes and the sweep's results at the end. Returns whether every run's
 // behavioural check passed.
-bool run_sweep(const SweepPlan& plan, unsigned jobs, bool progress_on_terminal);
+// `only_point`: run that point alone (an array task of `--emit-slurm`'s batch job) and do
+// not write the sweep's results (`merge_sweep` does).
+bool run_sweep(const SweepPlan& plan, unsigned jobs, bool progress_on_terminal,
+               std::optional<std::size_t> only_point = std::nullopt);
+// Writes results.csv / results.json from the point directories present; false (and a
+// message naming them) when points have no results yet, or a check failed.
+bool merge_sweep(const SweepPlan& plan);
+// The plan a sweep directory holds (sweep.json).
+SweepPlan load_sweep_plan(const std::string& dir);
+// `--emit-slurm`: writes the plan and a Slurm job-array script (a task per point) into the
+// sweep directory; returns the script's path.
+std::string emit_slurm(const SweepPlan& plan, const std::string& vtxsim_path, const std::string& time_limit);
 
 // `vtxsim plot`: from a sweep directory (or its results.json), the workload's metric vs
 // `x_key` (default: the first swept key whose values are numbers) with error bars (sample
