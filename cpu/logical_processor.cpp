@@ -137,9 +137,9 @@ std::uint64_t LogicalProcessor::tsc() const {
 void LogicalProcessor::Port::access(model::MemRequest& req) {
     m_lp.sync_point();
     req.agent = m_lp.m_index;
-    req.synchronized = false;
-    sc_core::sc_time delay = m_lp.annotation();
-    const double cycles = m_transaction.perform(m_lp.mem_socket, req, delay);
+    // The memory target's direct interface (DMI-like: no generic payload, no socket
+    // dispatch, the offset in cycles); its mem_socket stays bound for other initiators.
+    const double cycles = m_lp.m_platform.memory_target().transport(req, m_lp.m_local);
     // The target may have waited the offset out (a second store to a polled line, see
     // MemoryTarget::begin_wait); the latency is charged below.
     if (req.synchronized) m_lp.m_local = 0.0;

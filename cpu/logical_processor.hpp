@@ -221,7 +221,6 @@ private:
 
     private:
         LogicalProcessor& m_lp;
-        model::MemoryTransaction m_transaction;  // reused by every access
     };
 
     void run();  // SC_THREAD: runs the software

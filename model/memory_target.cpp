@@ -11,6 +11,7 @@ MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, co
     socket.register_b_transport(this, &MemoryTarget::b_transport);
     m_mem.set_store_observer([this](std::uint64_t line, int) {
         if (WatchedLine* w = watched(line)) {
+            if (m_store_offset_cycles >= 0) m_store_time_offset = m_clock.to_time(m_store_offset_cycles);
             ++w->writes;
             w->latest = std::max(w->latest, sc_core::sc_time_stamp() + m_store_time_offset);
             w->written.notify(m_store_time_offset);
@@ -55,6 +56,33 @@ void MemoryTarget::begin_wait(std::uint64_t line_address) {
 
 void MemoryTarget::end_wait(std::uint64_t line_address) {
     if (WatchedLine* w = watched(line_address); w && w->waiters > 0 && --w->waiters == 0) w->waiters_woken = false;
+}
+
+double MemoryTarget::transport(MemRequest& req, double offset_cycles) {
+    req.synchronized = false;
+    if (req.op != MemOp::Read && offset_cycles > 0) {
+        // A second store to a line whose pollers were woken but have not run: synchronize
+        // first (see begin_wait).
+        if (const WatchedLine* w = watched(req.address); w && w->waiters > 0 && w->waiters_woken) {
+            wait(m_clock.to_time(offset_cycles));
+            offset_cycles = 0;
+            req.synchronized = true;
+        }
+    }
+    m_store_offset_cycles = offset_cycles > 0 ? offset_cycles : -1;
+    m_store_time_offset = sc_core::SC_ZERO_TIME;
+    double cycles;
+    try {
+        cycles = m_mem.access(req);
+    } catch (...) {
+        m_store_offset_cycles = -1;
+        m_store_time_offset = sc_core::SC_ZERO_TIME;
+        throw;
+    }
+    m_store_offset_cycles = -1;
+    m_store_time_offset = sc_core::SC_ZERO_TIME;
+    req.latency = cycles;
+    return cycles;
 }
 
 void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {

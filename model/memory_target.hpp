@@ -30,6 +30,13 @@ public:
 
     PhysicalMemory& memory() { return m_mem; }
 
+    // The direct interface (as a TLM-2.0 initiator that obtained a DMI pointer bypasses the
+    // socket, but with the target's timing and coherence kept): performs `req` as
+    // b_transport does, the initiator's local offset given in cycles. Returns the latency in
+    // cycles; sets req.synchronized when it waited the offset out (see begin_wait). Throws
+    // MemoryError for an access outside memory.
+    double transport(MemRequest& req, double offset_cycles);
+
     // ---- lines a spin-wait watches (the first call of line_written_event makes a line
     // watched; the others are meaningful for watched lines only).
     // Notified whenever the line is stored to, at the store's time (the transaction's
@@ -67,6 +74,7 @@ private:
     // The annotated delay of the transaction being performed (zero for untimed accesses
     // made directly on PhysicalMemory): when its stores become visible.
     sc_core::sc_time m_store_time_offset = sc_core::SC_ZERO_TIME;
+    double m_store_offset_cycles = -1;  // the direct interface's offset (converted when a watched line is stored to)
     // Node-based: a WatchedLine (and its event) never moves once made.
     std::unordered_map<std::uint64_t, WatchedLine> m_watched;
     // The last line looked up, and what it was (nullptr: not watched). Valid until a line
