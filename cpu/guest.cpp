@@ -57,6 +57,8 @@ void GuestCpu::compute(std::uint64_t cycles) {
     retire([&](LogicalProcessor& lp) { return lp.exec_compute(m_ctx, static_cast<double>(cycles)); });
 }
 
+void GuestCpu::mark(const char* what) { m_ctx.lp->mark(what); }
+
 void GuestCpu::kernel_path(model::Cost path) {
     retire([&](LogicalProcessor& lp) { return lp.exec_simple(m_ctx, path, flow::kLenStraightLine); });
 }

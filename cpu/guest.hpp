@@ -32,6 +32,8 @@ public:
     // Guest kernel code charged as one named cost (a system call's entry and exit, a
     // context switch): straight-line work of that cost's cycles.
     void kernel_path(model::Cost path);
+    // Marks a point of the program for `vtxsim explain` (no instruction, no time).
+    void mark(const char* what);
     void sti();
     void cli();
     void sti_hlt();  // STI; HLT (the interrupt shadow covers the HLT)

@@ -136,6 +136,8 @@ public:
     // Waits for one of `events` or until `max_cycles` have passed (from this processor's
     // local time), whichever comes first.
     void wait_for(const sc_core::sc_event_or_list& events, double max_cycles);
+    // A boundary in the trace (flag "mark"): `vtxsim explain` cuts a window between two.
+    void mark(const char* what) const { trace("mark", what, "", 0); }
     double now_cycles() const;  // simulated time including the local offset
     std::uint64_t tsc() const;  // what RDTSC reads (TSC ticks)
 

@@ -669,11 +669,12 @@ int cmd_plot(const std::vector<std::string>& args) {
 
 // ---------------------------------------------------------------------------- explain
 int cmd_explain(const std::vector<std::string>& args) {
-    std::string file, out_file;
+    std::string file, out_file, apic = "x2apic", vcpus, profile = "spr";
     std::vector<std::string> sets;
     bool side_by_side = false;
     po::options_description desc(
-        "vtxsim explain SCENARIO.yaml [--side-by-side] [--set KEY=VALUE]: runs the scenario and prints\n"
+        "vtxsim explain SCENARIO.yaml|WORKLOAD [--side-by-side] [--set KEY=VALUE]: runs the scenario (or one\n"
+        "short run of the workload, whose last complete iteration is shown) and prints\n"
         "every step (cycle, processor, mode, flow, step, SDM section or KVM function, cycles) with the\n"
         "interrupt state it changed (RVI/SVI, VIRR/VISR, PID ON/SN/NV/PIR, vICR, activity), then the\n"
         "cycles per processor and flow; --side-by-side: IPI virtualization off and on, next to each other.\n"
@@ -681,7 +682,10 @@ int cmd_explain(const std::vector<std::string>& args) {
     desc.add_options()("help,h", "this help")("file", po::value(&file), "the scenario file (docs/scenarios.md)")
         ("side-by-side", po::bool_switch(&side_by_side), "kvm.enable_ipiv=off and =on in two columns")
         ("set", po::value(&sets)->composing(), "KEY=VALUE, after the file's own (repeatable)")
-        ("out", po::value(&out_file), "write the explanation to FILE instead of the terminal");
+        ("out", po::value(&out_file), "write the explanation to FILE instead of the terminal")
+        ("apic", po::value(&apic)->default_value(apic), "WORKLOAD: the guest's APIC mode, xapic or x2apic")
+        ("vcpus", po::value(&vcpus), "WORKLOAD: number of vCPUs (default: the workload's)")
+        ("profile", po::value(&profile)->default_value(profile), "WORKLOAD: CPU profile");
     po::positional_options_description pos;
     pos.add("file", 1);
     auto vm = parse(args, desc, &pos, nullptr);
@@ -689,24 +693,52 @@ int cmd_explain(const std::vector<std::string>& args) {
         std::cout << desc;
         return 0;
     }
-    if (file.empty()) throw model::ConfigError("explain: which scenario file? (tests/scenarios/ has examples)");
-    ScenarioFile loaded = load_scenario_file(file);
-    auto scenario = std::make_shared<workloads::scenario::Scenario>(*loaded.scenario);
-    scenario->explain = true;
-    loaded.scenario = scenario;
+    if (file.empty()) throw model::ConfigError("explain: which scenario file or workload? (tests/scenarios/ has examples)");
     std::vector<RunSpec> specs;
-    for (int k = 0; k < (side_by_side ? 2 : 1); ++k) {
-        ScenarioFile f = loaded;
-        f.sets.insert(f.sets.end(), sets.begin(), sets.end());
-        if (side_by_side) f.sets.push_back(k == 0 ? "kvm.enable_ipiv=off" : "kvm.enable_ipiv=on");
-        specs.push_back(scenario_spec(f));
+    std::string title;
+    const workloads::WorkloadInfo* info = workloads::find_workload(file);
+    if (info) {
+        // A workload: one short run (its measurement loop's last complete iteration shown).
+        if (apic != "xapic" && apic != "x2apic") throw model::ConfigError("--apic must be xapic or x2apic, not \"" + apic + "\"");
+        for (int k = 0; k < (side_by_side ? 2 : 1); ++k) {
+            RunSpec spec;
+            spec.profile = load_profile(profile);
+            spec.kvm.enable_ipiv = spec.profile.features.ipi_virtualization;
+            spec.workload = info->name;
+            spec.config.x2apic = apic == "x2apic";
+            spec.config.vcpus = vcpus.empty() ? info->default_vcpus
+                                              : static_cast<unsigned>(parse_count("vcpus", vcpus, 1, kMaxCpus));
+            spec.config.pcpus = spec.config.vcpus;
+            spec.config.goal = 1;  // the first pass of a measurement loop suffices
+            std::vector<std::string> all = sets;
+            if (side_by_side) all.push_back(k == 0 ? "kvm.enable_ipiv=off" : "kvm.enable_ipiv=on");
+            apply_sets(all, spec);
+            spec.stream = info->name + "/" + apic + "/" + (spec.kvm.enable_ipiv ? "ipiv" : "noipiv");
+            spec.explain = true;
+            specs.push_back(spec);
+        }
+        title = info->name + " (" + apic + ", " + std::to_string(specs[0].config.vcpus) + " vCPUs)";
+    } else {
+        if (!vm["apic"].defaulted() || !vcpus.empty() || !vm["profile"].defaulted())
+            throw model::ConfigError("explain: --apic, --vcpus and --profile are for a workload; a scenario file states its platform");
+        ScenarioFile loaded = load_scenario_file(file);
+        auto scenario = std::make_shared<workloads::scenario::Scenario>(*loaded.scenario);
+        scenario->explain = true;
+        loaded.scenario = scenario;
+        for (int k = 0; k < (side_by_side ? 2 : 1); ++k) {
+            ScenarioFile f = loaded;
+            f.sets.insert(f.sets.end(), sets.begin(), sets.end());
+            if (side_by_side) f.sets.push_back(k == 0 ? "kvm.enable_ipiv=off" : "kvm.enable_ipiv=on");
+            specs.push_back(scenario_spec(f));
+        }
+        title = scenario->name + " (" + file + ")";
     }
     const auto outs = run_many(specs, 2);
     for (std::size_t i = 0; i < outs.size(); ++i) {
         if (outs[i].bad_input) throw model::ConfigError(file + ": " + outs[i].error);
         if (!outs[i].ok) throw cpu::SimulationError(file + ": " + outs[i].error);
     }
-    std::string text = scenario->name + " (" + file + ")" + (side_by_side ? ": IPIv off | IPIv on" : "") + "\n";
+    std::string text = title + (side_by_side ? ": IPIv off | IPIv on" : "") + "\n";
     auto emit = [&]() {
         if (out_file.empty())
             std::fputs(text.c_str(), stdout);
@@ -715,6 +747,7 @@ int cmd_explain(const std::vector<std::string>& args) {
     };
     if (!side_by_side) {
         text += outs[0].explanation + outs[0].check;
+        if (!text.empty() && text.back() != '\n') text += '\n';
         emit();
         return 0;  // an explanation, not a check: the expectations' outcomes are part of it
     }

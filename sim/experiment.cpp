@@ -20,6 +20,7 @@
 #include "model/error.hpp"
 #include "model/output.hpp"
 #include "model/rng.hpp"
+#include "workloads/explainer.hpp"
 #include "sim/child_process.hpp"
 #include "vmcs/exit_info.hpp"
 
@@ -144,6 +145,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
     workloads::WorkloadConfig config = spec.config;
     config.seed = spec.seed * 1000003u + spec.run_index;
     workload->setup(kvm, vm, config);
+    std::unique_ptr<workloads::Explainer> explainer;
+    if (spec.explain && !spec.scenario) explainer = std::make_unique<workloads::Explainer>(kvm, vm);
     bool finished = false;
     kvm.on_guest_finished = [&](vmm::Vcpu& v) {
         if (v.id() == 0 && workload->stop_when_bsp_finishes()) {
@@ -202,7 +205,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     out.total_iterations = r.total_iterations;
     out.check_ok = r.ok;
     out.check = r.check;
-    out.explanation = r.explanation;
+    out.explanation = explainer ? explainer->text() : r.explanation;
     out.values = r.values;
     for (std::uint16_t reason = 0; reason <= 64; ++reason)
         if (auto n = kvm.exits(reason)) out.exits[std::to_string(reason)] = n;

@@ -41,6 +41,7 @@ struct RunSpec {
     double quantum_cycles = kDefaultQuantumCycles;  // 0: exact mode; else decoupled (cpu/platform.hpp)
     // A scenario file's contents (vtxsim check): runs instead of the registered workload.
     std::shared_ptr<const workloads::scenario::Scenario> scenario;
+    bool explain = false;  // vtxsim explain WORKLOAD: record the run's steps (the last marked iteration)
 };
 
 struct RunOutcome {

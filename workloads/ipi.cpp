@@ -64,6 +64,7 @@ private:
             m_tsc_ipi = 0;
             t1 = g.rdtsc();
             for (std::uint64_t i = 0; i < iterations; ++i) {
+                g.mark("iteration");  // vtxsim explain shows the last complete one
                 if (m_halt) {
                     kut::on_cpu_wait(lib, m_smp, 1);
                     const std::uint64_t start = g.rdtsc();

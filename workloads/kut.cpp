@@ -30,7 +30,10 @@ PassResult do_test(cpu::GuestCpu& g, std::uint64_t goal, const std::function<voi
         if (start_pass) start_pass();
         iterations *= 2;
         t1 = g.rdtsc();
-        for (std::uint64_t i = 0; i < iterations; ++i) func();
+        for (std::uint64_t i = 0; i < iterations; ++i) {
+            g.mark("iteration");  // vtxsim explain shows the last complete one
+            func();
+        }
         t2 = g.rdtsc();
         r.total += iterations;
     } while (t2 - t1 < goal);

@@ -7,6 +7,7 @@
 #include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
 #include "pid/descriptor.hpp"
+#include "workloads/explainer.hpp"
 #include "workloads/kut.hpp"
 
 namespace vtx::workloads::scenario {
@@ -30,12 +31,7 @@ public:
     void setup(vmm::Kvm& kvm, vmm::Vm& vm, const WorkloadConfig&) override {
         m_kvm = &kvm;
         m_vm = &vm;
-        if (m_s->explain) {
-            model::Tracer& t = kvm.platform().tracer();
-            t.enable_all();
-            t.set_sink([this](const char* flag, double cycle, int cpu, const char* mode, const char* step,
-                              const char* where, double cost) { explain_step(flag, cycle, cpu, mode, step, where, cost); });
-        }
+        if (m_s->explain) m_explainer = std::make_unique<Explainer>(kvm, vm);
         auto& mem = kvm.platform().memory();
         for (const auto& [name, initial] : m_s->memory) {
             const std::uint64_t gpa = vm.alloc_guest(64, 64);
@@ -86,7 +82,7 @@ public:
         r.check = std::to_string(m_outcomes.size() - failed) + " of " + std::to_string(m_outcomes.size()) +
                   " expectations hold\n" + report;
         r.iterations = r.total_iterations = 1;
-        if (m_s->explain) r.explanation = m_explanation + subtotals();
+        if (m_explainer) r.explanation = m_explainer->text();
         r.values["expectations"] = static_cast<double>(m_outcomes.size());
         r.values["failed"] = static_cast<double>(failed);
         return r;
@@ -230,98 +226,7 @@ private:
         return {actual == e.value, actual};
     }
 
-    // ---- vtxsim explain: each step, then what it changed in the vCPUs' interrupt state.
-    struct Snapshot {
-        int virr = -1, visr = -1;
-        std::uint64_t rvi = 0, svi = 0, on = 0, sn = 0, nv = 0, activity = 0, mp_state = 0;
-        std::vector<std::uint8_t> pir;
-        std::uint32_t icr_lo = 0, icr_hi = 0;
-    };
-    Snapshot snapshot(vmm::Vcpu& v) {
-        auto& mem = m_kvm->platform().memory();
-        Snapshot s;
-        const vmcs::Vmcs& vmcs = v.loaded_context().vmcs;
-        cpu::VirtualApicPage page(mem, v.vapic_page());
-        model::DirectMemoryPort port(mem, model::kDeviceAgent);
-        pid::PostedInterruptDescriptor pid(port, v.pi_desc());
-        s.rvi = cpu::rvi(vmcs), s.svi = cpu::svi(vmcs);
-        if (auto b = page.highest_bit(cpu::kVapicIrr)) s.virr = *b;
-        if (auto b = page.highest_bit(cpu::kVapicIsr)) s.visr = *b;
-        s.on = pid.on(), s.sn = pid.sn(), s.nv = pid.nv();
-        s.pir = pid.pir().vectors();
-        s.activity = vmcs.hw_read(Field::GuestActivityState);
-        s.mp_state = static_cast<std::uint64_t>(v.mp_state());
-        s.icr_lo = page.read32(cpu::kVapicIcrLo), s.icr_hi = page.read32(cpu::kVapicIcrHi);
-        return s;
-    }
-    static std::string vectors(const std::vector<std::uint8_t>& v) {
-        std::string s = "{";
-        for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + hex(v[i]);
-        return s + "}";
-    }
-    static std::string bit(int b) { return b < 0 ? std::string("-") : hex(static_cast<std::uint64_t>(b)); }
-    std::string changes() {
-        std::string out;
-        auto& vcpus = m_vm->vcpus();
-        if (m_last.size() != vcpus.size()) m_last.assign(vcpus.size(), Snapshot{});
-        for (std::size_t k = 0; k < vcpus.size(); ++k) {
-            const Snapshot now = snapshot(*vcpus[k]);
-            Snapshot& was = m_last[k];
-            std::string c;
-            auto field = [&](const char* name, const std::string& a, const std::string& b) {
-                if (a != b) c += std::string(c.empty() ? "" : ", ") + name + " " + a + "->" + b;
-            };
-            field("RVI", hex(was.rvi), hex(now.rvi));
-            field("SVI", hex(was.svi), hex(now.svi));
-            field("VIRR max", bit(was.virr), bit(now.virr));
-            field("VISR max", bit(was.visr), bit(now.visr));
-            field("PID.ON", hex(was.on), hex(now.on));
-            field("PID.SN", hex(was.sn), hex(now.sn));
-            field("PID.NV", hex(was.nv), hex(now.nv));
-            field("PIR", vectors(was.pir), vectors(now.pir));
-            field("activity", hex(was.activity), hex(now.activity));
-            field("mp_state", hex(was.mp_state), hex(now.mp_state));
-            if (was.icr_lo != now.icr_lo || was.icr_hi != now.icr_hi)
-                c += std::string(c.empty() ? "" : ", ") + "vICR " + hex((std::uint64_t{now.icr_hi} << 32) | now.icr_lo) +
-                     " (vector " + hex(now.icr_lo & 0xFF) + ", delivery " + std::to_string((now.icr_lo >> 8) & 7) +
-                     ((now.icr_lo >> 11) & 1 ? ", logical" : ", physical") + ")";
-            was = now;
-            if (!c.empty()) out += "    vCPU " + std::to_string(m_s->vcpus[k].id) + ": " + c + "\n";
-        }
-        return out;
-    }
-    void explain_step(const char* flag, double cycle, int cpu, const char* mode, const char* step, const char* where,
-                      double cost) {
-        m_subtotal[{cpu, flag}] += cost;
-        // Memory accesses that hit the core's own cache are counted, not listed.
-        if (std::string(flag) == "mem" && std::string(where).find("line transfer") == std::string::npos) return;
-        char line[256];
-        std::snprintf(line, sizeof line, "%10.0f cpu%-2d %-7s %-5s %-46.46s %-22.22s +%.0f\n", cycle, cpu, mode, flag,
-                      step, where, cost);
-        m_explanation += line;
-        // The state found changed when this line is listed (a memory access is listed once
-        // done, most steps as they begin: their effect shows under the next line).
-        m_explanation += changes();
-    }
-    std::string subtotals() const {
-        std::string out = "cycles charged, per processor and flow:\n";
-        std::map<int, double> total;
-        for (const auto& [key, cycles] : m_subtotal) {
-            char line[96];
-            std::snprintf(line, sizeof line, "  cpu%-2d %-6s %10.0f\n", key.first, key.second.c_str(), cycles);
-            out += line;
-            total[key.first] += cycles;
-        }
-        for (const auto& [cpu, cycles] : total) {
-            char line[96];
-            std::snprintf(line, sizeof line, "  cpu%-2d total  %10.0f\n", cpu, cycles);
-            out += line;
-        }
-        return out;
-    }
-    std::vector<Snapshot> m_last;
-    std::string m_explanation;
-    std::map<std::pair<int, std::string>, double> m_subtotal;
+    std::unique_ptr<Explainer> m_explainer;  // vtxsim explain
 
     std::shared_ptr<const Scenario> m_s;
     vmm::Kvm* m_kvm = nullptr;

@@ -495,6 +495,18 @@ TEST_CASE("explain: a self-IPI step by step matches its golden file", "[cli][exp
     CHECK(got.find("vCPU 0: RVI 0x0->0x50, VIRR max -->0x50") != std::string::npos);
 }
 
+TEST_CASE("explain WORKLOAD: the last complete iteration of the cover letter's ipi, step by step", "[cli][explain]") {
+    const std::string out = vtx::test::temp_path("explain3.txt");
+    REQUIRE(vtxsim({"explain", "ipi", "--side-by-side", "--out", out}).status == 0);
+    const std::string got = slurp(out);
+    ::unlink(out.c_str());
+    CHECK(got.find("ipi (x2apic, 2 vCPUs): IPIv off | IPIv on") == 0);
+    CHECK(got.find("---- iteration ----") != std::string::npos);     // the window's marks
+    CHECK(got.find("IPI virtualization ") != std::string::npos);      // right: virtualized
+    CHECK(got.find("handle_fastpath_set_x2apic_icr") != std::string::npos);  // left: KVM's fastpath
+    CHECK(got.find("VMLAUNCH") == std::string::npos);                 // not the start-up
+}
+
 TEST_CASE("explain --side-by-side: IPIv off and on in two columns", "[cli][explain]") {
     const std::string out = vtx::test::temp_path("explain2.txt");
     REQUIRE(vtxsim({"explain", std::string(VTX_SOURCE_DIR) + "/tests/scenarios/ipiv_unicast_x2apic.yaml",
