@@ -578,6 +578,9 @@ int cmd_list(const std::vector<std::string>& args) {
     return 0;
 }
 
+RunSpec explain_workload_spec(const workloads::WorkloadInfo& info, bool x2apic, const std::string& vcpus,
+                              const std::string& profile, std::vector<std::string> sets);
+
 // ---------------------------------------------------------------------------- sweep
 int cmd_sweep(const std::vector<std::string>& args) {
     Common c;
@@ -650,15 +653,61 @@ int cmd_sweep(const std::vector<std::string>& args) {
 
 // ---------------------------------------------------------------------------- plot
 int cmd_plot(const std::vector<std::string>& args) {
-    std::string input, out, x;
-    po::options_description desc("vtxsim plot DIR|results.json --out F.svg|F.png [--x KEY]");
+    std::string input, out, x, breakdown;
+    std::vector<std::string> sets;
+    po::options_description desc(
+        "vtxsim plot DIR|results.json --out F.svg|F.png [--x KEY]: a sweep's metric against a swept key;\n"
+        "vtxsim plot --breakdown WORKLOAD|SCENARIO.yaml --out F.svg: the cycles each named step charged in\n"
+        "one explained round trip, stacked, per configuration (xAPIC/x2APIC x IPIv off/on, or IPIv off/on)");
     desc.add_options()("help,h", "this help")("input", po::value(&input), "a sweep directory or its results.json")
-        ("out", po::value(&out), "the plot: .svg or .png")("x", po::value(&x), "the x axis (default: the first numeric swept key)");
+        ("out", po::value(&out), "the plot: .svg or .png")("x", po::value(&x), "the x axis (default: the first numeric swept key)")
+        ("breakdown", po::value(&breakdown), "a workload or scenario file: per-step cost breakdown")
+        ("set", po::value(&sets)->composing(), "--breakdown: KEY=VALUE for every configuration");
     po::positional_options_description pos;
     pos.add("input", 1);
     auto vm = parse(args, desc, &pos, nullptr);
     if (vm.count("help")) {
         std::cout << desc;
+        return 0;
+    }
+    if (!breakdown.empty()) {
+        if (out.empty() || !input.empty() || !x.empty())
+            throw model::ConfigError("plot --breakdown NAME: --out F.svg|F.png, and no sweep directory or --x");
+        std::vector<RunSpec> specs;
+        std::vector<std::string> labels;
+        std::string title;
+        if (const auto* info = workloads::find_workload(breakdown)) {
+            for (const auto& cc : kIpiConfigs) {
+                std::vector<std::string> all = sets;
+                all.push_back(std::string("kvm.enable_ipiv=") + (cc.ipiv ? "on" : "off"));
+                specs.push_back(explain_workload_spec(*info, cc.x2apic, "", "spr", all));
+                labels.push_back(cc.label);
+            }
+            title = breakdown + ": cycles per named step in one iteration (vtxsim explain " + breakdown + ")";
+        } else {
+            ScenarioFile loaded = load_scenario_file(breakdown);
+            auto scenario = std::make_shared<workloads::scenario::Scenario>(*loaded.scenario);
+            scenario->explain = true;
+            loaded.scenario = scenario;
+            for (const char* ipiv : {"off", "on"}) {
+                ScenarioFile f = loaded;
+                f.sets.insert(f.sets.end(), sets.begin(), sets.end());
+                f.sets.push_back(std::string("kvm.enable_ipiv=") + ipiv);
+                specs.push_back(scenario_spec(f));
+                labels.push_back(std::string("IPIv ") + ipiv);
+            }
+            title = scenario->name + ": cycles per named step (vtxsim explain " + breakdown + ")";
+        }
+        const auto outs = run_many(specs, 2);
+        std::vector<std::pair<std::string, std::map<std::string, double>>> configs;
+        for (std::size_t i = 0; i < outs.size(); ++i) {
+            if (outs[i].bad_input) continue;  // a configuration the workload refuses
+            if (!outs[i].ok) throw cpu::SimulationError(labels[i] + ": " + outs[i].error);
+            configs.push_back({labels[i], outs[i].step_cycles});
+        }
+        if (configs.empty()) throw model::ConfigError("plot --breakdown " + breakdown + ": no configuration ran");
+        plot_breakdown(title, configs, out);
+        std::printf("wrote %s\n", out.c_str());
         return 0;
     }
     if (input.empty() || out.empty()) throw model::ConfigError("plot: a sweep directory and --out F.svg|F.png");
@@ -668,6 +717,23 @@ int cmd_plot(const std::vector<std::string>& args) {
 }
 
 // ---------------------------------------------------------------------------- explain
+// One short, explained run of a workload (its measurement loop's last complete iteration).
+RunSpec explain_workload_spec(const workloads::WorkloadInfo& info, bool x2apic, const std::string& vcpus,
+                              const std::string& profile, std::vector<std::string> sets) {
+    RunSpec spec;
+    spec.profile = load_profile(profile);
+    spec.kvm.enable_ipiv = spec.profile.features.ipi_virtualization;
+    spec.workload = info.name;
+    spec.config.x2apic = x2apic;
+    spec.config.vcpus = vcpus.empty() ? info.default_vcpus : static_cast<unsigned>(parse_count("vcpus", vcpus, 1, kMaxCpus));
+    spec.config.pcpus = spec.config.vcpus;
+    spec.config.goal = 1;  // the first pass of a measurement loop suffices
+    apply_sets(sets, spec);
+    spec.stream = info.name + "/" + (x2apic ? "x2apic" : "xapic") + "/" + (spec.kvm.enable_ipiv ? "ipiv" : "noipiv");
+    spec.explain = true;
+    return spec;
+}
+
 int cmd_explain(const std::vector<std::string>& args) {
     std::string file, out_file, apic = "x2apic", vcpus, profile = "spr";
     std::vector<std::string> sets;
@@ -701,21 +767,9 @@ int cmd_explain(const std::vector<std::string>& args) {
         // A workload: one short run (its measurement loop's last complete iteration shown).
         if (apic != "xapic" && apic != "x2apic") throw model::ConfigError("--apic must be xapic or x2apic, not \"" + apic + "\"");
         for (int k = 0; k < (side_by_side ? 2 : 1); ++k) {
-            RunSpec spec;
-            spec.profile = load_profile(profile);
-            spec.kvm.enable_ipiv = spec.profile.features.ipi_virtualization;
-            spec.workload = info->name;
-            spec.config.x2apic = apic == "x2apic";
-            spec.config.vcpus = vcpus.empty() ? info->default_vcpus
-                                              : static_cast<unsigned>(parse_count("vcpus", vcpus, 1, kMaxCpus));
-            spec.config.pcpus = spec.config.vcpus;
-            spec.config.goal = 1;  // the first pass of a measurement loop suffices
             std::vector<std::string> all = sets;
             if (side_by_side) all.push_back(k == 0 ? "kvm.enable_ipiv=off" : "kvm.enable_ipiv=on");
-            apply_sets(all, spec);
-            spec.stream = info->name + "/" + apic + "/" + (spec.kvm.enable_ipiv ? "ipiv" : "noipiv");
-            spec.explain = true;
-            specs.push_back(spec);
+            specs.push_back(explain_workload_spec(*info, apic == "x2apic", vcpus, profile, all));
         }
         title = info->name + " (" + apic + ", " + std::to_string(specs[0].config.vcpus) + " vCPUs)";
     } else {

@@ -43,6 +43,7 @@ nlohmann::json RunOutcome::to_json() const {
             {"check_ok", check_ok},
             {"check", check},
             {"explanation", explanation},
+            {"step_cycles", step_cycles},
             {"values", values},
             {"stats", stats},
             {"stats_text", stats_text}};
@@ -66,6 +67,7 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
     o.check_ok = j.at("check_ok");
     o.check = j.at("check");
     o.explanation = j.at("explanation");
+    o.step_cycles = j.at("step_cycles").get<std::map<std::string, double>>();
     o.values = j.at("values").get<std::map<std::string, double>>();
     o.stats = j.at("stats");
     o.stats_text = j.at("stats_text");
@@ -206,6 +208,7 @@ RunOutcome run_in_process(const RunSpec& spec) {
     out.check_ok = r.ok;
     out.check = r.check;
     out.explanation = explainer ? explainer->text() : r.explanation;
+    out.step_cycles = explainer ? explainer->step_cycles() : r.step_cycles;
     out.values = r.values;
     for (std::uint16_t reason = 0; reason <= 64; ++reason)
         if (auto n = kvm.exits(reason)) out.exits[std::to_string(reason)] = n;

@@ -61,6 +61,7 @@ struct RunOutcome {
     bool check_ok = false;
     std::string check;
     std::string explanation;  // vtxsim explain
+    std::map<std::string, double> step_cycles;  // vtxsim explain: cycles per named step
     std::map<std::string, double> values;
     nlohmann::json stats;
     std::string stats_text;  // gem5 stats.txt style

@@ -372,6 +372,68 @@ std::string emit_slurm(const SweepPlan& plan, const std::string& vtxsim_path, co
     return script;
 }
 
+namespace {
+void run_gnuplot(const std::string& script, const std::string& out) {
+    FILE* pipe = ::popen("gnuplot 2>&1", "w");
+    if (!pipe) throw std::runtime_error("plot: cannot start gnuplot");
+    std::fwrite(script.data(), 1, script.size(), pipe);
+    const int status = ::pclose(pipe);
+    if (status != 0)
+        throw std::runtime_error("plot: gnuplot failed (status " + std::to_string(status) +
+                                 "); scripts/setup.sh installs it (gnuplot-nox)");
+    if (!fs::exists(out) || fs::file_size(out) == 0) throw std::runtime_error("plot: gnuplot wrote no " + out);
+}
+std::string terminal_for(const std::string& out, int width, int height) {
+    const std::string ext = fs::path(out).extension().string();
+    if (ext != ".svg" && ext != ".png") throw model::ConfigError("plot: --out " + out + ": .svg or .png");
+    const std::string size = std::to_string(width) + "," + std::to_string(height);
+    return ext == ".svg" ? "set terminal svg size " + size + " dynamic font 'sans,11'\n"
+                         : "set terminal png size " + size + "\n";
+}
+}  // namespace
+
+void plot_breakdown(const std::string& title,
+                    const std::vector<std::pair<std::string, std::map<std::string, double>>>& configs,
+                    const std::string& out) {
+    constexpr std::size_t kSteps = 12;
+    std::map<std::string, double> largest;
+    for (const auto& [label, steps] : configs)
+        for (const auto& [step, cycles] : steps) largest[step] = std::max(largest[step], cycles);
+    std::vector<std::pair<double, std::string>> order;
+    for (const auto& [step, cycles] : largest) order.push_back({-cycles, step});
+    std::sort(order.begin(), order.end());
+    std::vector<std::string> shown;
+    for (std::size_t i = 0; i < order.size() && i < kSteps; ++i) shown.push_back(order[i].second);
+    auto quote = [](std::string s) {
+        for (char& c : s)
+            if (c == '"') c = '\'';
+        return "\"" + s + "\"";
+    };
+    std::ostringstream gp;
+    gp << terminal_for(out, 1100, 620) << "set output '" << out << "'\n";
+    gp << "set title " << quote(title) << " noenhanced\n";
+    gp << "set style data histograms\nset style histogram rowstacked\nset style fill solid 0.85 border -1\n";
+    gp << "set boxwidth 0.6\nset key outside right top noenhanced font ',9'\nset grid ytics\n";
+    gp << "set ylabel 'cycles charged by named steps'\nset yrange [0:*]\nset xtics font ',9'\n";
+    // Thirteen distinguishable colours (the default cycle repeats after eight).
+    const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                              "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a"};
+    for (int i = 0; i < 13; ++i) gp << "set linetype " << i + 1 << " lc rgb '" << kColours[i] << "'\n";
+    gp << "$D << EOD\nconfiguration";
+    for (const auto& s : shown) gp << " " << quote(s);
+    gp << " " << quote("other steps") << "\n";
+    for (const auto& [label, steps] : configs) {
+        gp << quote(label);
+        double other = 0;
+        for (const auto& [step, cycles] : steps)
+            if (std::find(shown.begin(), shown.end(), step) == shown.end()) other += cycles;
+        for (const auto& s : shown) gp << " " << (steps.count(s) ? steps.at(s) : 0.0);
+        gp << " " << other << "\n";
+    }
+    gp << "EOD\nplot for [i=2:" << shown.size() + 2 << "] $D using i:xtic(1) title columnheader(i)\n";
+    run_gnuplot(gp.str(), out);
+}
+
 void plot_sweep(const std::string& dir_or_file, const std::string& out, const std::string& x_key_arg) {
     std::string file = dir_or_file;
     if (fs::is_directory(file)) file = (fs::path(file) / "results.json").string();
@@ -445,15 +507,7 @@ void plot_sweep(const std::string& dir_or_file, const std::string& out, const st
         ++i;
     }
     gp << "\n";
-    FILE* pipe = ::popen("gnuplot 2>&1", "w");
-    if (!pipe) throw std::runtime_error("plot: cannot start gnuplot");
-    const std::string script = gp.str();
-    std::fwrite(script.data(), 1, script.size(), pipe);
-    const int status = ::pclose(pipe);
-    if (status != 0)
-        throw std::runtime_error("plot: gnuplot failed (status " + std::to_string(status) +
-                                 "); scripts/setup.sh installs it (gnuplot-nox)");
-    if (!fs::exists(out) || fs::file_size(out) == 0) throw std::runtime_error("plot: gnuplot wrote no " + out);
+    run_gnuplot(gp.str(), out);
 }
 
 }  // namespace vtx::sim

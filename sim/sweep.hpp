@@ -7,6 +7,7 @@
 // the sweep results.csv / results.json. `plot` draws them with gnuplot.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,5 +72,11 @@ std::string emit_slurm(const SweepPlan& plan, const std::string& vtxsim_path, co
 // standard deviation), one series per combination of the other keys. Writes SVG or PNG
 // (by the output's extension) through gnuplot.
 void plot_sweep(const std::string& dir_or_file, const std::string& out, const std::string& x_key);
+
+// `vtxsim plot --breakdown`: a stacked bar per configuration of the cycles each named step
+// charged in one explained round trip (the largest steps, the rest as "other steps").
+void plot_breakdown(const std::string& title,
+                    const std::vector<std::pair<std::string, std::map<std::string, double>>>& configs,
+                    const std::string& out);
 
 }  // namespace vtx::sim

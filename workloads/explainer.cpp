@@ -81,6 +81,7 @@ void Explainer::step(const char* flag, double cycle, int cpu, const char* mode, 
                      double cost) {
     Line l;
     l.cpu = cpu, l.flag = flag, l.cost = cost;
+    l.step = l.flag == "mem" ? std::string("memory accesses") : std::string(what);
     l.mark = std::string(flag) == "mark";
     // Memory accesses that hit the core's own cache are counted, not listed.
     const bool listed = !(l.flag == "mem" && std::string(where).find("line transfer") == std::string::npos);
@@ -99,13 +100,25 @@ void Explainer::step(const char* flag, double cycle, int cpu, const char* mode, 
     m_lines.push_back(std::move(l));
 }
 
-std::string Explainer::text() const {
+std::pair<std::size_t, std::size_t> Explainer::window() const {
     // With marks: the last complete window, from the second-to-last mark to the last.
-    std::size_t begin = 0, end = m_lines.size();
     std::vector<std::size_t> marks;
     for (std::size_t i = 0; i < m_lines.size(); ++i)
         if (m_lines[i].mark) marks.push_back(i);
-    if (marks.size() >= 2) begin = marks[marks.size() - 2], end = marks.back();
+    if (marks.size() >= 2) return {marks[marks.size() - 2], marks.back()};
+    return {0, m_lines.size()};
+}
+
+std::map<std::string, double> Explainer::step_cycles() const {
+    const auto [begin, end] = window();
+    std::map<std::string, double> out;
+    for (std::size_t i = begin; i < end; ++i)
+        if (!m_lines[i].mark && m_lines[i].cost > 0) out[m_lines[i].step] += m_lines[i].cost;
+    return out;
+}
+
+std::string Explainer::text() const {
+    const auto [begin, end] = window();
     std::string out;
     std::map<std::pair<int, std::string>, double> subtotal;
     for (std::size_t i = begin; i < end; ++i) {

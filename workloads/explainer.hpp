@@ -19,6 +19,8 @@ public:
     Explainer(vmm::Kvm& kvm, vmm::Vm& vm);
     // The steps (of the window) and the cycles per processor and flow.
     std::string text() const;
+    // The window's cycles per step (memory accesses summed as one), for a stacked plot.
+    std::map<std::string, double> step_cycles() const;
 
 private:
     struct Snapshot {
@@ -29,12 +31,14 @@ private:
     };
     struct Line {
         std::string text;  // the step's line and the changes found under it
+        std::string step;  // its name
         int cpu = 0;
         std::string flag;
         double cost = 0;
         bool mark = false;
     };
     Snapshot snapshot(vmm::Vcpu& v) const;
+    std::pair<std::size_t, std::size_t> window() const;  // [begin, end) of m_lines
     std::string changes();
     void step(const char* flag, double cycle, int cpu, const char* mode, const char* what, const char* where,
               double cost);

@@ -82,7 +82,7 @@ public:
         r.check = std::to_string(m_outcomes.size() - failed) + " of " + std::to_string(m_outcomes.size()) +
                   " expectations hold\n" + report;
         r.iterations = r.total_iterations = 1;
-        if (m_explainer) r.explanation = m_explainer->text();
+        if (m_explainer) r.explanation = m_explainer->text(), r.step_cycles = m_explainer->step_cycles();
         r.values["expectations"] = static_cast<double>(m_outcomes.size());
         r.values["failed"] = static_cast<double>(failed);
         return r;

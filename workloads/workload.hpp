@@ -30,6 +30,7 @@ struct WorkloadResult {
     std::string check;                // what was checked (and what failed)
     std::map<std::string, double> values;  // other named observations
     std::string explanation;               // vtxsim explain: the run step by step
+    std::map<std::string, double> step_cycles;  // vtxsim explain: cycles per step
 };
 
 class Workload {

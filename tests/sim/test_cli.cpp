@@ -519,3 +519,18 @@ TEST_CASE("explain --side-by-side: IPIv off and on in two columns", "[cli][expla
     CHECK(got.find("IPI virtualization ") != std::string::npos);
     CHECK(got.find("| ") != std::string::npos);
 }
+
+TEST_CASE("plot --breakdown: a stacked bar per configuration of one explained round trip", "[cli][plot]") {
+    const std::string svg = vtx::test::temp_path("breakdown.svg");
+    REQUIRE(vtxsim({"plot", "--breakdown", "ipi", "--out", svg}).status == 0);
+    const std::string text = slurp(svg);
+    ::unlink(svg.c_str());
+    CHECK(text.find("<svg") != std::string::npos);
+    for (const char* label : {"xAPIC w/o IPIv", "xAPIC w/ IPIv", "x2APIC w/o IPIv", "x2APIC w/ IPIv"}) {
+        INFO(label);
+        CHECK(text.find(label) != std::string::npos);  // a bar per configuration
+    }
+    CHECK(text.find("memory accesses") != std::string::npos);  // a series per step
+    CHECK(text.find("virtualized write to the APIC-access page") != std::string::npos);  // xAPIC's ICR write
+    CHECK(vtxsim({"plot", "--breakdown", "ipi", "--out", svg, "--x", "vcpus"}).status == 2);
+}
