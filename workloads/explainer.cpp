@@ -43,6 +43,11 @@ Explainer::Snapshot Explainer::snapshot(vmm::Vcpu& v) const {
     s.activity = vmcs.hw_read(vmcs::Field::GuestActivityState);
     s.mp_state = static_cast<std::uint64_t>(v.mp_state());
     s.icr_lo = page.read32(cpu::kVapicIcrLo), s.icr_hi = page.read32(cpu::kVapicIcrHi);
+    s.exit_reason = vmcs.hw_read(vmcs::Field::VmExitReason);
+    s.exit_qualification = vmcs.hw_read(vmcs::Field::ExitQualification);
+    s.exit_intr_info = vmcs.hw_read(vmcs::Field::VmExitIntrInfo);
+    s.interruptibility = vmcs.hw_read(vmcs::Field::GuestInterruptibilityInfo);
+    s.entry_intr_info = vmcs.hw_read(vmcs::Field::VmEntryIntrInfoField);
     return s;
 }
 
@@ -66,6 +71,11 @@ std::string Explainer::changes() {
         field("PID.NV", hex(was.nv), hex(now.nv));
         field("PIR", vectors(was.pir), vectors(now.pir));
         field("activity", hex(was.activity), hex(now.activity));
+        field("VMCS exit reason", hex(was.exit_reason), hex(now.exit_reason));
+        field("exit qualification", hex(was.exit_qualification), hex(now.exit_qualification));
+        field("exit interruption info", hex(was.exit_intr_info), hex(now.exit_intr_info));
+        field("guest interruptibility", hex(was.interruptibility), hex(now.interruptibility));
+        field("entry interruption info", hex(was.entry_intr_info), hex(now.entry_intr_info));
         field("mp_state", hex(was.mp_state), hex(now.mp_state));
         if (was.icr_lo != now.icr_lo || was.icr_hi != now.icr_hi)
             c += std::string(c.empty() ? "" : ", ") + "vICR " + hex((std::uint64_t{now.icr_hi} << 32) | now.icr_lo) +

@@ -1,7 +1,8 @@
 #pragma once
 // `vtxsim explain`: records every microcode and VMM step of a run (through the tracer's
 // sink) with what it changed in each vCPU's interrupt state (RVI, SVI, the highest VIRR and
-// VISR bits, the PID's ON, SN, NV and PIR, the virtual ICR, activity, mp_state), and the
+// VISR bits, the PID's ON, SN, NV and PIR, the virtual ICR, activity, mp_state, the VMCS's
+// exit information, interruptibility and entry event), and the
 // cycles per processor and flow. A workload marks the iterations of its measurement loop
 // (GuestCpu::mark); with marks, the explanation is the last complete iteration.
 #include <map>
@@ -28,6 +29,9 @@ private:
         std::uint64_t rvi = 0, svi = 0, on = 0, sn = 0, nv = 0, activity = 0, mp_state = 0;
         std::vector<std::uint8_t> pir;
         std::uint32_t icr_lo = 0, icr_hi = 0;
+        // VMCS fields a step may change: exit information, interruptibility, entry event.
+        std::uint64_t exit_reason = 0, exit_qualification = 0, exit_intr_info = 0, interruptibility = 0,
+                      entry_intr_info = 0;
     };
     struct Line {
         std::string text;  // the step's line and the changes found under it
