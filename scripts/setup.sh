@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libsystemc-dev catch2 libboost-program-options-dev
       nlohmann-json3-dev libbenchmark-dev libyaml-cpp-dev gnuplot-nox
-      slurm-wlm munge)
+      slurm-wlm munge libeigen3-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include <Eigen/Dense>
+
 #include "model/error.hpp"
 
 namespace vtx::sim {
@@ -70,6 +72,93 @@ std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double
 }
 
 }  // namespace
+
+std::string identifiability_report(const RunSpec& base, const TrainingSet& t, unsigned runs, unsigned jobs) {
+    std::vector<model::Cost> fitted, others;
+    for (std::size_t i = 0; i < model::kCostCount; ++i) {
+        const auto c = static_cast<model::Cost>(i);
+        (base.profile.costs.entry(c).provenance == model::Provenance::Fitted ? fitted : others).push_back(c);
+    }
+    if (fitted.empty()) throw model::ConfigError("calibrate --report: profile \"" + base.profile.name + "\" marks no cost `fitted`");
+    const std::size_t m = t.columns.size();
+    const auto at = simulate(base, t, {}, {}, runs, jobs);
+    // Elasticity column of one cost: d(mean_i / training_i) per relative change of the cost,
+    // by a forward difference of 10 % (at least 50 cycles: past the poll loop's quantization).
+    auto column = [&](model::Cost c) {
+        const double v = base.profile.costs.entry(c).cycles;
+        const double h = std::max(50.0, 0.1 * v);
+        const auto s = simulate(base, t, {c}, {v + h}, runs, jobs);
+        Eigen::VectorXd col(static_cast<Eigen::Index>(m));
+        for (std::size_t i = 0; i < m; ++i)
+            col(static_cast<Eigen::Index>(i)) = (s[i] - at[i]) / t.columns[i].mean / h * std::max(v, 1.0);
+        return col;
+    };
+    Eigen::MatrixXd jf(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(fitted.size()));
+    for (std::size_t k = 0; k < fitted.size(); ++k) jf.col(static_cast<Eigen::Index>(k)) = column(fitted[k]);
+    const Eigen::JacobiSVD<Eigen::MatrixXd> svd(jf, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    const Eigen::VectorXd sv = svd.singularValues();
+    std::string out;
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "identifiability of the %zu fitted costs by the %zu training means (%u runs a configuration):\n",
+                  fitted.size(), m, runs);
+    out += line;
+    out += "elasticities (% change of each mean per % change of each fitted cost):\n";
+    std::snprintf(line, sizeof line, "  %-30s", "");
+    out += line;
+    for (const auto& col : t.columns) {
+        std::snprintf(line, sizeof line, " %8s%s", col.apic.c_str(), col.ipiv ? "+IPIv" : "     ");
+        out += line;
+    }
+    out += "\n";
+    for (std::size_t k = 0; k < fitted.size(); ++k) {
+        std::snprintf(line, sizeof line, "  %-30s", std::string(model::cost_name(fitted[k])).c_str());
+        out += line;
+        for (std::size_t i = 0; i < m; ++i) {
+            std::snprintf(line, sizeof line, " %13.4f", jf(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(k)));
+            out += line;
+        }
+        out += "\n";
+    }
+    out += "singular values:";
+    for (Eigen::Index i = 0; i < sv.size(); ++i) {
+        std::snprintf(line, sizeof line, " %.4g", sv(i));
+        out += line;
+    }
+    std::snprintf(line, sizeof line, "; condition number %.3g\n", sv(sv.size() - 1) > 0 ? sv(0) / sv(sv.size() - 1) : INFINITY);
+    out += line;
+    out += "the combination the means determine worst (right singular vector of the smallest):";
+    const Eigen::VectorXd weak = svd.matrixV().col(sv.size() - 1);
+    for (std::size_t k = 0; k < fitted.size(); ++k) {
+        std::snprintf(line, sizeof line, " %+.2f %s", weak(static_cast<Eigen::Index>(k)),
+                      std::string(model::cost_name(fitted[k])).c_str());
+        out += line;
+    }
+    out += "\n";
+    // What the fit absorbs: for a +10 % error in another cost, the fitted costs' change
+    // (in % of their values) that keeps the means (least squares).
+    out += "a +10 % error in a cost the fit does not set would move the fitted costs by (% of their values):\n";
+    std::snprintf(line, sizeof line, "  %-34s", "");
+    out += line;
+    for (auto c : fitted) {
+        std::snprintf(line, sizeof line, " %22s", std::string(model::cost_name(c)).c_str());
+        out += line;
+    }
+    out += "\n";
+    for (auto c : others) {
+        const Eigen::VectorXd ja = column(c);
+        if (ja.cwiseAbs().maxCoeff() < 1e-4) continue;  // moves no mean
+        const Eigen::VectorXd shift = -svd.solve(ja * 0.1) * 100.0;
+        std::snprintf(line, sizeof line, "  %-34s", std::string(model::cost_name(c)).c_str());
+        out += line;
+        for (Eigen::Index k = 0; k < shift.size(); ++k) {
+            std::snprintf(line, sizeof line, " %+21.1f%%", shift(k));
+            out += line;
+        }
+        out += "\n";
+    }
+    return out;
+}
 
 CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned runs, unsigned iterations,
                             unsigned jobs) {

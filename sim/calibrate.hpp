@@ -23,4 +23,12 @@ struct CalibrationReport {
 CalibrationReport calibrate(const RunSpec& base, const TrainingSet& training, unsigned runs,
                             unsigned iterations, unsigned jobs);
 
+// `vtxsim calibrate --report`: how well the training means determine the fitted costs, at
+// the profile's values. The Jacobian of the four means' relative residuals against the
+// fitted costs (as elasticities: % change of a mean per % change of a cost), its singular
+// values and condition number, the direction it determines worst; and, for every other
+// cost that moves a mean, how far the fitted costs would move to absorb a 10 % error in it
+// (least squares, Eigen's SVD): what a what-if answer silently depends on.
+std::string identifiability_report(const RunSpec& base, const TrainingSet& training, unsigned runs, unsigned jobs);
+
 }  // namespace vtx::sim

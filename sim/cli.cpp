@@ -955,7 +955,9 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     desc.add_options()("help,h", "this help")
         ("training", po::value(&training)->default_value(training), "training measurements (JSON)")
         ("out", po::value(&out), "write the calibrated profile to FILE (default: PROFILE.calibrated.json)")
-        ("iterations", po::value(&iterations)->default_value(iterations), "Levenberg-Marquardt iterations");
+        ("iterations", po::value(&iterations)->default_value(iterations), "Levenberg-Marquardt iterations")
+        ("report", "instead of fitting: how well the training means determine the fitted costs, and how far\n"
+                   "the fit would move to absorb an error in any other cost (to --out FILE if given)");
     add_common(desc, c, default_runs);
     auto vm = parse(args, desc, nullptr, &c);
     if (vm.count("help")) {
@@ -965,8 +967,15 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     refuse_unused(vm, "calibrate", {"json", "csv", "stats", "trace", "debug"});
     RunSpec base = base_spec(c);
     apply_sets(c.sets, base);
-    if (out.empty()) out = base.profile.name + ".calibrated.json";
     const TrainingSet t = load_training(training);
+    if (vm.count("report")) {
+        if (!vm["iterations"].defaulted()) throw model::ConfigError("calibrate --report fits nothing: --iterations does not apply");
+        const std::string report = identifiability_report(base, t, c.runs, c.jobs);
+        std::cout << report;
+        if (!out.empty()) write_file(out, report);
+        return 0;
+    }
+    if (out.empty()) out = base.profile.name + ".calibrated.json";
     const CalibrationReport rep = calibrate(base, t, c.runs, iterations, c.jobs);
     std::cout << rep.text;
     write_file(out, rep.profile_json.dump(2) + "\n");

@@ -534,3 +534,17 @@ TEST_CASE("plot --breakdown: a stacked bar per configuration of one explained ro
     CHECK(text.find("virtualized write to the APIC-access page") != std::string::npos);  // xAPIC's ICR write
     CHECK(vtxsim({"plot", "--breakdown", "ipi", "--out", svg, "--x", "vcpus"}).status == 2);
 }
+
+TEST_CASE("calibrate --report: elasticities, singular values and what the fit absorbs", "[cli][calibrate]") {
+    const std::string out = vtx::test::temp_path("ident.txt");
+    REQUIRE(vtxsim({"calibrate", "--report", "--runs", "1", "--out", out}).status == 0);
+    const std::string text = slurp(out);
+    ::unlink(out.c_str());
+    CHECK(text.find("identifiability of the 4 fitted costs by the 4 training means") != std::string::npos);
+    CHECK(text.find("singular values:") != std::string::npos);
+    CHECK(text.find("condition number") != std::string::npos);
+    for (const char* c : {"apic.bus_latency", "vmx.apic_access_virt", "vmx.ipiv_microcode", "kvm.exit_common_path"})
+        CHECK(text.find(c) != std::string::npos);
+    CHECK(text.find("vmx.exit_save_guest") != std::string::npos);  // an assumed cost on the path
+    CHECK(vtxsim({"calibrate", "--report", "--iterations", "3"}).status == 2);
+}
