@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace vtx::model {
@@ -29,11 +30,19 @@ std::optional<Cost> find_cost(std::string_view name);
 std::string_view provenance_name(Provenance p);
 std::optional<Provenance> parse_provenance(std::string_view s);
 
+// A cost's earlier value: what it was, until when, and why it changed.
+struct CostChange {
+    double cycles = 0.0;   // the value before the change
+    std::string date;      // YYYY-MM-DD of the change
+    std::string reason;
+};
+
 struct CostEntry {
     double cycles = 0.0;
     Provenance provenance = Provenance::Assumed;
     std::string source;          // where the number comes from
     double run_variation = 0.0;  // relative std-dev of the per-run perturbation (0 = fixed)
+    std::vector<CostChange> history;  // earlier values, oldest first
 };
 
 // All costs of a profile. Every Cost has an entry (the loader refuses a profile that

@@ -1,5 +1,7 @@
 #include "model/profile.hpp"
 
+#include <algorithm>
+
 #include "model/parse.hpp"
 
 #include <cmath>
@@ -114,7 +116,7 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
         const std::string entry = "cost \"" + name + "\"";
         for (const auto& [key, value] : e.items())
             if (key != "name" && key != "cycles" && key != "provenance" && key != "source" &&
-                key != "run_variation")
+                key != "run_variation" && key != "history")
                 fail(file, entry + ": unknown key \"" + key + "\"");
         const auto cost = find_cost(name);
         if (!cost) fail(file, "unknown cost \"" + name + "\"");
@@ -135,6 +137,31 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
             e["source"].get<std::string>().empty())
             fail(file, entry + ": missing \"source\" note");
         ce.source = e["source"].get<std::string>();
+        if (e.contains("history")) {
+            // Earlier values, oldest first: {"cycles": N, "date": "YYYY-MM-DD", "reason": "..."}.
+            if (!e["history"].is_array()) fail(file, entry + ": history must be an array");
+            std::string last_date;
+            for (const json& h : e["history"]) {
+                const std::string at = entry + ": history";
+                if (!h.is_object()) fail(file, at + ": each change is an object");
+                for (const auto& [key, value] : h.items())
+                    if (key != "cycles" && key != "date" && key != "reason") fail(file, at + ": unknown key \"" + key + "\"");
+                CostChange c;
+                c.cycles = number_field(h, "cycles", file, at);
+                if (!h.contains("date") || !h["date"].is_string()) fail(file, at + ": missing \"date\" (YYYY-MM-DD)");
+                c.date = h["date"].get<std::string>();
+                const bool date_ok = c.date.size() == 10 && c.date[4] == '-' && c.date[7] == '-' &&
+                                     std::all_of(c.date.begin(), c.date.end(),
+                                                 [](char ch) { return ch == '-' || (ch >= '0' && ch <= '9'); });
+                if (!date_ok) fail(file, at + ": date \"" + c.date + "\" is not YYYY-MM-DD");
+                if (c.date < last_date) fail(file, at + ": changes must be oldest first");
+                last_date = c.date;
+                if (!h.contains("reason") || !h["reason"].is_string() || h["reason"].get<std::string>().empty())
+                    fail(file, at + ": missing \"reason\"");
+                c.reason = h["reason"].get<std::string>();
+                ce.history.push_back(c);
+            }
+        }
         if (e.contains("run_variation")) {
             ce.run_variation = number_field(e, "run_variation", file, entry);
             if (ce.run_variation < 0 || ce.run_variation > 0.5)

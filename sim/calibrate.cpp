@@ -1,6 +1,7 @@
 #include "sim/calibrate.hpp"
 
 #include <cmath>
+#include <ctime>
 #include <cstdio>
 #include <fstream>
 
@@ -240,10 +241,24 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
     // The profile file with the fitted values.
     std::ifstream in(base.profile.file);
     nlohmann::json j = nlohmann::json::parse(in);
+    // Today's date (UTC) for the history of a changed value.
+    char today[16];
+    const std::time_t now = std::time(nullptr);
+    std::strftime(today, sizeof today, "%Y-%m-%d", std::gmtime(&now));
     for (auto& e : j["costs"])
         for (std::size_t k = 0; k < fitted.size(); ++k)
-            if (e["name"] == std::string(model::cost_name(fitted[k])))
-                e["cycles"] = std::round(theta[k] * 10.0) / 10.0;
+            if (e["name"] == std::string(model::cost_name(fitted[k]))) {
+                const double before = e["cycles"].get<double>();
+                const double after = std::round(theta[k] * 10.0) / 10.0;
+                if (after == before) continue;
+                e["cycles"] = after;
+                if (!e.contains("history")) e["history"] = nlohmann::json::array();
+                e["history"].push_back({{"cycles", before},
+                                        {"date", today},
+                                        {"reason", "vtxsim calibrate against " + display_path(t.source) + " (" +
+                                                       std::to_string(runs) + " runs a configuration, seed " +
+                                                       std::to_string(base.seed) + ")"}});
+            }
     CalibrationReport rep;
     rep.profile_json = j;
     rep.text = text;

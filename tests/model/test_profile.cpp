@@ -95,3 +95,37 @@ TEST_CASE("a cost can be overridden by name as with --set cost.NAME=VALUE", "[pr
                       "--set: cost \"guest.pause\" must be a finite number of cycles from 0 to 1000000000, not \"1x\"");
     CHECK_THROWS_AS(p.override_cost("guest.pause", "-1", "--set"), ConfigError);
 }
+
+TEST_CASE("a cost's history: earlier values with date and reason, oldest first, checked") {
+    auto profile_with = [](const std::string& history) {
+        auto j = load_json("spr");
+        for (auto& e : j["costs"])
+            if (e["name"] == "apic.bus_latency") e["history"] = nlohmann::json::parse(history);
+        return j.dump();
+    };
+    const CpuProfile ok = CpuProfile::parse(
+        profile_with(R"([{"cycles": 1500, "date": "2026-11-01", "reason": "first guess"},
+                         {"cycles": 1971.8, "date": "2026-11-23", "reason": "fit"}])"), "p.json");
+    const auto& h = ok.costs.entry(vtx::model::Cost::ApicBusLatency).history;
+    REQUIRE(h.size() == 2);
+    CHECK(h[0].cycles == 1500);
+    CHECK(h[1].date == "2026-11-23");
+    CHECK_THROWS_WITH(CpuProfile::parse(profile_with(R"([{"cycles": 1, "date": "23.11.2026", "reason": "x"}])"), "p.json"),
+                      Catch::Contains("p.json") && Catch::Contains("is not YYYY-MM-DD"));
+    CHECK_THROWS_WITH(CpuProfile::parse(profile_with(R"([{"cycles": 1, "date": "2026-11-23", "reason": "a"},
+                                                         {"cycles": 2, "date": "2026-11-01", "reason": "b"}])"), "p.json"),
+                      Catch::Contains("oldest first"));
+    CHECK_THROWS_WITH(CpuProfile::parse(profile_with(R"([{"cycles": 1, "date": "2026-11-23"}])"), "p.json"),
+                      Catch::Contains("missing \"reason\""));
+    CHECK_THROWS_WITH(CpuProfile::parse(profile_with(R"([{"cycles": 1, "date": "2026-11-23", "reason": "a", "by": "me"}])"), "p.json"),
+                      Catch::Contains("unknown key \"by\""));
+}
+
+TEST_CASE("the shipped spr profile records the history of its fitted and changed costs") {
+    const auto p = vtx::model::CpuProfile::load(profile_path("spr"));
+    for (auto c : {vtx::model::Cost::ApicBusLatency, vtx::model::Cost::VmxIpivMicrocode, vtx::model::Cost::VmxExitSaveGuest,
+                   vtx::model::Cost::KvmApicSendIpi}) {
+        INFO(vtx::model::cost_name(c));
+        CHECK(!p.costs.entry(c).history.empty());
+    }
+}
