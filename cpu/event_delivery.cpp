@@ -48,6 +48,19 @@ bool LogicalProcessor::event_window(GuestContext& g) {
         deliver_guest_interrupt(g, vec);
         return false;
     }
+    // The common case, decided first: nothing injected, no signal from the APIC, the guest
+    // active, no window exiting, and no virtual interrupt requested (RVI's priority class 0:
+    // nothing to evaluate). Then there is no event at this boundary.
+    {
+        const vmcs::Vmcs& cv = v;
+        if (!m_tpr_threshold_exit_pending && !m_apic->init_pending() && !m_apic->sipi_pending() &&
+            !m_apic->nmi_pending() && !m_apic->intr_pending() &&
+            static_cast<ActivityState>(cv.hw_read(Field::GuestActivityState)) == ActivityState::Active &&
+            !(cv.hw_read(Field::CpuBasedVmExecControl) &
+              (vmcs::kPrimaryNmiWindowExiting | vmcs::kPrimaryInterruptWindowExiting)) &&
+            (rvi(cv) & 0xF0) == 0)
+            return true;
+    }
     if (m_tpr_threshold_exit_pending) {
         m_tpr_threshold_exit_pending = false;
         trace("vmx", "TPR threshold above VTPR after VM entry: VM exit", "SDM 26.7.7", 0);
