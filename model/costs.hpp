@@ -43,6 +43,7 @@ struct CostEntry {
     std::string source;          // where the number comes from
     double run_variation = 0.0;  // relative std-dev of the per-run perturbation (0 = fixed)
     std::vector<CostChange> history;  // earlier values, oldest first
+    double range_low = -1, range_high = -1;  // a stated plausible range (cycles), -1: none
 };
 
 // All costs of a profile. Every Cost has an entry (the loader refuses a profile that

@@ -68,6 +68,12 @@ void load_features(const json& j, CpuFeatures& f, const std::string& file) {
 
 }  // namespace
 
+std::pair<double, double> CpuProfile::plausible_range(Cost c) const {
+    const CostEntry& e = costs.entry(c);
+    if (e.range_low >= 0) return {e.range_low, e.range_high};
+    return {e.cycles * (1.0 - assumed_range), e.cycles * (1.0 + assumed_range)};
+}
+
 CpuProfile CpuProfile::load(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw ConfigError("profile " + path + ": cannot open file");
@@ -86,7 +92,7 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
     if (!j.is_object()) fail(file, "top level must be an object");
     static const std::set<std::string> kKeys = {"name",     "description", "core_ghz",
                                                 "tsc_ghz",  "features",    "costs",
-                                                "comment"};
+                                                "comment",  "assumed_range"};
     for (const auto& [key, value] : j.items())
         if (!kKeys.count(key)) fail(file, "unknown key \"" + key + "\"");
 
@@ -103,6 +109,10 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
     p.tsc_ghz = j.contains("tsc_ghz") ? number_field(j, "tsc_ghz", file, "top level") : p.core_ghz;
     if (!clock_in_range(p.tsc_ghz)) fail(file, "tsc_ghz must be between 0.001 and 100 (GHz)");
     if (j.contains("features")) load_features(j["features"], p.features, file);
+    if (j.contains("assumed_range")) {
+        p.assumed_range = number_field(j, "assumed_range", file, "top level");
+        if (!(p.assumed_range >= 0 && p.assumed_range <= 1)) fail(file, "assumed_range must be within 0..1 (relative)");
+    }
 
     if (!j.contains("costs") || !j["costs"].is_array()) fail(file, "missing array \"costs\"");
     std::set<std::string> seen;
@@ -116,7 +126,7 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
         const std::string entry = "cost \"" + name + "\"";
         for (const auto& [key, value] : e.items())
             if (key != "name" && key != "cycles" && key != "provenance" && key != "source" &&
-                key != "run_variation" && key != "history")
+                key != "run_variation" && key != "history" && key != "range")
                 fail(file, entry + ": unknown key \"" + key + "\"");
         const auto cost = find_cost(name);
         if (!cost) fail(file, "unknown cost \"" + name + "\"");
@@ -137,6 +147,18 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
             e["source"].get<std::string>().empty())
             fail(file, entry + ": missing \"source\" note");
         ce.source = e["source"].get<std::string>();
+        if (e.contains("range")) {
+            const json& r = e["range"];
+            if (ce.provenance != Provenance::Assumed)
+                fail(file, entry + ": only an assumed cost has a plausible range (a fitted one is refit, a "
+                                   "published or measured one is what its source says)");
+            if (!r.is_array() || r.size() != 2 || !r[0].is_number() || !r[1].is_number())
+                fail(file, entry + ": range must be [low, high] in cycles");
+            ce.range_low = r[0].get<double>(), ce.range_high = r[1].get<double>();
+            if (!(ce.range_low >= 0 && ce.range_low <= ce.cycles && ce.cycles <= ce.range_high &&
+                  ce.range_high <= kMaxCostCycles))
+                fail(file, entry + ": range must hold the value and not be negative");
+        }
         if (e.contains("history")) {
             // Earlier values, oldest first: {"cycles": N, "date": "YYYY-MM-DD", "reason": "..."}.
             if (!e["history"].is_array()) fail(file, entry + ": history must be an array");

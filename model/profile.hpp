@@ -1,6 +1,7 @@
 #pragma once
 // A CPU profile: clock, VMX feature set and the cost table, loaded from profiles/*.json.
 #include <string>
+#include <utility>
 
 #include "model/costs.hpp"
 #include "model/features.hpp"
@@ -21,6 +22,11 @@ struct CpuProfile {
     double tsc_ghz = 2.0;         // TSC rate; equal to the core clock unless the profile says
     CpuFeatures features;
     CostTable costs;
+    // How far an `assumed` cost may plausibly be off, relative, unless the cost states its
+    // own `range` (`calibrate --ensemble` draws within these; 0: not stated).
+    double assumed_range = 0.0;
+    // An assumed cost's plausible [low, high] in cycles (its own range, else assumed_range).
+    std::pair<double, double> plausible_range(Cost c) const;
 
     // Loads and validates a profile; throws ConfigError naming the file and entry.
     static CpuProfile load(const std::string& path);

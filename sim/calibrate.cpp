@@ -161,23 +161,23 @@ std::string identifiability_report(const RunSpec& base, const TrainingSet& t, un
     return out;
 }
 
-CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned runs, unsigned iterations,
-                            unsigned jobs) {
-    std::vector<model::Cost> fitted;
-    std::vector<double> theta;
+FitResult fit_costs(const RunSpec& base, const TrainingSet& t, unsigned runs, unsigned iterations, unsigned jobs) {
+    FitResult res;
+    std::vector<double>& theta = res.values;
     for (std::size_t i = 0; i < model::kCostCount; ++i) {
         const auto c = static_cast<model::Cost>(i);
         if (base.profile.costs.entry(c).provenance == model::Provenance::Fitted) {
-            fitted.push_back(c);
+            res.fitted.push_back(c);
             theta.push_back(base.profile.costs.entry(c).cycles);
         }
     }
+    const std::vector<model::Cost>& fitted = res.fitted;
     if (fitted.empty()) throw model::ConfigError("calibrate: profile \"" + base.profile.name + "\" marks no cost `fitted`");
     if (fitted.size() > kMaxFittedCosts)
         throw model::ConfigError("calibrate: profile \"" + base.profile.name + "\" marks " +
                                  std::to_string(fitted.size()) + " costs `fitted`; at most " +
                                  std::to_string(kMaxFittedCosts) + " may be");
-    std::string text;
+    std::string& text = res.text;
     char line[512];
     auto current = simulate(base, t, fitted, theta, runs, jobs);
     double f = cost_fn(current, t);
@@ -225,6 +225,9 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
         text += line;
         if (!improved || f < 1e-8) break;
     }
+    res.simulated = current;
+    for (std::size_t i = 0; i < current.size(); ++i)
+        res.residuals.push_back((current[i] - t.columns[i].mean) / t.columns[i].mean);
     text += "fitted costs:\n";
     for (std::size_t k = 0; k < fitted.size(); ++k) {
         std::snprintf(line, sizeof line, "  %-34s %9.1f (was %.1f)\n", std::string(model::cost_name(fitted[k])).c_str(),
@@ -235,9 +238,18 @@ CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned 
     for (std::size_t i = 0; i < current.size(); ++i) {
         std::snprintf(line, sizeof line, "  %-7s %-9s simulated %9.2f  training %9.2f  residual %+7.2f%%\n",
                       t.columns[i].apic.c_str(), t.columns[i].ipiv ? "w/ IPIv" : "w/o IPIv", current[i],
-                      t.columns[i].mean, 100.0 * (current[i] - t.columns[i].mean) / t.columns[i].mean);
+                      t.columns[i].mean, 100.0 * res.residuals[i]);
         text += line;
     }
+    return res;
+}
+
+CalibrationReport calibrate(const RunSpec& base, const TrainingSet& t, unsigned runs, unsigned iterations,
+                            unsigned jobs) {
+    const FitResult fit = fit_costs(base, t, runs, iterations, jobs);
+    const std::vector<model::Cost>& fitted = fit.fitted;
+    const std::vector<double>& theta = fit.values;
+    const std::string& text = fit.text;
     // The profile file with the fitted values.
     std::ifstream in(base.profile.file);
     nlohmann::json j = nlohmann::json::parse(in);

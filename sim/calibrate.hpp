@@ -3,6 +3,7 @@
 // the simulated `ipi` means match the training measurements, by least squares over
 // simulated results (Levenberg-Marquardt with finite-difference Jacobians).
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,18 @@ struct CalibrationReport {
     nlohmann::json profile_json;  // the profile with the fitted values
     std::string text;             // residual report
 };
+
+// The fit itself: the fitted costs' values that bring the simulated means closest to the
+// training means, starting from the profile's values.
+struct FitResult {
+    std::vector<model::Cost> fitted;  // the costs the profile marks `fitted`, in table order
+    std::vector<double> values;       // their fitted values (cycles)
+    std::vector<double> simulated;    // the simulated means at those values, per training column
+    std::vector<double> residuals;    // (simulated - training) / training, per column
+    std::string text;                 // iterations, values and residuals, as calibrate prints them
+};
+FitResult fit_costs(const RunSpec& base, const TrainingSet& training, unsigned runs, unsigned iterations,
+                    unsigned jobs);
 
 // Fits the mean of `runs` runs per configuration (with the per-run variation, the very
 // runs `compare ipi --runs N --seed S` makes) to the training means.

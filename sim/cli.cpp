@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,6 +21,8 @@
 #include "model/parse.hpp"
 #include "sim/bench.hpp"
 #include "sim/calibrate.hpp"
+#include "sim/ensemble.hpp"
+#include "sim/validate.hpp"
 #include "sim/experiment.hpp"
 #include "sim/options.hpp"
 #include "sim/scenario_file.hpp"
@@ -41,6 +44,7 @@ const std::vector<Subcommand> kSubcommands = {
     {"compare", "reproduce the IPIv cover-letter table (`vtxsim compare ipi --runs 20`)"},
     {"list", "list workloads, profiles, VMM knobs and cost names"},
     {"calibrate", "fit the profile's `fitted` costs to the training measurements"},
+    {"validate", "the model against published measurements no cost was fitted to"},
     {"bench", "measure simulator speed (host ns per simulated IPI round trip)"},
     {"check", "run scenario files and check their expectations (docs/scenarios.md)"},
     {"explain", "a scenario step by step: each microcode and VMM step, the state it changed, subtotals"},
@@ -197,11 +201,99 @@ void check_outcomes(const std::vector<RunOutcome>& outs) {
     }
 }
 
+// ---------------------------------------------------------------------------- uncertainty
+// --uncertainty [FILE]: the calibration ensemble (sim/ensemble.hpp), the profile's shipped
+// one without FILE.
+void add_uncertainty(po::options_description& d, std::string& file) {
+    d.add_options()("uncertainty", po::value(&file)->implicit_value("default"),
+                    "also run under every accepted member of a calibration ensemble (FILE; without FILE the\n"
+                    "profile's, profiles/ensembles/PROFILE.json) and report each result's range over them");
+}
+
+Ensemble load_uncertainty(const std::string& option, const RunSpec& unset) {
+    return Ensemble::load(option == "default" ? default_ensemble_file(unset.profile) : option, unset.profile);
+}
+
+std::string uncertainty_heading(const Ensemble& en, const Intervals& iv) {
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "range over the calibration ensemble (%s: %u accepted members; assumed costs drawn within their "
+                  "ranges, fitted costs refit):",
+                  display_path(en.file).c_str(), iv.members);
+    return line;
+}
+
+// The four configurations' means and the two reductions (percent, as printed: negative is
+// a saving) of a comparison's outcomes, `runs` a configuration; NaN where refused.
+std::vector<double> comparison_values(const std::vector<RunOutcome>& outs, unsigned runs) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    std::vector<double> v(6, nan);
+    for (int k = 0; k < 4; ++k) {
+        std::vector<double> col;
+        bool refused = false;
+        for (unsigned r = 0; r < runs; ++r) {
+            const RunOutcome& o = outs[k * runs + r];
+            if (!o.ok) {
+                if (!o.bad_input) throw cpu::SimulationError("ensemble run: " + o.error);
+                refused = true;
+                break;
+            }
+            col.push_back(o.cycles_per_iteration);
+        }
+        if (!refused) v[k] = mean_of(col);
+    }
+    for (int a = 0; a < 2; ++a)
+        if (!std::isnan(v[2 * a]) && !std::isnan(v[2 * a + 1]) && v[2 * a] != 0)
+            v[4 + a] = 100.0 * (v[2 * a + 1] - v[2 * a]) / v[2 * a];
+    return v;
+}
+
+// Prints the ensemble's ranges under a comparison table; returns them as JSON.
+nlohmann::json print_comparison_intervals(const Ensemble& en, const Intervals& iv) {
+    std::printf("%s\n", uncertainty_heading(en, iv).c_str());
+    auto row = [&](const char* name, const std::vector<double>& v) {
+        std::printf("%5s", name);
+        for (int k = 0; k < 4; ++k) {
+            if (std::isnan(v[k]))
+                std::printf(" %16s", "-");
+            else
+                std::printf(" %16.2f", v[k]);
+        }
+        std::printf("\n");
+    };
+    row("min", iv.low);
+    row("max", iv.high);
+    std::printf("%5s", "%red");
+    for (int a = 0; a < 2; ++a) {
+        std::printf(" %16s", "");
+        if (std::isnan(iv.low[4 + a]))
+            std::printf(" %16s", "-");
+        else {
+            char range[64];
+            std::snprintf(range, sizeof range, "%.2f%%..%.2f%%", iv.low[4 + a], iv.high[4 + a]);
+            std::printf(" %16s", range);
+        }
+    }
+    std::printf("\n");
+    auto arr = [](const std::vector<double>& v, std::size_t from, std::size_t to, double sign) {
+        nlohmann::json j = nlohmann::json::array();
+        for (std::size_t i = from; i < to; ++i) j.push_back(std::isnan(v[i]) ? nlohmann::json(nullptr) : nlohmann::json(sign * v[i]));
+        return j;
+    };
+    // reduction_percent in the JSON is a saving (positive), as the nominal one.
+    return {{"ensemble", display_path(en.file)},
+            {"members", iv.members},
+            {"mean_low", arr(iv.low, 0, 4, 1)},
+            {"mean_high", arr(iv.high, 0, 4, 1)},
+            {"reduction_percent_low", arr(iv.high, 4, 6, -1)},
+            {"reduction_percent_high", arr(iv.low, 4, 6, -1)}};
+}
+
 // ---------------------------------------------------------------------------- run
 int cmd_run(const std::vector<std::string>& args) {
     Common c;
     std::string workload, apic = "x2apic", ipiv, timeline;
-    std::string vcpus, pcpus;
+    std::string vcpus, pcpus, uncertainty;
     po::options_description desc("vtxsim run WORKLOAD [options]");
     desc.add_options()("help,h", "this help")
         ("workload", po::value(&workload), "workload name (see `vtxsim list`)")
@@ -211,6 +303,7 @@ int cmd_run(const std::vector<std::string>& args) {
         ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)")
         ("timeline", po::value(&timeline), "write a Chrome/Perfetto trace-event timeline of run 1 to FILE, and FILE.vcd for GTKWave");
     add_common(desc, c, 1);
+    add_uncertainty(desc, uncertainty);
     po::positional_options_description pos;
     pos.add("workload", 1);
     auto vm = parse(args, desc, &pos, &c);
@@ -233,6 +326,7 @@ int cmd_run(const std::vector<std::string>& args) {
         if (ipiv != "on" && ipiv != "off") throw model::ConfigError("--ipiv must be on or off, not \"" + ipiv + "\"");
         spec.kvm.enable_ipiv = ipiv == "on";
     }
+    const RunSpec unset = spec;
     apply_sets(c.sets, spec);
     if (spec.kvm.enable_ipiv && !spec.profile.features.ipi_virtualization)
         throw model::ConfigError("--ipiv on: profile \"" + spec.profile.name + "\" has no IPI virtualization");
@@ -264,6 +358,25 @@ int cmd_run(const std::vector<std::string>& args) {
         host += all[i].host_seconds;
     }
     std::printf("mean %.1f cycles per iteration, sample stddev %.1f\n", mean_of(cyc), sample_stddev(cyc));
+    nlohmann::json uncertainty_json;
+    if (!uncertainty.empty()) {
+        const Ensemble en = load_uncertainty(uncertainty, unset);
+        const Intervals iv = ensemble_intervals(en, unset, c.sets, [&](const RunSpec& b) {
+            std::vector<RunSpec> member_specs;
+            for (const RunSpec& s0 : specs) {
+                member_specs.push_back(b);
+                member_specs.back().stream = s0.stream;
+                member_specs.back().run_index = s0.run_index;
+            }
+            const auto outs = run_many(member_specs, c.jobs);
+            check_outcomes(outs);
+            return std::vector<double>{mean_of(cycles_of(outs))};
+        });
+        std::printf("%s\n  mean %.1f .. %.1f cycles per iteration\n", uncertainty_heading(en, iv).c_str(), iv.low[0],
+                    iv.high[0]);
+        uncertainty_json = {{"ensemble", display_path(en.file)}, {"members", iv.members}, {"mean_low", iv.low[0]},
+                            {"mean_high", iv.high[0]}};
+    }
     std::printf("VM exits per measured iteration (all runs):");
     std::uint64_t iters = 0;
     for (const auto& o : all) iters += o.total_iterations;
@@ -295,6 +408,7 @@ int cmd_run(const std::vector<std::string>& args) {
                             {"checks_ok", ok},
                             {"stats", all[0].stats},
                             {"config", resolved_config(spec)}};
+        if (!uncertainty_json.is_null()) j["uncertainty"] = uncertainty_json;
         write_file(c.json, j.dump(2) + "\n");
     }
     if (!c.stats.empty()) write_file(c.stats, all[0].stats_text);
@@ -316,7 +430,7 @@ int cmd_run(const std::vector<std::string>& args) {
 // workload's other observations) that explain them. A configuration the workload refuses
 // (an x2APIC-only test in xAPIC mode, more vCPUs than xAPIC addresses) is shown as such.
 int compare_workload(Common& c, const po::variables_map& vm, const workloads::WorkloadInfo& info,
-                     const std::string& vcpus, const std::string& pcpus) {
+                     const std::string& vcpus, const std::string& pcpus, const std::string& uncertainty) {
     RunSpec base = base_spec(c);
     if (vm["runs"].defaulted()) c.runs = 5;
     base.workload = info.name;
@@ -324,9 +438,13 @@ int compare_workload(Common& c, const po::variables_map& vm, const workloads::Wo
                                       : static_cast<unsigned>(parse_count("vcpus", vcpus, 1, kMaxCpus));
     base.config.pcpus = pcpus.empty() ? base.config.vcpus
                                       : static_cast<unsigned>(parse_count("pcpus", pcpus, 1, kMaxCpus));
+    const RunSpec unset = base;
     apply_sets(c.sets, base);
     if (!base.profile.features.ipi_virtualization)
         throw model::ConfigError("compare: profile \"" + base.profile.name + "\" has no IPI virtualization");
+    const Ensemble* ensemble = nullptr;
+    Ensemble loaded;
+    if (!uncertainty.empty()) loaded = load_uncertainty(uncertainty, unset), ensemble = &loaded;
     const auto specs = comparison_specs(base, c.runs);
     const auto outs = run_many(specs, c.jobs);
     // A configuration the workload refuses as input is reported, not an error; any other
@@ -377,7 +495,15 @@ int compare_workload(Common& c, const po::variables_map& vm, const workloads::Wo
         else
             std::printf(" %16s", "-");
     }
-    std::printf("\nVM exits per iteration (all vCPUs), and the workload's observations (mean per run):\n");
+    std::printf("\n");
+    nlohmann::json uncertainty_json;
+    if (ensemble) {
+        const Intervals iv = ensemble_intervals(*ensemble, unset, c.sets, [&](const RunSpec& b) {
+            return comparison_values(run_many(comparison_specs(b, c.runs), c.jobs), c.runs);
+        });
+        uncertainty_json = print_comparison_intervals(*ensemble, iv);
+    }
+    std::printf("VM exits per iteration (all vCPUs), and the workload's observations (mean per run):\n");
     for (int k = 0; k < 4; ++k) {
         std::printf("  %-16s", kIpiConfigs[k].label);
         if (!refused[k].empty()) {
@@ -413,15 +539,16 @@ int compare_workload(Common& c, const po::variables_map& vm, const workloads::Wo
         nlohmann::json reductions = nlohmann::json::object();
         if (refused[0].empty() && refused[1].empty()) reductions["xapic"] = -red[0];
         if (refused[2].empty() && refused[3].empty()) reductions["x2apic"] = -red[1];
-        write_file(c.json, nlohmann::json({{"workload", info.name},
+        nlohmann::json out({{"workload", info.name},
                                            {"metric", info.metric},
                                            {"profile", base.profile.name},
                                            {"seed", c.seed},
                                            {"configs", configs},
                                            {"reduction_percent", reductions},
                                            {"checks_ok", checks_ok},
-                                           {"config", resolved_config(base)}})
-                                   .dump(2) + "\n");
+                                           {"config", resolved_config(base)}});
+        if (!uncertainty_json.is_null()) out["uncertainty"] = uncertainty_json;
+        write_file(c.json, out.dump(2) + "\n");
     }
     if (!c.csv.empty()) {
         std::string csv = "apic,ipiv,run,cycles_per_iteration\n";
@@ -439,7 +566,7 @@ int compare_workload(Common& c, const po::variables_map& vm, const workloads::Wo
 
 int cmd_compare(const std::vector<std::string>& args) {
     Common c;
-    std::string what, vcpus, pcpus;
+    std::string what, vcpus, pcpus, uncertainty;
     std::string training = default_training_file();
     po::options_description desc(
         "vtxsim compare WORKLOAD [options]: xAPIC/x2APIC x IPIv off/on side by side. `compare ipi`\n"
@@ -450,6 +577,7 @@ int cmd_compare(const std::vector<std::string>& args) {
         ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)")
         ("training", po::value(&training)->default_value(training), "compare ipi: published measurements shown for reference");
     add_common(desc, c, 20);
+    add_uncertainty(desc, uncertainty);
     po::positional_options_description pos;
     pos.add("what", 1);
     auto vm = parse(args, desc, &pos, &c);
@@ -463,12 +591,16 @@ int cmd_compare(const std::vector<std::string>& args) {
     refuse_unused(vm, "compare", {"stats", "trace", "debug"});
     if (what != "ipi" || !vcpus.empty() || !pcpus.empty()) {
         if (!vm["training"].defaulted()) throw model::ConfigError("--training: only `compare ipi` shows the published table");
-        return compare_workload(c, vm, *info, vcpus, pcpus);
+        return compare_workload(c, vm, *info, vcpus, pcpus, uncertainty);
     }
     RunSpec base = base_spec(c);
+    const RunSpec unset = base;
     apply_sets(c.sets, base);
     if (!base.profile.features.ipi_virtualization)
         throw model::ConfigError("compare ipi: profile \"" + base.profile.name + "\" has no IPI virtualization");
+    const Ensemble* ensemble = nullptr;
+    Ensemble loaded;
+    if (!uncertainty.empty()) loaded = load_uncertainty(uncertainty, unset), ensemble = &loaded;
     const auto specs = ipi_comparison_specs(base, c.runs);
     const auto outs = run_many(specs, c.jobs);
     check_outcomes(outs);
@@ -495,6 +627,13 @@ int cmd_compare(const std::vector<std::string>& args) {
     const double red_x = 100.0 * (mean[1] - mean[0]) / mean[0];
     const double red_x2 = 100.0 * (mean[3] - mean[2]) / mean[2];
     std::printf("%5s %16s %15.2f%% %16s %15.2f%%\n", "%red", "", red_x, "", red_x2);
+    nlohmann::json uncertainty_json;
+    if (ensemble) {
+        const Intervals iv = ensemble_intervals(*ensemble, unset, c.sets, [&](const RunSpec& b) {
+            return comparison_values(run_many(ipi_comparison_specs(b, c.runs), c.jobs), c.runs);
+        });
+        uncertainty_json = print_comparison_intervals(*ensemble, iv);
+    }
     // Exit counts per iteration explain the numbers.
     std::printf("VM exits per iteration (sender and target):\n");
     for (int k = 0; k < 4; ++k) {
@@ -534,6 +673,7 @@ int cmd_compare(const std::vector<std::string>& args) {
                             {"reduction_percent", {{"xapic", -red_x}, {"x2apic", -red_x2}}},
                             {"host_seconds", host},
                             {"config", resolved_config(base)}};
+        if (!uncertainty_json.is_null()) j["uncertainty"] = uncertainty_json;
         write_file(c.json, j.dump(2) + "\n");
     }
     if (!c.csv.empty()) {
@@ -948,7 +1088,7 @@ int cmd_bench(const std::vector<std::string>& args) {
 // ---------------------------------------------------------------------------- calibrate
 int cmd_calibrate(const std::vector<std::string>& args) {
     Common c;
-    std::string training = default_training_file(), out;
+    std::string training = default_training_file(), out, ensemble_members;
     unsigned iterations = 8;
     const unsigned default_runs = 20;
     po::options_description desc("vtxsim calibrate [options]");
@@ -957,7 +1097,10 @@ int cmd_calibrate(const std::vector<std::string>& args) {
         ("out", po::value(&out), "write the calibrated profile to FILE (default: PROFILE.calibrated.json)")
         ("iterations", po::value(&iterations)->default_value(iterations), "Levenberg-Marquardt iterations")
         ("report", "instead of fitting: how well the training means determine the fitted costs, and how far\n"
-                   "the fit would move to absorb an error in any other cost (to --out FILE if given)");
+                   "the fit would move to absorb an error in any other cost (to --out FILE if given)")
+        ("ensemble", po::value(&ensemble_members), "instead of fitting the profile: N refits, each with the assumed costs\n"
+                     "drawn within their ranges (an ensemble for --uncertainty; to --out FILE, default\n"
+                     "PROFILE.ensemble.json)");
     add_common(desc, c, default_runs);
     auto vm = parse(args, desc, nullptr, &c);
     if (vm.count("help")) {
@@ -968,6 +1111,26 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     RunSpec base = base_spec(c);
     apply_sets(c.sets, base);
     const TrainingSet t = load_training(training);
+    if (vm.count("report") && vm.count("ensemble")) throw model::ConfigError("calibrate: --report or --ensemble, not both");
+    if (vm.count("ensemble")) {
+        const auto n = static_cast<unsigned>(parse_count("ensemble", ensemble_members, 1, 1000));
+        if (out.empty()) out = base.profile.name + ".ensemble.json";
+        if (!c.sets.empty()) throw model::ConfigError("calibrate --ensemble: --set does not apply (the ensemble belongs to the profile as it is)");
+        std::printf("calibration ensemble of profile %s: %u members, %u runs a configuration, seed %llu%s\n",
+                    base.profile.name.c_str(), n, c.runs, static_cast<unsigned long long>(c.seed),
+                    time_mode_note(base.quantum_cycles).c_str());
+        const Ensemble en = make_ensemble(base, t, n, c.seed, c.runs, iterations, c.jobs, [](const EnsembleMember& m) {
+            std::printf("  member %3u %-8s residuals", m.index, m.accepted ? "accepted" : "rejected");
+            for (double r : m.residual_percent) std::printf(" %+6.2f%%", r);
+            std::printf("\n");
+            std::fflush(stdout);
+        });
+        write_file(out, en.to_json().dump(2) + "\n");
+        std::printf("%u of %u members accepted (every training mean within two standard errors:", en.accepted(), n);
+        for (double tol : en.tolerance_percent) std::printf(" %.2f%%", tol);
+        std::printf("); wrote %s\n", out.c_str());
+        return 0;
+    }
     if (vm.count("report")) {
         if (!vm["iterations"].defaulted()) throw model::ConfigError("calibrate --report fits nothing: --iterations does not apply");
         const std::string report = identifiability_report(base, t, c.runs, c.jobs);
@@ -981,6 +1144,135 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     write_file(out, rep.profile_json.dump(2) + "\n");
     write_file(out + ".residuals.txt", rep.text);
     std::printf("wrote %s and %s.residuals.txt\n", out.c_str(), out.c_str());
+    return 0;
+}
+
+// ---------------------------------------------------------------------------- validate
+int cmd_validate(const std::vector<std::string>& args) {
+    Common c;
+    std::vector<std::string> files;
+    po::options_description desc(
+        "vtxsim validate [FILE...]: the model against published measurements that no cost was fitted to\n"
+        "(profiles/validation/*.json unless FILEs are given): published value, model, relative error, and\n"
+        "how the measurement's setup differs from the model run. A validation point never sets a cost");
+    desc.add_options()("help,h", "this help")("files", po::value(&files)->composing(), "validation point files");
+    add_common(desc, c, 5);
+    po::positional_options_description pos;
+    pos.add("files", -1);
+    auto vm = parse(args, desc, &pos, &c);
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    refuse_unused(vm, "validate", {"profile", "set", "csv", "stats", "trace", "debug"});
+    if (files.empty()) files = validation_files();
+    if (files.empty()) throw model::ConfigError("validate: no validation points in " + display_path(profile_dir()) + "/validation");
+    std::vector<ValidationPoint> points;
+    for (const auto& f : files) points.push_back(ValidationPoint::load(f));
+    struct Row {
+        double model = 0, error = 0;
+        std::string command;
+    };
+    std::vector<Row> rows;
+    for (const ValidationPoint& p : points) {
+        auto wrap = [&](const std::string& what) {
+            return model::ConfigError("validation point " + display_path(p.file) + ": " + what);
+        };
+        Common pc = c;
+        pc.profile = p.profile;
+        RunSpec spec;
+        try {
+            spec = base_spec(pc);
+        } catch (const model::ConfigError& e) {
+            throw wrap(e.what());
+        }
+        const auto* info = workloads::find_workload(p.workload);
+        spec.workload = p.workload;
+        spec.config.x2apic = p.apic == "x2apic";
+        spec.config.vcpus = p.vcpus ? p.vcpus : info->default_vcpus;
+        spec.config.pcpus = spec.config.vcpus;
+        if (p.ipiv) {
+            if (*p.ipiv && !spec.profile.features.ipi_virtualization)
+                throw wrap("model: profile \"" + spec.profile.name + "\" has no IPI virtualization");
+            spec.kvm.enable_ipiv = *p.ipiv;
+        }
+        try {
+            apply_sets(p.sets, spec);
+        } catch (const model::ConfigError& e) {
+            throw wrap(std::string("model: ") + e.what());
+        }
+        const std::string ipiv = spec.kvm.enable_ipiv ? "on" : "off";
+        spec.stream = p.workload + "/" + p.apic + "/" + (spec.kvm.enable_ipiv ? "ipiv" : "noipiv");  // as `vtxsim run`
+        const unsigned runs = vm["runs"].defaulted() ? p.runs : c.runs;
+        std::vector<RunSpec> specs(runs, spec);
+        for (unsigned r = 0; r < runs; ++r) specs[r].run_index = r;
+        const auto outs = run_many(specs, c.jobs);
+        for (const auto& o : outs)
+            if (!o.ok) {
+                if (o.bad_input) throw wrap("model: " + o.error);
+                throw cpu::SimulationError("validation point " + display_path(p.file) + ": " + o.error);
+            }
+        std::vector<double> values;
+        for (const auto& o : outs) {
+            if (p.metric == "cycles_per_iteration") {
+                values.push_back(o.cycles_per_iteration);
+                continue;
+            }
+            const auto it = o.values.find(p.metric);
+            if (it == o.values.end()) throw wrap("model: workload " + p.workload + " reports no \"" + p.metric + "\"");
+            values.push_back(it->second);
+        }
+        Row row;
+        row.model = mean_of(values);
+        if (p.unit == "ns") row.model /= spec.profile.tsc_ghz;  // TSC cycles to ns
+        row.error = 100.0 * (row.model - p.value) / p.value;
+        row.command = "vtxsim run " + p.workload + " --apic " + p.apic + " --ipiv " + ipiv + " --profile " + p.profile;
+        if (p.vcpus) row.command += " --vcpus " + std::to_string(p.vcpus);
+        for (const auto& s : p.sets) row.command += " --set " + s;
+        row.command += " --runs " + std::to_string(runs);
+        rows.push_back(row);
+    }
+    std::printf("validation: the model against %zu published measurements no cost was fitted to (seed %llu%s)\n",
+                points.size(), static_cast<unsigned long long>(c.seed),
+                time_mode_note(c.quantum_given ? parse_quantum(c.quantum) : kDefaultQuantumCycles).c_str());
+    std::size_t width = 5;
+    for (const auto& p : points) width = std::max(width, p.name.size());
+    std::printf("%-*s %18s %18s %9s  %s\n", static_cast<int>(width), "point", "published", "model", "error", "setup");
+    for (std::size_t i = 0; i < points.size(); ++i) {
+        const ValidationPoint& p = points[i];
+        char published[48], modelled[48], setup[48];
+        if (p.spread)
+            std::snprintf(published, sizeof published, "%.6g+-%.3g %s", p.value, *p.spread, p.unit.c_str());
+        else
+            std::snprintf(published, sizeof published, "%.6g %s", p.value, p.unit.c_str());
+        std::snprintf(modelled, sizeof modelled, "%.1f %s", rows[i].model, p.unit.c_str());
+        if (p.differences.empty())
+            std::snprintf(setup, sizeof setup, "matches");
+        else
+            std::snprintf(setup, sizeof setup, "differs (%zu)", p.differences.size());
+        std::printf("%-*s %18s %18s %+8.1f%%  %s\n", static_cast<int>(width), p.name.c_str(), published, modelled,
+                    rows[i].error, setup);
+    }
+    std::printf("\nthe points, their sources, the model runs, and how each setup differs:\n");
+    nlohmann::json out = nlohmann::json::array();
+    for (std::size_t i = 0; i < points.size(); ++i) {
+        const ValidationPoint& p = points[i];
+        std::printf("%s: %s\n  measured on %s; %s\n  source: %s\n  model: %s\n", p.name.c_str(), p.quantity.c_str(),
+                    p.cpu.c_str(), p.setup.c_str(), p.citation.c_str(), rows[i].command.c_str());
+        for (const auto& d : p.differences) std::printf("  differs: %s\n", d.c_str());
+        out.push_back({{"point", p.name},
+                       {"quantity", p.quantity},
+                       {"unit", p.unit},
+                       {"published", p.value},
+                       {"spread", p.spread ? nlohmann::json(*p.spread) : nlohmann::json(nullptr)},
+                       {"model", rows[i].model},
+                       {"error_percent", rows[i].error},
+                       {"setup_matches", p.differences.empty()},
+                       {"differences", p.differences},
+                       {"model_run", rows[i].command},
+                       {"citation", p.citation}});
+    }
+    if (!c.json.empty()) write_file(c.json, nlohmann::json({{"seed", c.seed}, {"points", out}}).dump(2) + "\n");
     return 0;
 }
 
@@ -1008,6 +1300,7 @@ int run_cli(int argc, char* argv[]) {
         if (sub == "sweep") return cmd_sweep(rest);
         if (sub == "plot") return cmd_plot(rest);
         if (sub == "calibrate") return cmd_calibrate(rest);
+        if (sub == "validate") return cmd_validate(rest);
     } catch (const po::error& e) {
         std::cerr << "vtxsim " << sub << ": " << e.what() << " (see `vtxsim " << sub << " --help`)\n";
         return 2;

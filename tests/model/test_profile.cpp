@@ -129,3 +129,57 @@ TEST_CASE("the shipped spr profile records the history of its fitted and changed
         CHECK(!p.costs.entry(c).history.empty());
     }
 }
+
+TEST_CASE("every assumed cost of a shipped profile has a plausible range holding its value and its earlier values",
+          "[profile][ensemble]") {
+    for (const char* name : {"spr", "icx"}) {
+        const CpuProfile p = CpuProfile::load(profile_path(name));
+        CHECK(p.assumed_range > 0);
+        for (std::size_t i = 0; i < kCostCount; ++i) {
+            const auto c = static_cast<Cost>(i);
+            const CostEntry& e = p.costs.entry(c);
+            if (e.provenance != Provenance::Assumed) continue;
+            INFO(name << " " << cost_name(c));
+            const auto [lo, hi] = p.plausible_range(c);
+            CHECK(lo <= e.cycles);
+            CHECK(e.cycles <= hi);
+            if (e.cycles > 0) CHECK(lo < hi);
+            for (const CostChange& h : e.history) {
+                CHECK(lo <= h.cycles);
+                CHECK(h.cycles <= hi);
+            }
+        }
+    }
+    // A cost's own range wins over the profile's relative one.
+    const CpuProfile spr = CpuProfile::load(profile_path("spr"));
+    CHECK(spr.plausible_range(Cost::VmxExitSaveGuest) == std::pair<double, double>{75.0, 250.0});
+    const double pause = spr.costs.entry(Cost::GuestPause).cycles;
+    if (spr.costs.entry(Cost::GuestPause).provenance == Provenance::Assumed)
+        CHECK(spr.plausible_range(Cost::GuestPause) ==
+              std::pair<double, double>{pause * (1 - spr.assumed_range), pause * (1 + spr.assumed_range)});
+}
+
+TEST_CASE("plausible ranges are checked: [low, high] holding the value, assumed costs only, assumed_range 0..1",
+          "[profile][ensemble]") {
+    nlohmann::json j = load_json("spr");
+    auto set_range = [&](const std::string& cost, const nlohmann::json& range) {
+        for (auto& e : j["costs"])
+            if (e["name"] == cost) e["range"] = range;
+    };
+    SECTION("not a pair") {
+        set_range("vmx.exit_save_guest", nlohmann::json::array({75}));
+        CHECK(error_of(j) == "profile bad.json: cost \"vmx.exit_save_guest\": range must be [low, high] in cycles");
+    }
+    SECTION("not holding the value") {
+        set_range("vmx.exit_save_guest", nlohmann::json::array({200, 300}));
+        CHECK(error_of(j) == "profile bad.json: cost \"vmx.exit_save_guest\": range must hold the value and not be negative");
+    }
+    SECTION("on a fitted cost") {
+        set_range("apic.bus_latency", nlohmann::json::array({1000, 3000}));
+        CHECK(error_of(j).find("only an assumed cost has a plausible range") != std::string::npos);
+    }
+    SECTION("assumed_range out of 0..1") {
+        j["assumed_range"] = 1.5;
+        CHECK(error_of(j) == "profile bad.json: assumed_range must be within 0..1 (relative)");
+    }
+}

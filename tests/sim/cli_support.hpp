@@ -38,6 +38,14 @@ inline nlohmann::json read_json(const std::string& path) {
     return nlohmann::json::parse(in);
 }
 
+// A file's whole contents ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
 inline std::string temp_path(const std::string& name) {
     return "/tmp/vtxsim_test_" + std::to_string(::getpid()) + "_" + name;
 }

@@ -391,12 +391,7 @@ TEST_CASE("check: the repository's scenario files all hold", "[cli][check]") {
 
 // ---- sweep and plot
 namespace {
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using vtx::test::slurp;
 std::vector<std::string> sweep_args(const std::string& out, const std::string& apic_values) {
     return {"sweep", "ipi", "--grid", "apic=" + apic_values, "--grid", "ipiv=off,on", "--runs", "2",
             "--set", "workload.goal=50000", "--out", out, "--seed", "7"};

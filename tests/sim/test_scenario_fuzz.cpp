@@ -12,18 +12,14 @@
 
 #include <catch2/catch.hpp>
 
+#include "cli_support.hpp"
 #include "model/error.hpp"
 #include "model/rng.hpp"
 #include "sim/scenario_file.hpp"
 
 namespace {
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
+using vtx::test::slurp;
 
 std::vector<std::string> split_lines(const std::string& text) {
     std::vector<std::string> lines;
