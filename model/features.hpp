@@ -35,6 +35,12 @@ struct CpuFeatures {
     unsigned preemption_timer_rate = 5;   // IA32_VMX_MISC[4:0]: timer ticks every 2^rate TSC
     bool secondary_exit_controls = false; // exit-control bit 31, IA32_VMX_EXIT_CTLS2 (0x493)
     bool vmwrite_to_exit_info = false;    // IA32_VMX_MISC[29]: VMWRITE may write exit-info fields
+
+    // --- Speculative-execution properties the host kernel's mitigations depend on
+    // (kvm.mitigations; Intel's affected-processor list, docs/vmm.md "Mitigations"). Both
+    // profiles are eIBRS parts not affected by L1TF, MDS or TAA.
+    bool pbrsb_affected = true;  // post-barrier RSB predictions (CVE-2022-26373): the kernel guards VM exits
+    bool bhi_ctrl = false;       // IA32_SPEC_CTRL.BHI_DIS_S exists (Golden Cove on): BHI without the loop
 };
 
 }  // namespace vtx::model

@@ -48,6 +48,8 @@ void load_features(const json& j, CpuFeatures& f, const std::string& file) {
         {"activity_hlt", &CpuFeatures::activity_hlt},
         {"activity_shutdown", &CpuFeatures::activity_shutdown},
         {"activity_wait_for_sipi", &CpuFeatures::activity_wait_for_sipi},
+        {"pbrsb_affected", &CpuFeatures::pbrsb_affected},
+        {"bhi_ctrl", &CpuFeatures::bhi_ctrl},
     };
     for (const auto& [key, value] : j.items()) {
         if (key == "physical_address_width") {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -594,6 +595,15 @@ int cmd_compare(const std::vector<std::string>& args) {
         return compare_workload(c, vm, *info, vcpus, pcpus, uncertainty);
     }
     RunSpec base = base_spec(c);
+    // The training file: its setting (host kernel, mitigations) is the table's; its means
+    // are shown for reference. Without the default file the defaults stand.
+    std::optional<TrainingSet> published;
+    try {
+        published = load_training(training);
+    } catch (const model::ConfigError&) {
+        if (!vm["training"].defaulted()) throw;
+    }
+    if (published) apply_sets(published->setup, base);
     const RunSpec unset = base;
     apply_sets(c.sets, base);
     if (!base.profile.features.ipi_virtualization)
@@ -650,13 +660,11 @@ int cmd_compare(const std::vector<std::string>& args) {
         std::printf("\n");
     }
     // The published figures, read from the training file, for reference.
-    try {
-        const TrainingSet t = load_training(training);
+    if (published) {
         std::printf("published (%s): ", display_path(training).c_str());
-        for (const auto& colt : t.columns)
+        for (const auto& colt : published->columns)
             std::printf("%s %s %.2f; ", colt.apic.c_str(), colt.ipiv ? "w/ IPIv" : "w/o IPIv", colt.mean);
         std::printf("\n");
-    } catch (const model::ConfigError&) {
     }
     if (!c.json.empty()) {
         nlohmann::json configs = nlohmann::json::array();
@@ -1109,8 +1117,9 @@ int cmd_calibrate(const std::vector<std::string>& args) {
     }
     refuse_unused(vm, "calibrate", {"json", "csv", "stats", "trace", "debug"});
     RunSpec base = base_spec(c);
-    apply_sets(c.sets, base);
     const TrainingSet t = load_training(training);
+    apply_sets(t.setup, base);  // the setting the measurements were made in, then the user's
+    apply_sets(c.sets, base);
     if (vm.count("report") && vm.count("ensemble")) throw model::ConfigError("calibrate: --report or --ensemble, not both");
     if (vm.count("ensemble")) {
         const auto n = static_cast<unsigned>(parse_count("ensemble", ensemble_members, 1, 1000));

@@ -118,6 +118,14 @@ TrainingSet load_training(const std::string& path) {
             col.mean = mean_of(col.runs);
             t.columns.push_back(col);
         }
+        if (j.contains("setup")) {
+            for (const auto& [key, value] : j.at("setup").items()) {
+                if (key.rfind("kvm.", 0) != 0 || !value.is_string())
+                    throw model::ConfigError("training file " + path + ": setup: \"" + key +
+                                             "\" must be a kvm.NAME knob with a string value");
+                t.setup.push_back(key + "=" + value.get<std::string>());
+            }
+        }
     } catch (const nlohmann::json::exception& e) {
         throw model::ConfigError("training file " + path + ": " + e.what());
     }

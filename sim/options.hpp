@@ -34,6 +34,9 @@ struct TrainingSet {
         double mean = 0;
     };
     std::vector<Column> columns;
+    // The setting the measurements imply, as --set KEY=VALUE (the host kernel and its
+    // mitigations): calibrate, compare ipi and the ensemble run in it.
+    std::vector<std::string> setup;
 };
 std::string default_training_file();
 TrainingSet load_training(const std::string& path);

@@ -69,13 +69,29 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
             host_idle = HostIdle::C1e;
         else
             bad("expected poll, c1 or c1e");
+    } else if (name == "mitigations") {
+        if (value == "auto")
+            mitigations = true;
+        else if (value == "off")
+            mitigations = false;
+        else
+            bad("expected auto or off (the mitigations= boot parameter)");
+    } else if (name == "host_kernel") {
+        if (value == "5.13")
+            host_kernel = HostKernel::V5_13;
+        else if (value == "6.0")
+            host_kernel = HostKernel::V6_0;
+        else if (value == "6.9")
+            host_kernel = HostKernel::V6_9;
+        else
+            bad("expected 5.13, 6.0 or 6.9");
     } else if (name == "max_vcpu_ids") {
         const auto n = model::parse_u64(value);
         if (!n || *n == 0 || *n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
         max_vcpu_ids = static_cast<std::uint32_t>(*n);
     } else {
         throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
-                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic, host_idle, halt_poll_ns)");
+                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic, host_idle, halt_poll_ns, mitigations, host_kernel)");
     }
 }
 
@@ -91,6 +107,10 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
         {"kvm.halt_poll_ns", std::to_string(halt_poll_ns), "KVM's halt polling: the most a halting vCPU polls before it blocks (0: off)"},
         {"kvm.host_idle", host_idle == HostIdle::Poll ? "poll" : host_idle == HostIdle::C1 ? "c1" : "c1e",
          "idle host CPUs: poll (idle=poll), or MWAIT in C1 / C1E (a remote wakeup is a reschedule IPI; exit latency)"},
+        {"kvm.mitigations", mitigations ? "auto" : "off",
+         "host speculative-execution mitigations (mitigations= boot parameter): the SPEC_CTRL switch, IBPB on vCPU switch, and by host_kernel the PBRSB guard and BHI"},
+        {"kvm.host_kernel", host_kernel == HostKernel::V5_13 ? "5.13" : host_kernel == HostKernel::V6_0 ? "6.0" : "6.9",
+         "the host kernel whose VM-exit mitigation code runs: 5.13 (the training runs), 6.0 (+ LFENCE, PBRSB guard), 6.9 (+ BHI)"},
     };
 }
 
@@ -469,7 +489,14 @@ void Kvm::vcpu_load(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmVcpuLoadPut, "vcpu_load", "kvm_main.c, vmx.c vmx_vcpu_load", "kvm");
     cpu::GuestContext& loaded = v.loaded_context();  // vmcs02 while L2 is active
-    if (p.current_context() != &loaded) p.vmptrld(loaded.vmcs_address);
+    if (p.current_context() != &loaded) {
+        p.vmptrld(loaded.vmcs_address);
+        // vmx_vcpu_load_vmcs: another VMCS on this CPU, an IBPB (spectre_v2_user).
+        if (m_params.mitigations) {
+            p.step(Cost::HostIbpb, "IBPB: another vCPU's VMCS on this CPU", "vmx.c vmx_vcpu_load_vmcs", "kvm");
+            ++m_stat_ibpbs;
+        }
+    }
     vmx_vcpu_pi_load(v);
 }
 
@@ -479,6 +506,53 @@ void Kvm::vmx_vcpu_pi_put(Vcpu& v, bool preempted) {
     // vmx_vcpu_pi_put: a preempted vCPU gets its notifications suppressed, when posted
     // interrupts can target it while it does not run.
     if (preempted && vmx_needs_pi_wakeup(v)) pid::PostedInterruptDescriptor(p.memory(), v.m_pi_desc).set_sn();
+}
+
+// ====================================================================================
+// Speculative-execution mitigations around VM entry and exit (docs/vmm.md "Mitigations")
+// ====================================================================================
+std::uint64_t Kvm::host_spec_ctrl() const {
+    // spectre_v2_select_mitigation: an eIBRS part keeps IBRS set in the host's base value;
+    // since 6.9 (spectre_bhi=on) a CPU with BHI_CTRL also sets BHI_DIS_S. mitigations=off
+    // leaves the MSR 0.
+    if (!m_params.mitigations) return 0;
+    std::uint64_t v = kSpecCtrlIbrs;
+    if (m_params.host_kernel >= HostKernel::V6_9 && m_platform.profile().features.bhi_ctrl) v |= kSpecCtrlBhiDisS;
+    return v;
+}
+
+void Kvm::spec_ctrl_before_entry(Vcpu& v) {
+    // x86_spec_ctrl_set_guest (5.13, vmx_vcpu_run) / __vmx_vcpu_run (5.19+): the guest's
+    // value is loaded only when it differs from the host's.
+    if (v.m_vm.m_guest_spec_ctrl != host_spec_ctrl()) {
+        lp(v).step(Cost::HostSpecCtrlWrmsr, "SPEC_CTRL := guest value (WRMSR)", "bugs.c x86_virt_spec_ctrl / vmenter.S", "kvm");
+        ++m_stat_spec_ctrl_wrmsrs;
+    }
+}
+
+void Kvm::spec_ctrl_after_exit(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    const std::uint64_t guest = v.m_vm.m_guest_spec_ctrl;
+    // A guest that wrote a non-zero value has its writes passed through: read it back.
+    if (guest != 0) {
+        p.step(Cost::HostSpecCtrlRdmsr, "save the guest's SPEC_CTRL (RDMSR)", "vmx.c vmx_spec_ctrl_restore_host", "kvm");
+        ++m_stat_spec_ctrl_rdmsrs;
+    }
+    if (guest != host_spec_ctrl()) {
+        p.step(Cost::HostSpecCtrlWrmsr, "SPEC_CTRL := host value (WRMSR)", "bugs.c x86_spec_ctrl_restore_host / vmx.c", "kvm");
+        ++m_stat_spec_ctrl_wrmsrs;
+    }
+    if (m_params.host_kernel >= HostKernel::V6_0)  // 5.19: barrier_nospec() after the restore
+        p.step(Cost::HostSpecCtrlLfence, "LFENCE after the SPEC_CTRL restore", "vmx.c vmx_spec_ctrl_restore_host", "kvm");
+    if (!m_params.mitigations) return;
+    if (m_params.host_kernel >= HostKernel::V6_0 && m_platform.profile().features.pbrsb_affected) {
+        p.step(Cost::HostPbrsbGuard, "PBRSB: unbalanced CALL and LFENCE (RSB_VMEXIT_LITE)", "vmenter.S FILL_RETURN_BUFFER", "kvm");
+        ++m_stat_pbrsb_guards;
+    }
+    if (m_params.host_kernel >= HostKernel::V6_9 && !m_platform.profile().features.bhi_ctrl) {
+        p.step(Cost::HostBhbClearLoop, "BHI: clear_bhb_loop", "vmenter.S CLEAR_BRANCH_HISTORY_VMEXIT", "kvm");
+        ++m_stat_bhb_clears;
+    }
 }
 
 int Kvm::vcpu_enter_guest(Vcpu& v) {
@@ -502,7 +576,9 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     // so do it even if APICv is disabled on this vCPU" (kvm_lapic_enabled only).
     if (v.apicv_active()) sync_pir_to_irr(v);
     p.step(Cost::KvmVmxVcpuRunPre, "vmx_vcpu_run: before VMRESUME", "vmx.c vmx_vcpu_run", "kvm");
+    spec_ctrl_before_entry(v);
     const cpu::EntryResult r = v.m_launched ? p.vmresume() : p.vmlaunch();
+    spec_ctrl_after_exit(v);
     p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit", "vmx.c vmx_vcpu_run", "kvm");
     v.m_mode = VcpuMode::OutsideGuestMode;
     if (v.m_guest_mode_waiters) v.m_left_guest_mode.notify(p.annotation());

@@ -29,6 +29,16 @@ inline constexpr std::uint8_t kPostedIntrWakeupVector = 0xF1;
 inline constexpr std::uint8_t kRescheduleVector = 0xFD;
 
 enum class HostIdle { Poll, C1, C1e };
+// The host kernel whose VM-entry/exit mitigation code runs (kvm.host_kernel): what
+// changed on that path, by the release that changed it (docs/vmm.md "Mitigations").
+enum class HostKernel {
+    V5_13,  // the IPIv series' training runs: the SPEC_CTRL switch only
+    V6_0,   // + LFENCE after the SPEC_CTRL restore (5.19) and the PBRSB guard (6.0)
+    V6_9,   // + BHI: BHI_DIS_S in the host's SPEC_CTRL, or clear_bhb_loop after VM exit
+};
+// IA32_SPEC_CTRL bits (SDM vol. 4, MSR 48H).
+inline constexpr std::uint64_t kSpecCtrlIbrs = 1u << 0;
+inline constexpr std::uint64_t kSpecCtrlBhiDisS = 1u << 10;
 
 // Module-parameter-like knobs, settable by name (`--set kvm.NAME=VALUE`).
 struct KvmParams {
@@ -47,6 +57,12 @@ struct KvmParams {
     // halt_poll_ns_grow_start) after short halts, up to this maximum, and is reset after
     // long ones (halt_poll_ns_shrink 0). 0 disables polling. KVM_HALT_POLL_NS_DEFAULT (x86).
     std::uint64_t halt_poll_ns = 200000;
+    // The host kernel's speculative-execution mitigations: on (mitigations=auto, the
+    // default boot; eIBRS parts: host SPEC_CTRL = IBRS, IBPB on vCPU switch) or off
+    // (mitigations=off), in the code of host_kernel. The defaults are the setting of the
+    // training measurements (profiles/training: a 5.13-era kvm/queue, default boot).
+    bool mitigations = true;
+    HostKernel host_kernel = HostKernel::V5_13;
     // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
     void set(const std::string& name, const std::string& value, const std::string& where);
     // name, value, description of every knob.
@@ -144,6 +160,11 @@ public:
     bool apicv_inhibited() const { return m_apicv_inhibited; }
     // kvm_set_apicv_inhibit(APIC_ID_MODIFIED): APICv off for every vCPU of the VM.
     void inhibit_apicv(const char* reason);
+    // The IA32_SPEC_CTRL value the guest kernel runs with: 0 for a guest that never writes
+    // it (kvm-unit-tests); a Linux guest that sees eIBRS writes IBRS at boot, after which
+    // KVM passes its writes through and reads the MSR back after every VM exit.
+    void set_guest_spec_ctrl(std::uint64_t value) { m_guest_spec_ctrl = value; }
+    std::uint64_t guest_spec_ctrl() const { return m_guest_spec_ctrl; }
 
 private:
     friend class Kvm;
@@ -156,6 +177,7 @@ private:
     std::uint64_t m_apic_access_page = 0;
     std::uint64_t m_pid_table = 0;
     bool m_apicv_inhibited = false;
+    std::uint64_t m_guest_spec_ctrl = 0;
     std::vector<std::unique_ptr<Vcpu>> m_vcpus;
     std::vector<Vcpu*> m_by_id;      // by vCPU ID
     std::vector<Vcpu*> m_phys_map;   // by APIC ID: the first vCPU (in creation order) with it
@@ -203,6 +225,10 @@ private:
     // vCPU thread and run loop (x86.c vcpu_run / vcpu_enter_guest).
     void vcpu_thread(Vcpu& v);
     int vcpu_enter_guest(Vcpu& v);
+    // The mitigation steps around VMRESUME in vmx_vcpu_run (both for L1 and for L2).
+    std::uint64_t host_spec_ctrl() const;
+    void spec_ctrl_before_entry(Vcpu& v);
+    void spec_ctrl_after_exit(Vcpu& v);
     void init_vmcs(Vcpu& v);
     void refresh_apicv_exec_ctrl(Vcpu& v);
     void update_msr_bitmap_x2apic(Vcpu& v);
@@ -304,6 +330,15 @@ private:
                                               "vCPU threads woken on a polling idle CPU (no IPI)"};
     model::StatCounter m_stat_pi_wakeups{m_platform.stats(), "kvm.pi_wakeups",
                                          "blocked vCPUs woken by pi_wakeup_handler (PID.ON set)"};
+    // The mitigation steps (kvm.mitigations, kvm.host_kernel).
+    model::StatCounter m_stat_spec_ctrl_wrmsrs{m_platform.stats(), "host.spec_ctrl_wrmsrs",
+                                               "WRMSRs of IA32_SPEC_CTRL around VM entry and exit (guest and host values differ)"};
+    model::StatCounter m_stat_spec_ctrl_rdmsrs{m_platform.stats(), "host.spec_ctrl_rdmsrs",
+                                               "RDMSRs of IA32_SPEC_CTRL after VM exit (a guest whose writes pass through)"};
+    model::StatCounter m_stat_pbrsb_guards{m_platform.stats(), "host.pbrsb_guards", "PBRSB guards after VM exit (6.0+)"};
+    model::StatCounter m_stat_bhb_clears{m_platform.stats(), "host.bhb_clears",
+                                         "clear_bhb_loop runs after VM exit (6.9+, CPUs without BHI_CTRL)"};
+    model::StatCounter m_stat_ibpbs{m_platform.stats(), "host.ibpbs", "IBPBs when a CPU loads another vCPU's VMCS"};
 };
 
 }  // namespace vtx::vmm

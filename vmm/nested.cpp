@@ -440,7 +440,9 @@ int Kvm::nested_vcpu_run_l2(Vcpu& v) {
     }
     p.step(Cost::KvmVmxVcpuRunPre, "vmx_vcpu_run: before VMRESUME (vmcs02)", "vmx.c vmx_vcpu_run", "kvm");
     const bool launched = n.vmcs02.vmcs.launch_state() == vmcs::LaunchState::Launched;
+    spec_ctrl_before_entry(v);  // L2's SPEC_CTRL: the VM's guest value (docs/nested.md)
     const cpu::EntryResult r = launched ? p.vmresume() : p.vmlaunch();
+    spec_ctrl_after_exit(v);
     n.run_pending = false;
     p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit (vmcs02)", "vmx.c vmx_vcpu_run", "kvm");
     v.m_mode = VcpuMode::OutsideGuestMode;

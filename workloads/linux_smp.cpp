@@ -19,6 +19,9 @@ Kernel::Kernel(vmm::Vm& vm, unsigned cpus, bool x2apic, unsigned callers_many)
     : m_vm(vm), m_cpus(cpus), m_x2apic(x2apic), m_callers_many(callers_many),
       m_call_ipis_sent(cpus, 0), m_resched_ipis_sent(cpus, 0) {
     m_percpu = vm.alloc_guest(kPerCpuBytes * cpus, 64);
+    // spectre_v2_select_mitigation in the guest: on a CPU that enumerates eIBRS (QEMU -cpu
+    // host passes it through) Linux sets IA32_SPEC_CTRL.IBRS at boot and keeps it.
+    vm.set_guest_spec_ctrl(vmm::kSpecCtrlIbrs);
     if (callers_many) m_cfd = vm.alloc_guest(kCsdSize * cpus * callers_many, kCsdSize);
 }
 
