@@ -58,7 +58,7 @@ bool LogicalProcessor::event_window(GuestContext& g) {
             static_cast<ActivityState>(cv.hw_read(Field::GuestActivityState)) == ActivityState::Active &&
             !(cv.hw_read(Field::CpuBasedVmExecControl) &
               (vmcs::kPrimaryNmiWindowExiting | vmcs::kPrimaryInterruptWindowExiting)) &&
-            (rvi(cv) & 0xF0) == 0)
+            (rvi(cv) & 0xF0) == 0 && !user_interrupt_pending(g))
             return true;
     }
     if (m_tpr_threshold_exit_pending) {
@@ -182,6 +182,11 @@ bool LogicalProcessor::event_window(GuestContext& g) {
             sync_point();
             continue;
         }
+        // User interrupts rank below every other event: UIF = 1 at CPL 3 with UIRR != 0.
+        if (user_interrupt_pending(g)) {
+            deliver_user_interrupt(g);
+            return false;  // guest code ran: re-evaluate on the current processor
+        }
         return true;
     }
 }
@@ -190,6 +195,12 @@ void LogicalProcessor::deliver_virtual_interrupt(GuestContext& g) {
     step(Cost::VmxVirtualInterruptDelivery, "virtual-interrupt delivery", "SDM 29.2.2");
     VirtualApicPage page = vapic();
     const std::uint8_t vec = virtual_interrupt_delivery_update(g.vmcs, page);
+    // New SDM 30.2.2 step 4: the user-interrupt notification vector is not delivered
+    // through the IDT; it runs user-interrupt notification processing.
+    if (uintr_notification_is(g, vec)) {
+        uintr_notification_processing(g);
+        return;
+    }
     deliver_guest_interrupt(g, vec);
 }
 

@@ -15,7 +15,9 @@ namespace vtx::cpu::flow {
 // Instruction lengths the exits report (encodings of the modelled instructions).
 inline constexpr unsigned kLenWrmsr = 2, kLenRdmsr = 2, kLenCpuid = 2, kLenVmcall = 3, kLenHlt = 1,
                           kLenMovMmio = 6, kLenPause = 2, kLenRdtsc = 2, kLenStraightLine = 1,
-                          kLenStiCli = 1, kLenMemory = 4;
+                          kLenStiCli = 1, kLenMemory = 4,
+                          kLenSenduipi = 4,  // F3 0F C7 /6 (register operand)
+                          kLenUif = 4;       // STUI F3 0F 01 EF, CLUI F3 0F 01 EE
 // MSRs 800H-8FFH: the range "virtualize x2APIC mode" applies to (SDM 29.5).
 inline constexpr std::uint32_t kVirtualizedX2apicMsrFirst = 0x800, kVirtualizedX2apicMsrLast = 0x8FF;
 // x2APIC ICR (MSR 830H) bits whose setting makes WRMSR #GP (SDM 11.12.9: 31:20, 17:16, 13).

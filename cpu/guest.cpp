@@ -4,6 +4,7 @@
 
 #include "cpu/flow_encodings.hpp"
 #include "cpu/logical_processor.hpp"
+#include "model/x86.hpp"
 
 namespace vtx::cpu {
 
@@ -68,6 +69,23 @@ void GuestCpu::sti() {
         lp.exec_sti(m_ctx);
         return true;
     });
+}
+
+void GuestCpu::senduipi(std::uint64_t index) {
+    retire([&](LogicalProcessor& lp) { return lp.exec_senduipi(m_ctx, index); });
+}
+
+void GuestCpu::stui() {
+    retire([&](LogicalProcessor& lp) { return lp.exec_uif(m_ctx, true); });
+}
+
+void GuestCpu::clui() {
+    retire([&](LogicalProcessor& lp) { return lp.exec_uif(m_ctx, false); });
+}
+
+void GuestCpu::set_cr4_uintr(bool on) {
+    const std::uint64_t cr4 = m_ctx.vmcs.hw_read(vmcs::Field::GuestCr4);
+    m_ctx.vmcs.hw_write(vmcs::Field::GuestCr4, on ? (cr4 | x86::kCr4Uintr) : (cr4 & ~x86::kCr4Uintr));
 }
 
 void GuestCpu::cli() {

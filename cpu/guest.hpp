@@ -51,6 +51,20 @@ public:
     std::uint64_t lock_cmpxchg(std::uint64_t gpa, std::uint64_t expected, std::uint64_t desired);
     std::uint64_t lock_add(std::uint64_t gpa, std::uint64_t delta);  // LOCK XADD; returns the old value
 
+    // ---- user interrupts (Sapphire Rapids: the profile's features.uintr) ----
+    // SENDUIPI with the UITT index `index`.
+    void senduipi(std::uint64_t index);
+    void stui();  // UIF := 1
+    void clui();  // UIF := 0
+    // The privilege level of the code that follows: user mode (CPL 3) as after SYSRET or
+    // IRET to user space, kernel mode as after SYSCALL. User interrupts are delivered at
+    // CPL 3 only. (No instruction: a program's mode switches are not what it measures.)
+    void set_user_mode(bool user) { m_ctx.cpl = user ? 3 : 0; }
+    // CR4.UINTR, as the guest kernel's MOV to CR4 (the VMM lets the bit through).
+    void set_cr4_uintr(bool on);
+    // A user-interrupt handler at a linear address (what IA32_UINTR_HANDLER names).
+    void set_user_handler(std::uint64_t address, UserInterruptHandler h) { m_ctx.user_handlers[address] = std::move(h); }
+
     // ---- VMX instructions (for an L1 hypervisor program) ----
     // In VMX non-root operation each one is a VM exit that the VMM emulates (nested VMX).
     // Operands (the simulated guest has no instruction bytes to decode): VMXON, VMCLEAR,

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,24 @@ class LogicalProcessor;
 
 using GuestProgram = std::function<void(GuestCpu&)>;
 using GuestHandler = std::function<void(GuestCpu&, std::uint8_t vector)>;
+// A user-interrupt handler (at UIHANDLER): called with the delivered user vector (UIRRV).
+using UserInterruptHandler = std::function<void(GuestCpu&, std::uint8_t user_vector)>;
+
+// The user-interrupt state of the processor while this context runs: the IA32_UINTR_*
+// MSRs and UIF (XSAVES state component 14, which the VMM switches with the vCPU).
+struct UintrState {
+    std::uint64_t rr = 0;            // UIRR: a requested user interrupt per user vector
+    std::uint64_t handler = 0;       // UIHANDLER
+    std::uint64_t stack_adjust = 0;  // UISTACKADJUST
+    std::uint64_t misc = 0;          // UITTSZ (31:0), UINV (39:32)
+    std::uint64_t pd = 0;            // UPIDADDR
+    std::uint64_t tt = 0;            // UITTADDR (63:4), valid (0)
+    bool uif = false;                // user-interrupt flag (STUI sets, CLUI and delivery clear, UIRET sets)
+    std::uint8_t uinv() const { return static_cast<std::uint8_t>(misc >> 32); }
+    std::uint32_t uittsz() const { return static_cast<std::uint32_t>(misc); }
+    std::uint64_t uitt_address() const { return tt & ~std::uint64_t{0xF}; }
+    bool uitt_valid() const { return tt & 1u; }
+};
 
 // The guest-physical address of the local APIC page (IA32_APIC_BASE default).
 inline constexpr std::uint64_t kGuestApicBase = 0xFEE00000;
@@ -65,6 +84,10 @@ public:
     DecodedMmio mmio;
     GuestMemoryMap memory_map;
     model::SparseArray<GuestHandler> idt;  // by vector
+    // User-interrupt handlers by linear address (what UIHANDLER may point at).
+    std::map<std::uint64_t, UserInterruptHandler> user_handlers;
+    UintrState uintr;
+    unsigned cpl = 0;  // current privilege level: 3 while the program runs in user mode
     // Finds the guest program at a linear address (CS.base + RIP) on the first entry
     // into the active state: the VM's "code" (the simulated guest has no instruction
     // bytes; its programs are C++ functions registered at addresses).

@@ -90,6 +90,12 @@ bool LogicalProcessor::exec_wrmsr(GuestContext& g) {
         vm_exit(g, static_cast<std::uint32_t>(ExitReason::Wrmsr), 0, 0, kLenWrmsr);
         return false;
     }
+    if (is_uintr_msr(msr)) {
+        std::uint64_t v = value;
+        if (!uintr_msr_access(g, msr, true, v)) return false;
+        advance_rip(g, kLenWrmsr);
+        return true;
+    }
     if (in_virtualized_x2apic_range(msr) &&
         (secondary() & vmcs::kSecondaryVirtualizeX2apicMode)) {
         bool handled = false;
@@ -119,7 +125,11 @@ bool LogicalProcessor::exec_rdmsr(GuestContext& g) {
     }
     std::uint64_t value = 0;
     bool handled = false;
-    if (in_virtualized_x2apic_range(msr) &&
+    if (is_uintr_msr(msr)) {
+        if (!uintr_msr_access(g, msr, false, value)) return false;
+        handled = true;
+    }
+    if (!handled && in_virtualized_x2apic_range(msr) &&
         (secondary() & vmcs::kSecondaryVirtualizeX2apicMode))
         x2apic_msr_read(g, msr, value, handled);
     if (!handled && in_virtualized_x2apic_range(msr)) {

@@ -32,7 +32,11 @@ LogicalProcessor::LogicalProcessor(sc_core::sc_module_name name, int index, Plat
       m_stat_ipiv_virtualized(platform.stats(), "ipiv.virtualized", "IPIs virtualized without VM exit"),
       m_stat_notifications_sent(platform.stats(), "notifications.sent",
                                 "posted-interrupt notification IPIs sent by IPIv"),
-      m_stat_host_interrupts(platform.stats(), "host.interrupts", "interrupts taken in root operation") {
+      m_stat_host_interrupts(platform.stats(), "host.interrupts", "interrupts taken in root operation"),
+      m_stat_uipis_sent(platform.stats(), "uintr.senduipi", "SENDUIPI executions that posted a user interrupt"),
+      m_stat_uintr_notifications(platform.stats(), "uintr.notifications",
+                                 "user-interrupt notification processing runs"),
+      m_stat_user_interrupts(platform.stats(), "uintr.delivered", "user interrupts delivered to UIHANDLER") {
     m_apic = std::make_unique<apic::LocalApic>("apic", static_cast<std::uint32_t>(index),
                                                platform.costs(), platform.clock(), bus);
     m_apic->set_wait_for_sipi_probe([this] {

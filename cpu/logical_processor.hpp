@@ -42,6 +42,7 @@
 #include "model/sparse_array.hpp"
 #include "model/stats.hpp"
 #include "model/trace.hpp"
+#include "model/x86.hpp"
 #include "vmcs/capabilities.hpp"
 #include "vmcs/exit_info.hpp"
 #include "vmcs/vmcs.hpp"
@@ -196,6 +197,10 @@ public:
     bool exec_memory(GuestContext& g, model::MemRequest& req);  // loads, stores, atomics
     void exec_sti(GuestContext& g);
     void exec_cli(GuestContext& g);
+    // User interrupts (cpu/user_interrupts.cpp): SENDUIPI with the UITT index in `index`;
+    // STUI (set) / CLUI (clear) of UIF.
+    bool exec_senduipi(GuestContext& g, std::uint64_t index);
+    bool exec_uif(GuestContext& g, bool set);
     // A loop of PAUSE (or a tight load loop) that ends when `done()` holds (checked at
     // each iteration), taking interrupts at its instruction boundaries. `watch_gpa`, if
     // set, is the location `done()` polls: the loop then sleeps until that line is
@@ -246,6 +251,17 @@ private:
     bool virtualize_ipi(GuestContext& g, std::uint8_t vector, std::uint32_t apic_id);
     bool apic_write_emulation(GuestContext& g, std::uint32_t offset);
     bool eoi_virtualization_flow(GuestContext& g);
+    // User interrupts: notification processing when virtual-interrupt delivery delivers
+    // UINV; recognition and delivery at an instruction boundary; the UINTR MSRs.
+    bool uintr_notification_is(const GuestContext& g, std::uint8_t vector) const;
+    void uintr_notification_processing(GuestContext& g);
+    static bool user_interrupt_pending(const GuestContext& g) {
+        return g.uintr.rr != 0 && g.uintr.uif && g.cpl == 3;
+    }
+    void deliver_user_interrupt(GuestContext& g);
+    static bool is_uintr_msr(std::uint32_t msr) { return msr >= x86::kMsrUintrRr && msr <= x86::kMsrUintrTt; }
+    bool uintr_msr_access(GuestContext& g, std::uint32_t msr, bool write, std::uint64_t& value);
+    bool raise_exception(GuestContext& g, std::uint8_t vector);
     bool tpr_virtualization_flow(GuestContext& g);
     void self_ipi_virtualization_flow(GuestContext& g, std::uint8_t vector);
     bool mmio_hole_exit(GuestContext& g, const DecodedMmio& access);
@@ -327,6 +343,9 @@ private:
     model::StatCounter m_stat_ipiv_virtualized;
     model::StatCounter m_stat_notifications_sent;
     model::StatCounter m_stat_host_interrupts;
+    model::StatCounter m_stat_uipis_sent;
+    model::StatCounter m_stat_uintr_notifications;
+    model::StatCounter m_stat_user_interrupts;
 };
 
 }  // namespace vtx::cpu

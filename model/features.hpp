@@ -41,6 +41,10 @@ struct CpuFeatures {
     // profiles are eIBRS parts not affected by L1TF, MDS or TAA.
     bool pbrsb_affected = true;  // post-barrier RSB predictions (CVE-2022-26373): the kernel guards VM exits
     bool bhi_ctrl = false;       // IA32_SPEC_CTRL.BHI_DIS_S exists (Golden Cove on): BHI without the loop
+
+    // CPUID.(EAX=7,ECX=0):EDX[5] UINTR: user interrupts (SENDUIPI, UIRET, STUI, CLUI, the
+    // IA32_UINTR_* MSRs); Sapphire Rapids is the first server part with them.
+    bool uintr = false;
 };
 
 }  // namespace vtx::model

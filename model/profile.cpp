@@ -50,6 +50,7 @@ void load_features(const json& j, CpuFeatures& f, const std::string& file) {
         {"activity_wait_for_sipi", &CpuFeatures::activity_wait_for_sipi},
         {"pbrsb_affected", &CpuFeatures::pbrsb_affected},
         {"bhi_ctrl", &CpuFeatures::bhi_ctrl},
+        {"uintr", &CpuFeatures::uintr},
     };
     for (const auto& [key, value] : j.items()) {
         if (key == "physical_address_width") {

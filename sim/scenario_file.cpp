@@ -96,6 +96,33 @@ struct Parser {
         }
     }
 
+    // A value: a number, or "&name" / "&name + N": the guest-physical address of a memory
+    // line (plus N), for pointers the guest stores or writes to an MSR (a UPID's address).
+    void value_operand(const YAML::Node& n, const std::string& field, Instr& in) const {
+        const std::string t = r.text(n, field);
+        if (t.empty() || t[0] != '&') {
+            in.b = r.number(n, field);
+            return;
+        }
+        std::string name = t.substr(1), plus;
+        if (const auto p = name.find('+'); p != std::string::npos) plus = name.substr(p + 1), name = name.substr(0, p);
+        auto trim = [](std::string x) {
+            x.erase(0, x.find_first_not_of(' '));
+            x.erase(x.find_last_not_of(' ') + 1);
+            return x;
+        };
+        name = trim(name), plus = trim(plus);
+        for (std::size_t i = 0; i < s.memory.size(); ++i)
+            if (s.memory[i].first == name) in.value_symbol = static_cast<int>(i);
+        if (in.value_symbol < 0) r.fail(n, field, "\"" + name + "\" is not a name under memory:");
+        in.b = 0;
+        if (!plus.empty()) {
+            const auto v = model::parse_u64(plus, 0);
+            if (!v || *v > 63) r.fail(n, field, "\"" + t + "\": &name + N with N from 0 to 63");
+            in.b = *v;
+        }
+    }
+
     static std::uint32_t icr_field(const Reader& r, const YAML::Node& n, const std::string& field,
                                    const std::vector<std::pair<std::string, std::uint32_t>>& names) {
         const std::string t = r.text(n, field);
@@ -147,10 +174,12 @@ struct Parser {
     Instr instruction(const YAML::Node& item, const std::string& f, int depth) {
         static const std::vector<std::pair<std::string, Op>> kSimple = {
             {"nop", Op::Nop}, {"sti", Op::Sti}, {"cli", Op::Cli}, {"hlt", Op::Hlt}, {"sti_hlt", Op::StiHlt},
-            {"pause", Op::Pause}, {"mfence", Op::Mfence}, {"rdtsc", Op::Rdtsc}, {"eoi", Op::Eoi}, {"idle", Op::Idle}};
+            {"pause", Op::Pause}, {"mfence", Op::Mfence}, {"rdtsc", Op::Rdtsc}, {"eoi", Op::Eoi}, {"idle", Op::Idle},
+            {"stui", Op::Stui}, {"clui", Op::Clui}, {"user_mode", Op::UserMode}, {"kernel_mode", Op::KernelMode},
+            {"uintr_on", Op::UintrOn}, {"uintr_off", Op::UintrOff}};
         static const std::vector<std::string> kWithOperands = {
             "compute", "cpuid", "vmcall", "wrmsr", "rdmsr", "apic_write", "apic_read", "send_ipi", "store", "load",
-            "lock_add", "lock_bts", "lock_btr", "xchg", "cmpxchg", "spin_until", "loop", "check"};
+            "lock_add", "lock_bts", "lock_btr", "xchg", "cmpxchg", "spin_until", "loop", "check", "senduipi"};
         auto known = [&] {
             std::string list;
             for (const auto& [n, op] : kSimple) list += (list.empty() ? "" : ", ") + n;
@@ -177,6 +206,8 @@ struct Parser {
             in.op = Op::Cpuid, in.a = r.number(v, g, 0xFFFFFFFF);
         } else if (name == "vmcall") {
             in.op = Op::Vmcall, in.a = r.number(v, g);
+        } else if (name == "senduipi") {
+            in.op = Op::Senduipi, in.a = r.number(v, g, 0xFFFFFFFF);
         } else if (name == "rdmsr") {
             in.op = Op::Rdmsr, in.a = r.number(v, g, 0xFFFFFFFF);
         } else if (name == "apic_read") {
@@ -185,7 +216,7 @@ struct Parser {
             r.only(v, g, {"msr", "value"});
             in.op = Op::Wrmsr;
             in.a = r.number(r.need(v, "msr", g), g + ".msr", 0xFFFFFFFF);
-            in.b = r.number(r.need(v, "value", g), g + ".value");
+            value_operand(r.need(v, "value", g), g + ".value", in);
         } else if (name == "apic_write") {
             r.only(v, g, {"reg", "value"});
             in.op = Op::ApicWrite;
@@ -197,7 +228,10 @@ struct Parser {
             r.only(v, g, {"addr", "offset", "size", "value"});
             in.op = name == "store" ? Op::Store : name == "xchg" ? Op::Xchg : Op::LockAdd;
             memory_operand(v, g, in);
-            in.b = r.number(r.need(v, "value", g), g + ".value");
+            if (in.op == Op::Store)
+                value_operand(r.need(v, "value", g), g + ".value", in);
+            else
+                in.b = r.number(r.need(v, "value", g), g + ".value");
         } else if (name == "load") {
             r.only(v, g, {"addr", "offset", "size"});
             in.op = Op::Load;
@@ -248,7 +282,7 @@ struct Parser {
         for (std::size_t i = 0; i < list.size(); ++i) {
             const YAML::Node n = list[i];
             const std::string f = "vcpus[" + std::to_string(i) + "]";
-            r.only(n, f, {"id", "pcpu", "start", "sipi_vector", "program", "handlers"});
+            r.only(n, f, {"id", "pcpu", "start", "sipi_vector", "program", "handlers", "user_handler"});
             VcpuSpec v;
             v.where = r.where(n);
             v.id = static_cast<unsigned>(r.number(r.need(n, "id", f), f + ".id", 4095));
@@ -279,6 +313,10 @@ struct Parser {
                         program(kv.second, f + ".handlers." + kv.first.Scalar());
                 }
             }
+            if (n["user_handler"]) {
+                v.user_handler = program(n["user_handler"], f + ".user_handler");
+                v.has_user_handler = true;
+            }
             s.vcpus.push_back(std::move(v));
         }
         if (!ids.count(0)) r.fail(list, "vcpus", "no vCPU 0 (its program's end ends the run)");
@@ -292,7 +330,7 @@ struct Parser {
             const YAML::Node n = list[i];
             const std::string f = "expect[" + std::to_string(i) + "]";
             r.only(n, f, {"at", "vcpu", "exits", "received", "activity", "mp_state", "rvi", "svi", "vppr", "virr", "visr", "pid",
-                          "exit_reason", "exit_qualification", "memory", "stat"});
+                          "exit_reason", "exit_qualification", "memory", "stat", "user_received", "uirr", "uif"});
             Expectation base;
             base.where = r.where(n);
             if (n["at"]) {
@@ -353,6 +391,14 @@ struct Parser {
                         add(K::Exits, number, value_of(m.second, g + "." + reason),
                             who + "exits " + reason + " == " + r.text(m.second, g));
                     }
+                } else if (key == "user_received") {
+                    if (!v.IsMap()) r.fail(v, g, "expected user vector: count");
+                    for (const auto& m : v)
+                        add(K::UserReceived, r.number(m.first, g, 63), value_of(m.second, g + "." + m.first.Scalar()),
+                            who + "user_received " + m.first.Scalar() + " == " + r.text(m.second, g));
+                } else if (key == "uirr" || key == "uif") {
+                    add(key == "uirr" ? K::Uirr : K::Uif, 0, key == "uif" ? r.number(v, g, 1) : value_of(v, g),
+                        who + key + " == " + r.text(v, g));
                 } else if (key == "received" || key == "virr" || key == "visr") {
                     if (!v.IsMap()) r.fail(v, g, "expected vector: value");
                     for (const auto& m : v) {
@@ -457,7 +503,11 @@ ScenarioFile load_scenario_file(const std::string& path) {
 
 RunSpec scenario_spec(const ScenarioFile& file) {
     RunSpec spec;
-    spec.profile = load_profile(file.profile);
+    try {
+        spec.profile = load_profile(file.profile);
+    } catch (const model::ConfigError& e) {
+        throw model::ConfigError(file.scenario->where.file + ": platform.profile: " + e.what());
+    }
     spec.kvm.enable_ipiv = spec.profile.features.ipi_virtualization;
     spec.workload = "scenario:" + file.scenario->name;
     spec.scenario = file.scenario;

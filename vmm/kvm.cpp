@@ -438,6 +438,13 @@ void Kvm::update_msr_bitmap_x2apic(Vcpu& v) {
         set_intercept_bit(kMsrX2apicTpr, false, false);
         set_intercept_bit(kMsrX2apicTpr, true, false);
     }
+    // The user-interrupt MSRs pass through on a CPU with user interrupts (the guest's
+    // UINTR state is switched with the vCPU, as XSAVES state: docs/vmm.md "User interrupts").
+    if (m_platform.profile().features.uintr)
+        for (std::uint32_t msr = x86::kMsrUintrRr; msr <= x86::kMsrUintrTt; ++msr) {
+            set_intercept_bit(msr, false, false);
+            set_intercept_bit(msr, true, false);
+        }
     if (x2apic_apicv) {
         set_intercept_bit(kMsrX2apicEoi, true, false);
         set_intercept_bit(kMsrX2apicSelfIpi, true, false);

@@ -30,12 +30,15 @@ std::unique_ptr<Workload> make_vector_storm();
 std::unique_ptr<Workload> make_ipi_bench();
 std::unique_ptr<Workload> make_hackbench();
 std::unique_ptr<Workload> make_nested_ap_boot();
+std::unique_ptr<Workload> make_uipi();
 
 const std::vector<WorkloadInfo>& workload_registry() {
     static const std::vector<WorkloadInfo> kWorkloads = {
         {"ipi", "kvm-unit-tests vmexit ipi: unicast IPI to a busy-idling vCPU (the IPIv series' setup)", 2, make_ipi,
          "cycles per IPI (sender's ICR write to the handler's completion)"},
         {"ipi_halt", "kvm-unit-tests vmexit ipi_halt: unicast IPI to a halted vCPU, then 2000 TSC ticks", 2, make_ipi_halt},
+        {"uipi", "user-interrupt round trip (SENDUIPI) between two guest threads, as the Linux UINTR RFC's uipi_sample; needs a profile with user interrupts", 2, make_uipi,
+         "cycles per user IPI (SENDUIPI to the receiver's handler's acknowledgment)"},
         {"overcommit", "random waiting cross-CPU calls (Linux smp_call_function_single) among more vCPUs than CPUs (use --pcpus); checks each runs once", 4, make_overcommit,
          "cycles until every vCPU is done, per step of a vCPU's plan"},
         {"cpuid", "kvm-unit-tests vmexit cpuid: a CPUID (VM exit 10) per iteration", 1, make_cpuid},

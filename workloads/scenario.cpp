@@ -39,6 +39,7 @@ public:
             m_symbol_gpa.push_back(gpa);
         }
         m_received.resize(m_s->vcpus.size());
+        m_user_received.resize(m_s->vcpus.size());
         std::set<std::uint8_t> trampolines;
         for (std::size_t k = 0; k < m_s->vcpus.size(); ++k) {
             const VcpuSpec& spec = m_s->vcpus[k];
@@ -105,7 +106,15 @@ private:
                 run(c, body);
             });
         }
+        if (spec.has_user_handler)
+            g.set_user_handler(kUserHandlerAddress, [this, k, &spec](cpu::GuestCpu& c, std::uint8_t uv) {
+                ++m_user_received[k][uv];
+                run(c, spec.user_handler);
+            });
         run(g, spec.program);
+    }
+    std::uint64_t value(const Instr& in) const {
+        return in.value_symbol >= 0 ? m_symbol_gpa[static_cast<std::size_t>(in.value_symbol)] + in.b : in.b;
     }
 
     void run(cpu::GuestCpu& g, const std::vector<Instr>& code) {
@@ -140,7 +149,7 @@ private:
             case Op::Rdtsc: g.rdtsc(); return;
             case Op::Cpuid: g.cpuid(static_cast<std::uint32_t>(in.a)); return;
             case Op::Vmcall: g.vmcall(in.a); return;
-            case Op::Wrmsr: g.wrmsr(static_cast<std::uint32_t>(in.a), in.b); return;
+            case Op::Wrmsr: g.wrmsr(static_cast<std::uint32_t>(in.a), value(in)); return;
             case Op::Rdmsr: g.rdmsr(static_cast<std::uint32_t>(in.a)); return;
             case Op::ApicWrite: lib.apic_write(static_cast<std::uint32_t>(in.a), static_cast<std::uint32_t>(in.b)); return;
             case Op::ApicRead: lib.apic_read(static_cast<std::uint32_t>(in.a)); return;
@@ -148,9 +157,9 @@ private:
             case Op::Eoi: lib.eoi(); return;
             case Op::Store:
                 if (in.size == 4)
-                    g.store32(address(in), static_cast<std::uint32_t>(in.b));
+                    g.store32(address(in), static_cast<std::uint32_t>(value(in)));
                 else
-                    g.store64(address(in), in.b);
+                    g.store64(address(in), value(in));
                 return;
             case Op::Load: load(g, in); return;
             case Op::LockAdd: g.lock_add(address(in), in.b); return;
@@ -167,6 +176,13 @@ private:
                     if (m_s->expectations[i].at == in.name) record(i, evaluate(m_s->expectations[i]));
                 return;
             case Op::Idle: g.idle_loop();
+            case Op::Senduipi: g.senduipi(in.a); return;
+            case Op::Stui: g.stui(); return;
+            case Op::Clui: g.clui(); return;
+            case Op::UserMode: g.set_user_mode(true); return;
+            case Op::KernelMode: g.set_user_mode(false); return;
+            case Op::UintrOn: g.set_cr4_uintr(true); return;
+            case Op::UintrOff: g.set_cr4_uintr(false); return;
         }
     }
 
@@ -219,6 +235,14 @@ private:
                     case K::PidPirHas: actual = pid.pir_bit(static_cast<std::uint8_t>(e.key)); break;
                     case K::ExitReason: actual = vmcs.hw_read(Field::VmExitReason) & vmcs::kExitReasonBasicMask; break;
                     case K::ExitQualification: actual = vmcs.hw_read(Field::ExitQualification); break;
+                    case K::UserReceived: {
+                        const auto& got = m_user_received[m_index_of.at(e.vcpu)];
+                        auto it = got.find(static_cast<std::uint8_t>(e.key));
+                        actual = it == got.end() ? 0 : it->second;
+                        break;
+                    }
+                    case K::Uirr: actual = v.context().uintr.rr; break;
+                    case K::Uif: actual = v.context().uintr.uif; break;
                     default: break;
                 }
             }
@@ -235,6 +259,7 @@ private:
     std::map<unsigned, std::size_t> m_index_of;                     // vCPU ID -> index in m_s->vcpus
     std::map<const cpu::GuestContext*, std::size_t> m_index_of_context;
     std::vector<std::map<std::uint8_t, std::uint64_t>> m_received;  // per vCPU: vector -> handler runs
+    std::vector<std::map<std::uint8_t, std::uint64_t>> m_user_received;  // per vCPU: user vector -> user handler runs
     std::vector<Outcome> m_outcomes;
 };
 

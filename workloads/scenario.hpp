@@ -41,7 +41,14 @@ enum class Op {
     Loop,       // body, a = times
     Check,      // evaluate the expectations named `name` here
     Idle,       // for (;;) pause; interrupts are taken (never returns)
+    // User interrupts (cpu/guest.hpp): SENDUIPI a = UITT index; STUI, CLUI; the privilege
+    // level (user_mode: CPL 3, kernel_mode: CPL 0); CR4.UINTR (uintr_on / uintr_off).
+    Senduipi, Stui, Clui, UserMode, KernelMode, UintrOn, UintrOff,
 };
+
+// Where a scenario's user-interrupt handler (a vCPU's `user_handler:`) is installed: the
+// value its program writes to IA32_UINTR_HANDLER.
+inline constexpr std::uint64_t kUserHandlerAddress = 0x400000;
 
 enum class Cond { Eq, Ne, Ge, Le };
 
@@ -49,6 +56,7 @@ struct Instr {
     Op op = Op::Nop;
     std::uint64_t a = 0, b = 0, c = 0;
     int symbol = -1;           // memory operands: the scenario memory line `a` is an offset into (-1: `a` is a GPA)
+    int value_symbol = -1;     // Store/Wrmsr value "&name + N": the GPA of memory line `value_symbol`, plus b
     unsigned size = 8;
     Cond cond = Cond::Eq;
     std::string name;          // Check: the point's name
@@ -65,6 +73,8 @@ struct VcpuSpec {
     std::uint8_t sipi_vector = 0;
     std::vector<Instr> program;
     std::map<std::uint8_t, std::vector<Instr>> handlers;  // vector -> handler body (IRET at its end)
+    std::vector<Instr> user_handler;  // the user-interrupt handler at kUserHandlerAddress (UIRET at its end)
+    bool has_user_handler = false;
     Where where;
 };
 
@@ -82,6 +92,8 @@ struct Expectation {
         ExitReason, ExitQualification,            // the VMCS's last exit information
         Memory,     // the scenario memory line `symbol` (8 bytes): value
         Stat,       // the platform statistic `symbol`: value
+        UserReceived,  // vCPU's user handler ran for user vector `key` `value` times
+        Uirr, Uif,     // the vCPU's UIRR, UIF
     };
     Kind kind = Kind::Memory;
     unsigned vcpu = 0;

@@ -139,3 +139,36 @@ TEST_CASE("mitigation knobs refuse what they do not know", "[mitigations][cli]")
     CHECK(r.status == 2);
     CHECK(r.err.find("expected 5.13, 6.0 or 6.9") != std::string::npos);
 }
+
+// ---- uipi (user interrupts between two guest threads; tests/cpu/test_senduipi.cpp has the semantics)
+TEST_CASE("uipi: every SENDUIPI reaches the receiver's handler, with IPIv without any exit, without it one APIC-write exit each",
+          "[uintr][workload]") {
+    const std::string json = temp_path("uipi.json");
+    for (const char* apic : {"x2apic", "xapic"}) {
+        INFO(apic);
+        REQUIRE(vtxsim({"run", "uipi", "--apic", apic, "--ipiv", "on", "--json", json}).status == 0);
+        auto j = read_json(json);
+        CHECK(j["checks_ok"] == true);
+        CHECK(j["exits"].empty());
+        const std::uint64_t sent = stat(j, "uintr.senduipi");
+        CHECK(sent > 0);
+        CHECK(stat(j, "uintr.delivered") == sent);
+        CHECK(stat(j, "uintr.notifications") == sent);
+        CHECK(stat(j, "ipiv.virtualized") == sent);
+        const double with_ipiv = j["mean"];
+        REQUIRE(vtxsim({"run", "uipi", "--apic", apic, "--ipiv", "off", "--json", json}).status == 0);
+        j = read_json(json);
+        CHECK(j["checks_ok"] == true);
+        CHECK(j["exits"]["56"].get<std::uint64_t>() == stat(j, "uintr.senduipi"));  // APIC-write, one per SENDUIPI
+        CHECK(stat(j, "ipiv.virtualized") == 0);
+        CHECK(j["mean"].get<double>() > with_ipiv);
+    }
+    ::unlink(json.c_str());
+    auto r = vtxsim({"run", "uipi", "--profile", "icx", "--ipiv", "off"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("has no user interrupts") != std::string::npos);
+    r = vtxsim({"run", "uipi", "--set", "kvm.enable_apicv=off", "--ipiv", "off"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("needs APICv") != std::string::npos);
+    CHECK(vtxsim({"run", "uipi", "--vcpus", "3"}).status == 2);
+}
