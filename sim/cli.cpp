@@ -1008,7 +1008,25 @@ int cmd_check(const std::vector<std::string>& args) {
         for (std::string flag; std::getline(ss, flag, ',');)
             if (!flag.empty()) specs.back().debug_flags.push_back(flag);
     }
-    const auto outs = run_many(specs, trace || !debug.empty() ? 1 : jobs);
+    auto outs = run_many(specs, trace || !debug.empty() ? 1 : jobs);
+    // A scenario that ran but failed an expectation runs again, watching every expectation
+    // step by step, to say where each failing one departed (the same run: exact mode, and
+    // the watcher charges no time).
+    std::vector<RunSpec> again;
+    std::vector<std::size_t> again_index;
+    for (std::size_t i = 0; i < outs.size(); ++i)
+        if (outs[i].ok && !outs[i].check_ok && !trace && debug.empty() && timeline.empty()) {
+            auto watched = std::make_shared<workloads::scenario::Scenario>(*specs[i].scenario);
+            watched->find_departures = true;
+            again.push_back(specs[i]);
+            again.back().scenario = watched;
+            again_index.push_back(i);
+        }
+    if (!again.empty()) {
+        const auto second = run_many(again, jobs);
+        for (std::size_t k = 0; k < second.size(); ++k)
+            if (second[k].ok) outs[again_index[k]].check = second[k].check;
+    }
     bool all = true;
     nlohmann::json results = nlohmann::json::array();
     for (std::size_t i = 0; i < outs.size(); ++i) {

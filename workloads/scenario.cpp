@@ -32,6 +32,13 @@ public:
         m_kvm = &kvm;
         m_vm = &vm;
         if (m_s->explain) m_explainer = std::make_unique<Explainer>(kvm, vm);
+        if (m_s->find_departures && !m_s->explain) {
+            m_departures.resize(m_s->expectations.size());
+            model::Tracer& t = kvm.platform().tracer();
+            t.enable_all();
+            t.set_sink([this](const char* flag, double cycle, int cpu, const char* mode, const char* what,
+                              const char* where, double) { watch_step(flag, cycle, cpu, mode, what, where); });
+        }
         auto& mem = kvm.platform().memory();
         for (const auto& [name, initial] : m_s->memory) {
             const std::uint64_t gpa = vm.alloc_guest(64, 64);
@@ -78,6 +85,7 @@ public:
             else if (!ok)
                 report += ": got " + hex(o.actual) + " (" + e.where.text() + ")";
             report += "\n";
+            if (!ok && !m_departures.empty()) report += departure_report(static_cast<std::size_t>(&o - m_outcomes.data()));
         }
         r.ok = failed == 0;
         r.check = std::to_string(m_outcomes.size() - failed) + " of " + std::to_string(m_outcomes.size()) +
@@ -184,6 +192,63 @@ private:
             case Op::UintrOn: g.set_cr4_uintr(true); return;
             case Op::UintrOff: g.set_cr4_uintr(false); return;
         }
+    }
+
+    // ---- where a failing expectation departed (find_departures) ----
+    struct Departure {
+        bool evaluated = false;  // evaluated at least once
+        bool frozen = false;     // its check point has been evaluated: stop watching
+        bool ok = false;         // as expected at the last evaluation
+        bool ever_ok = false;
+        std::uint64_t initial = 0, value = 0;
+        std::string departed;     // where the value stopped being as expected (for good)
+        std::string last_change;  // where the value last changed
+    };
+    std::vector<Departure> m_departures;
+    std::string m_previous_step;  // the step listed before the current one
+
+    // Each step is listed as it begins (a memory access once done), so a change first seen
+    // at one step happened between the previous listed step and this one.
+    void watch_step(const char* flag, double cycle, int cpu, const char* mode, const char* what, const char* where) {
+        char text[320];
+        std::snprintf(text, sizeof text, "[cycle %.0f cpu%d %s %s: %s%s%s]", cycle, cpu, mode, flag, what,
+                      *where ? ", " : "", where);
+        const std::string between =
+            m_previous_step.empty() ? std::string("before ") + text : m_previous_step + " and " + text;
+        for (std::size_t i = 0; i < m_departures.size(); ++i) {
+            Departure& d = m_departures[i];
+            if (d.frozen) continue;
+            const Expectation& e = m_s->expectations[i];
+            if (!e.at.empty() && m_outcomes[i].evaluated) {
+                d.frozen = true;
+                continue;
+            }
+            const auto [ok, actual] = evaluate(e);
+            if (!d.evaluated) {
+                d.evaluated = true;
+                d.ok = d.ever_ok = ok;
+                d.initial = d.value = actual;
+                continue;
+            }
+            if (actual != d.value) d.last_change = between;
+            if (d.ok && !ok) d.departed = between;
+            if (ok) d.departed.clear(), d.ever_ok = true;
+            d.ok = ok;
+            d.value = actual;
+        }
+        m_previous_step = text;
+    }
+
+    std::string departure_report(std::size_t i) const {
+        const Departure& d = m_departures[i];
+        std::string out;
+        if (!d.departed.empty())
+            out += "          as expected until it changed between " + d.departed + "\n";
+        else if (!d.ever_ok)
+            out += "          never as expected: " + hex(d.initial) + " when the run began\n";
+        if (!d.last_change.empty() && d.last_change != d.departed)
+            out += "          last changed between " + d.last_change + "\n";
+        return out;
     }
 
     // The first failing evaluation of an expectation is the one reported.

@@ -115,6 +115,10 @@ struct Scenario {
     std::vector<std::pair<std::string, std::uint64_t>> memory;  // named lines and their initial values
     std::vector<Expectation> expectations;
     bool explain = false;  // record every step with the state it changed (vtxsim explain)
+    // Re-evaluate every expectation after every step and report, for one that fails, the
+    // step from which its value stayed unexpected and the step that last changed it
+    // (vtxsim check does this in a second run of a failing scenario).
+    bool find_departures = false;
 };
 
 // The outcome of each expectation, in file order (check points as evaluated).

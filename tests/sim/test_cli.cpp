@@ -355,6 +355,43 @@ expect:
     CHECK(report.find("ok    memory flag == 7") != std::string::npos);
 }
 
+TEST_CASE("check: a failing expectation says between which steps its value departed, or that it never held",
+          "[cli][check]") {
+    const std::string f = scenario_file("depart.yaml", std::string(kGoodHead) + R"(vcpus:
+  - id: 0
+    program:
+      - store: {addr: flag, value: 7}
+      - cpuid: 0
+      - store: {addr: flag, value: 9}
+expect:
+  - {memory: {flag: 7}}
+  - {memory: {flag: 5}}
+  - {vcpu: 0, exits: {CPUID: 0}}
+)");
+    const std::string json = vtx::test::temp_path("depart.json");
+    REQUIRE(vtxsim({"check", f, "--json", json}).status == 1);
+    const auto j = vtx::test::read_json(json);
+    ::unlink(json.c_str());
+    ::unlink(f.c_str());
+    const std::string report = j[0]["report"];
+    // flag == 7 held after the first store and departed at the second.
+    const auto seven = report.find("FAIL  memory flag == 7: got 0x9");
+    REQUIRE(seven != std::string::npos);
+    const std::string after_seven = report.substr(seven, report.find("FAIL  memory flag == 5") - seven);
+    CHECK(after_seven.find("as expected until it changed between") != std::string::npos);
+    CHECK(after_seven.find("write") != std::string::npos);  // the second store is the step that did it
+    // flag == 5 never held; it last changed at the second store.
+    const auto five = report.find("FAIL  memory flag == 5: got 0x9");
+    REQUIRE(five != std::string::npos);
+    const std::string after_five = report.substr(five, report.find("FAIL  vCPU 0 exits") - five);
+    CHECK(after_five.find("never as expected: 0x0 when the run began") != std::string::npos);
+    CHECK(after_five.find("last changed between") != std::string::npos);
+    // The CPUID exit: departed where the VM exit happened.
+    const auto exits = report.find("FAIL  vCPU 0 exits CPUID == 0: got 0x1");
+    REQUIRE(exits != std::string::npos);
+    CHECK(report.find("VM exit", exits) != std::string::npos);
+}
+
 TEST_CASE("check: a bad scenario file is one message with file, line and field, and exit 2", "[cli][check]") {
     struct Case {
         std::string body, message;
