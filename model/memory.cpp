@@ -153,14 +153,19 @@ PhysicalMemory::Line& PhysicalMemory::line(std::uint64_t line_number) {
 }
 
 double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t len,
-                                 bool write) {
-    if (!m_costs) return 0.0;
-    const CostTable& c = *m_costs;
-    double cycles = 0;
+                                 bool write, bool& observed) {
     const std::uint64_t first = address / kCacheLineSize;
     const std::uint64_t last = (address + len - 1) / kCacheLineSize;
+    if (!m_costs) {
+        if (write)
+            for (std::uint64_t ln = first; ln <= last; ++ln) observed = observed || line(ln).observed;
+        return 0.0;
+    }
+    const CostTable& c = *m_costs;
+    double cycles = 0;
     for (std::uint64_t ln = first; ln <= last; ++ln) {
         Line& line = this->line(ln);
+        observed = observed || line.observed;
         if (agent == kDeviceAgent) {
             cycles += c[Cost::MemUncachedAccess];
             if (write) {
@@ -208,7 +213,8 @@ double PhysicalMemory::access(MemRequest& r) {
     }
     check(where, span);
     const bool store = r.op != MemOp::Read;
-    double cycles = coherence(r.agent, where, span, store);
+    bool observed = false;
+    double cycles = coherence(r.agent, where, span, store, observed);
     if (locked) {
         ++m_locked_ops;
         if (m_costs) cycles += (*m_costs)[Cost::MemLockedRmw];
@@ -253,7 +259,7 @@ double PhysicalMemory::access(MemRequest& r) {
             break;
         }
     }
-    if (store && m_store_observer) {
+    if (store && observed && m_store_observer) {
         for (std::uint64_t ln = where / kCacheLineSize; ln <= (where + span - 1) / kCacheLineSize;
              ++ln)
             m_store_observer(ln * kCacheLineSize, r.agent);

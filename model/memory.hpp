@@ -95,10 +95,13 @@ public:
     // loaders (never freed: a simulation is short-lived).
     std::uint64_t allocate(std::uint64_t bytes, std::uint64_t alignment = kPageSize);
 
-    // Called after every store (plain or locked) with the line address and the agent.
+    // Called after a store (plain or locked) to a line marked with observe_line, with the
+    // line address and the agent (a store to any other line calls nothing: the common case
+    // costs no call).
     void set_store_observer(std::function<void(std::uint64_t line, int agent)> fn) {
         m_store_observer = std::move(fn);
     }
+    void observe_line(std::uint64_t address) { line(address / kCacheLineSize).observed = true; }
 
     // Statistics.
     std::uint64_t line_transfers() const { return m_line_transfers; }
@@ -124,6 +127,7 @@ private:
     struct Line {
         Sharers sharers;                     // agents holding a copy
         int modified_by = kDeviceAgent - 1;  // agent holding it Modified (none)
+        bool observed = false;               // stores call the store observer (observe_line)
     };
     // The bytes at `address` if [address, address + len) lies in memory, within one page,
     // and that page exists; else nullptr.
@@ -141,7 +145,9 @@ private:
     std::uint8_t* page(std::uint64_t address, bool create);
     const std::uint8_t* page(std::uint64_t address) const;
     void check(std::uint64_t address, std::uint64_t len) const;
-    double coherence(int agent, std::uint64_t address, std::uint64_t len, bool write);
+    // Prices the access by the lines' states and updates them; `observed` is set when a
+    // line is one the store observer watches.
+    double coherence(int agent, std::uint64_t address, std::uint64_t len, bool write, bool& observed);
 
     std::uint64_t m_size;
     const CostTable* m_costs;

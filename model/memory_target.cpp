@@ -46,12 +46,16 @@ sc_core::sc_time MemoryTarget::line_store_time(std::uint64_t line_address) const
 
 sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) {
     m_last_line = ~std::uint64_t{0};  // the line may be new
-    return m_watched[line_address & ~(kCacheLineSize - 1)].written;
+    const auto [it, made] = m_watched.try_emplace(line_address & ~(kCacheLineSize - 1));
+    if (made) m_mem.observe_line(line_address);  // its stores reach the observer from now on
+    return it->second.written;
 }
 
 void MemoryTarget::begin_wait(std::uint64_t line_address) {
     m_last_line = ~std::uint64_t{0};
-    ++m_watched[line_address & ~(kCacheLineSize - 1)].waiters;
+    const auto [it, made] = m_watched.try_emplace(line_address & ~(kCacheLineSize - 1));
+    if (made) m_mem.observe_line(line_address);
+    ++it->second.waiters;
 }
 
 void MemoryTarget::end_wait(std::uint64_t line_address) {
