@@ -206,6 +206,8 @@ void LogicalProcessor::deliver_virtual_interrupt(GuestContext& g) {
 
 void LogicalProcessor::deliver_guest_interrupt(GuestContext& g, std::uint8_t vector) {
     step(Cost::GuestEventDelivery, "deliver through the guest IDT", "SDM 6.12", "guest");
+    if (InterruptObserver* o = m_platform.interrupt_observer(); o && vector >= x86::kFirstExternalVector)
+        o->interrupt_delivered(g, vector, now_cycles());
     ++g.delivered_interrupts;
     ++m_stat_interrupts_delivered;
     const GuestHandler* installed = g.idt.find(vector);

@@ -2,8 +2,10 @@
 
 #include <cstring>
 
+#include "apic/registers.hpp"
 #include "cpu/flow_encodings.hpp"
 #include "cpu/logical_processor.hpp"
+#include "cpu/platform.hpp"
 #include "model/x86.hpp"
 
 namespace vtx::cpu {
@@ -107,6 +109,10 @@ std::uint64_t GuestCpu::rdmsr(std::uint32_t msr) {
 }
 
 void GuestCpu::wrmsr(std::uint32_t msr, std::uint64_t value) {
+    if (InterruptObserver* o = m_ctx.lp->platform().interrupt_observer();
+        o && (msr == apic::kX2ApicMsrIcr || msr == apic::kX2ApicMsrSelfIpi))
+        o->ipi_register_written(m_ctx, true, msr == apic::kX2ApicMsrIcr ? apic::kApicOffsetIcrLo : apic::kApicOffsetSelfIpi,
+                                value, m_ctx.lp->now_cycles());
     m_ctx.regs.rcx = msr;
     m_ctx.regs.rax = value & 0xFFFFFFFFu;
     m_ctx.regs.rdx = value >> 32;
@@ -123,6 +129,10 @@ std::uint32_t GuestCpu::mmio_read32(std::uint64_t gpa) {
 }
 
 void GuestCpu::mmio_write32(std::uint64_t gpa, std::uint32_t value) {
+    if (InterruptObserver* o = m_ctx.lp->platform().interrupt_observer();
+        o && (gpa == kGuestApicBase + apic::kApicOffsetIcrLo || gpa == kGuestApicBase + apic::kApicOffsetIcrHi))
+        o->ipi_register_written(m_ctx, false, static_cast<std::uint32_t>(gpa - kGuestApicBase), value,
+                                m_ctx.lp->now_cycles());
     m_ctx.mmio = DecodedMmio{};
     retire([&](LogicalProcessor& lp) { return lp.exec_mmio_write(m_ctx, gpa, 4, value); });
 }

@@ -10,6 +10,7 @@
 
 #include "apic/interrupt_bus.hpp"
 #include "cpu/guest_context.hpp"
+#include "cpu/interrupt_observer.hpp"
 #include "cpu/logical_processor.hpp"
 #include "model/clock.hpp"
 #include "model/memory.hpp"
@@ -50,6 +51,9 @@ public:
     vmcs::VmxCapabilities& capabilities() { return m_caps; }
     model::Stats& stats() { return m_stats; }
     model::Tracer& tracer() { return m_tracer; }
+    // A protocol checker's hooks (nullptr: none; `vtxsim run --check`).
+    void set_interrupt_observer(InterruptObserver* o) { m_interrupt_observer = o; }
+    InterruptObserver* interrupt_observer() const { return m_interrupt_observer; }
     model::Timeline& timeline() { return m_timeline; }
 
     // The time mode (docs/architecture.md): 0 = exact (every processor synchronizes before
@@ -70,6 +74,7 @@ public:
     GuestContext* vmcs_at(std::uint64_t address) const;
 
 private:
+    InterruptObserver* m_interrupt_observer = nullptr;
     model::CpuProfile m_profile;
     model::Clock m_clock;
     double m_quantum = 0.0;

@@ -18,6 +18,7 @@ inline constexpr std::uint64_t kRflagsOf = std::uint64_t{1} << 11;
 // Exception vectors.
 inline constexpr std::uint8_t kVectorGp = 13;  // #GP
 inline constexpr std::uint8_t kVectorUd = 6;   // #UD
+inline constexpr std::uint8_t kFirstExternalVector = 32;  // vectors 0-31: exceptions and NMI
 
 // CR4.UINTR (bit 25): user interrupts enabled (SDM vol. 3 2.5; SENDUIPI, UIRET, STUI need it).
 inline constexpr std::uint64_t kCr4Uintr = std::uint64_t{1} << 25;

@@ -295,6 +295,7 @@ int cmd_run(const std::vector<std::string>& args) {
     Common c;
     std::string workload, apic = "x2apic", ipiv, timeline;
     std::string vcpus, pcpus, uncertainty;
+    bool protocol_check = false;
     po::options_description desc("vtxsim run WORKLOAD [options]");
     desc.add_options()("help,h", "this help")
         ("workload", po::value(&workload), "workload name (see `vtxsim list`)")
@@ -302,7 +303,9 @@ int cmd_run(const std::vector<std::string>& args) {
         ("ipiv", po::value(&ipiv), "IPI virtualization: on or off (default: on if the profile has it)")
         ("vcpus", po::value(&vcpus), "number of vCPUs (default: the workload's)")
         ("pcpus", po::value(&pcpus), "number of physical CPUs (default: one per vCPU)")
-        ("timeline", po::value(&timeline), "write a Chrome/Perfetto trace-event timeline of run 1 to FILE, and FILE.vcd for GTKWave");
+        ("timeline", po::value(&timeline), "write a Chrome/Perfetto trace-event timeline of run 1 to FILE, and FILE.vcd for GTKWave")
+        ("check", po::bool_switch(&protocol_check), "the protocol checker: every fixed IPI a guest writes is matched to its\n"
+                                                     "delivery; lost, late, misrouted or duplicated ones are reported (exit 1)");
     add_common(desc, c, 1);
     add_uncertainty(desc, uncertainty);
     po::positional_options_description pos;
@@ -338,7 +341,23 @@ int cmd_run(const std::vector<std::string>& args) {
         specs.back().run_index = r;
     }
     specs[0].timeline_path = timeline;
+    for (RunSpec& s : specs) s.protocol_check = protocol_check;
     const std::vector<RunOutcome> all = run_many(specs, c.trace || !c.debug.empty() ? 1 : c.jobs);
+    // The checker's findings first: a lost IPI often leaves the run unfinished.
+    std::size_t findings = 0;
+    if (protocol_check) {
+        for (std::size_t i = 0; i < all.size(); ++i) {
+            const RunOutcome& o = all[i];
+            if (!o.protocol_checked) continue;
+            findings += o.protocol_findings.size();
+            std::printf("protocol check, run %zu: %llu IPIs to targets, %llu deliveries (%llu sends coalesced), %zu findings\n",
+                        i + 1, static_cast<unsigned long long>(o.protocol_ipis),
+                        static_cast<unsigned long long>(o.protocol_deliveries),
+                        static_cast<unsigned long long>(o.protocol_coalesced), o.protocol_findings.size());
+            for (const auto& f : o.protocol_findings) std::printf("  %s\n", f.c_str());
+        }
+        std::fflush(stdout);
+    }
     check_outcomes(all);
     const auto cyc = cycles_of(all);
     std::map<std::string, std::uint64_t> exits;
@@ -421,7 +440,7 @@ int cmd_run(const std::vector<std::string>& args) {
                    std::to_string(all[i].notifications) + "," + std::to_string(all[i].kvm_notifications) + "\n";
         write_file(c.csv, csv);
     }
-    return ok ? 0 : 1;
+    return ok && findings == 0 ? 0 : 1;
 }
 
 // ---------------------------------------------------------------------------- compare

@@ -17,6 +17,7 @@
 
 #include "apic/registers.hpp"
 #include "cpu/platform.hpp"
+#include "sim/protocol_check.hpp"
 #include "model/error.hpp"
 #include "model/output.hpp"
 #include "model/rng.hpp"
@@ -46,7 +47,12 @@ nlohmann::json RunOutcome::to_json() const {
             {"step_cycles", step_cycles},
             {"values", values},
             {"stats", stats},
-            {"stats_text", stats_text}};
+            {"stats_text", stats_text},
+            {"protocol_checked", protocol_checked},
+            {"protocol_findings", protocol_findings},
+            {"protocol_ipis", protocol_ipis},
+            {"protocol_deliveries", protocol_deliveries},
+            {"protocol_coalesced", protocol_coalesced}};
 }
 
 RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
@@ -71,6 +77,11 @@ RunOutcome RunOutcome::from_json(const nlohmann::json& j) {
     o.values = j.at("values").get<std::map<std::string, double>>();
     o.stats = j.at("stats");
     o.stats_text = j.at("stats_text");
+    o.protocol_checked = j.at("protocol_checked");
+    o.protocol_findings = j.at("protocol_findings").get<std::vector<std::string>>();
+    o.protocol_ipis = j.at("protocol_ipis");
+    o.protocol_deliveries = j.at("protocol_deliveries");
+    o.protocol_coalesced = j.at("protocol_coalesced");
     return o;
 }
 
@@ -147,6 +158,20 @@ RunOutcome run_in_process(const RunSpec& spec) {
     workloads::WorkloadConfig config = spec.config;
     config.seed = spec.seed * 1000003u + spec.run_index;
     workload->setup(kvm, vm, config);
+    std::unique_ptr<ProtocolChecker> checker;
+    if (spec.protocol_check) {
+        checker = std::make_unique<ProtocolChecker>(kvm);
+        platform->set_interrupt_observer(checker.get());
+    }
+    // The checker's verdict, also for a run that did not finish (a lost IPI often hangs it).
+    const auto record_check = [&] {
+        if (!checker) return;
+        out.protocol_checked = true;
+        out.protocol_findings = checker->findings(platform->clock().to_cycles(sc_core::sc_time_stamp()));
+        out.protocol_ipis = checker->ipis_sent();
+        out.protocol_deliveries = checker->deliveries();
+        out.protocol_coalesced = checker->coalesced();
+    };
     std::unique_ptr<workloads::Explainer> explainer;
     if (spec.explain && !spec.scenario) explainer = std::make_unique<workloads::Explainer>(kvm, vm);
     bool finished = false;
@@ -173,6 +198,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
             out.error = *input;
             out.bad_input = true;
         }
+        record_check();
+        (void)checker.release();
         abandon();
         return out;
     }
@@ -183,6 +210,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
     if (!finished) {
         out.error = "workload \"" + spec.workload + "\" did not finish within " +
                     std::to_string(spec.max_simulated_seconds) + " simulated seconds (--max-sim-time)";
+        record_check();
+        (void)checker.release();
         abandon();
         return out;
     }
@@ -200,6 +229,8 @@ RunOutcome run_in_process(const RunSpec& spec) {
         model::write_file_atomically(spec.timeline_path + ".vcd",
                                      platform->timeline().to_vcd(static_cast<int>(platform->cpu_count())));
     }
+    record_check();
+    platform->set_interrupt_observer(nullptr);
     const workloads::WorkloadResult r = workload->result(kvm, vm);
     out.ok = true;
     out.cycles_per_iteration = r.cycles_per_iteration;

@@ -42,6 +42,7 @@ struct RunSpec {
     // A scenario file's contents (vtxsim check): runs instead of the registered workload.
     std::shared_ptr<const workloads::scenario::Scenario> scenario;
     bool explain = false;  // vtxsim explain WORKLOAD: record the run's steps (the last marked iteration)
+    bool protocol_check = false;  // vtxsim run --check: the protocol checker (sim/protocol_check.hpp) watches the run
 };
 
 struct RunOutcome {
@@ -62,6 +63,10 @@ struct RunOutcome {
     std::string check;
     std::string explanation;  // vtxsim explain
     std::map<std::string, double> step_cycles;  // vtxsim explain: cycles per named step
+    // --check: the protocol checker's findings (lost, late, misrouted, duplicated IPIs) and counts.
+    bool protocol_checked = false;
+    std::vector<std::string> protocol_findings;
+    std::uint64_t protocol_ipis = 0, protocol_deliveries = 0, protocol_coalesced = 0;
     std::map<std::string, double> values;
     nlohmann::json stats;
     std::string stats_text;  // gem5 stats.txt style

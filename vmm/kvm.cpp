@@ -85,13 +85,26 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
             host_kernel = HostKernel::V6_9;
         else
             bad("expected 5.13, 6.0 or 6.9");
+    } else if (name == "inject_bug") {
+        if (value == "none")
+            inject_bug = InjectedBug::None;
+        else if (value == "no_wakeup_vector")
+            inject_bug = InjectedBug::NoWakeupVector;
+        else if (value == "no_on_recheck")
+            inject_bug = InjectedBug::NoOnRecheck;
+        else if (value == "no_pir_sync")
+            inject_bug = InjectedBug::NoPirSync;
+        else if (value == "stale_phys_map")
+            inject_bug = InjectedBug::StalePhysMap;
+        else
+            bad("expected none, no_wakeup_vector, no_on_recheck, no_pir_sync or stale_phys_map");
     } else if (name == "max_vcpu_ids") {
         const auto n = model::parse_u64(value);
         if (!n || *n == 0 || *n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
         max_vcpu_ids = static_cast<std::uint32_t>(*n);
     } else {
         throw model::ConfigError(where + ": unknown VMM knob \"kvm." + name +
-                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic, host_idle, halt_poll_ns, mitigations, host_kernel)");
+                                 "\" (known: enable_apicv, enable_ipiv, x2apic_icr_fastpath, max_vcpu_ids, sched_slice_cycles, host_x2apic, host_idle, halt_poll_ns, mitigations, host_kernel, inject_bug)");
     }
 }
 
@@ -111,6 +124,13 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
          "host speculative-execution mitigations (mitigations= boot parameter): the SPEC_CTRL switch, IBPB on vCPU switch, and by host_kernel the PBRSB guard and BHI"},
         {"kvm.host_kernel", host_kernel == HostKernel::V5_13 ? "5.13" : host_kernel == HostKernel::V6_0 ? "6.0" : "6.9",
          "the host kernel whose VM-exit mitigation code runs: 5.13 (the training runs), 6.0 (+ LFENCE, PBRSB guard), 6.9 (+ BHI)"},
+        {"kvm.inject_bug",
+         inject_bug == InjectedBug::None             ? "none"
+         : inject_bug == InjectedBug::NoWakeupVector ? "no_wakeup_vector"
+         : inject_bug == InjectedBug::NoOnRecheck    ? "no_on_recheck"
+         : inject_bug == InjectedBug::NoPirSync      ? "no_pir_sync"
+                                                     : "stale_phys_map",
+         "a VMM bug on purpose, for the protocol checker (run --check): no_wakeup_vector, no_on_recheck, no_pir_sync, stale_phys_map"},
     };
 }
 
@@ -581,7 +601,7 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     v.m_mode = VcpuMode::InGuestMode;
     // x86.c: "Assigned devices can use the POSTED_INTR_VECTOR even if APICv is disabled,
     // so do it even if APICv is disabled on this vCPU" (kvm_lapic_enabled only).
-    if (v.apicv_active()) sync_pir_to_irr(v);
+    if (v.apicv_active() && m_params.inject_bug != InjectedBug::NoPirSync) sync_pir_to_irr(v);
     p.step(Cost::KvmVmxVcpuRunPre, "vmx_vcpu_run: before VMRESUME", "vmx.c vmx_vcpu_run", "kvm");
     spec_ctrl_before_entry(v);
     const cpu::EntryResult r = v.m_launched ? p.vmresume() : p.vmlaunch();
@@ -868,7 +888,10 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
     // The optimized map (physical, no shorthand, not broadcast): phys_map[dest].
     if (msg.shorthand == apic::Shorthand::None && msg.destination_mode == apic::DestinationMode::Physical &&
         !msg.broadcast()) {
-        if (Vcpu* t = src.vm().vcpu_by_apic_id(msg.destination)) apic_accept_irq(src, *t, msg);
+        std::uint32_t id = msg.destination;
+        if (m_params.inject_bug == InjectedBug::StalePhysMap && src.vm().vcpus().size() > 1)
+            id = (id + 1) % static_cast<std::uint32_t>(src.vm().vcpus().size());  // the wrong entry of phys_map
+        if (Vcpu* t = src.vm().vcpu_by_apic_id(id)) apic_accept_irq(src, *t, msg);
         return;
     }
     // Its logical part for fixed messages (kvm_apic_map_get_logical_dest): a cluster's
@@ -1277,10 +1300,12 @@ bool Kvm::vmx_interrupt_blocked(const vmcs::Vmcs& vmcs) {
 void Kvm::pi_enable_wakeup_handler(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmPiEnableWakeup, "pi_enable_wakeup_handler", "posted_intr.c", "kvm");
+    if (m_params.inject_bug == InjectedBug::NoWakeupVector) return;
     m_wakeup_list[v.m_pcpu].push_back(&v);
     pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
     desc.set_nv(kPostedIntrWakeupVector);
     // An interrupt posted before NV changed: send the wakeup vector to ourselves.
+    if (m_params.inject_bug == InjectedBug::NoOnRecheck) return;
     if (desc.pi_test_on()) p.host_send_ipi(p.apic().apic_id(), kPostedIntrWakeupVector);
 }
 

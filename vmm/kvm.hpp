@@ -36,6 +36,16 @@ enum class HostKernel {
     V6_0,   // + LFENCE after the SPEC_CTRL restore (5.19) and the PBRSB guard (6.0)
     V6_9,   // + BHI: BHI_DIS_S in the host's SPEC_CTRL, or clear_bhb_loop after VM exit
 };
+// A bug put into the VMM on purpose (kvm.inject_bug), for the protocol checker's tests: each
+// is a step of KVM's posted-interrupt protocol left out (docs/vmm.md "Protocol checker").
+enum class InjectedBug {
+    None,
+    NoWakeupVector,  // pi_enable_wakeup_handler: NV stays the posted-interrupt vector, no wakeup list
+    NoOnRecheck,     // pi_enable_wakeup_handler: no ON re-check after the NV switch
+    NoPirSync,       // vcpu_enter_guest: no sync_pir_to_irr before VM entry
+    StalePhysMap,    // kvm_irq_delivery_to_apic_fast: the optimized map's physical entry of the next APIC ID
+};
+
 // IA32_SPEC_CTRL bits (SDM vol. 4, MSR 48H).
 inline constexpr std::uint64_t kSpecCtrlIbrs = 1u << 0;
 inline constexpr std::uint64_t kSpecCtrlBhiDisS = 1u << 10;
@@ -63,6 +73,7 @@ struct KvmParams {
     // training measurements (profiles/training: a 5.13-era kvm/queue, default boot).
     bool mitigations = true;
     HostKernel host_kernel = HostKernel::V5_13;
+    InjectedBug inject_bug = InjectedBug::None;
     // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
     void set(const std::string& name, const std::string& value, const std::string& where);
     // name, value, description of every knob.
