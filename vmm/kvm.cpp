@@ -1012,7 +1012,7 @@ void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
     if (!target.m_blocked) return;
     if (target.m_pcpu == src.m_pcpu || !m_sched[target.m_pcpu]->idle()) {
         // A local wakeup, or a busy CPU that enqueues the thread: no cross-CPU signal.
-        target.m_wake_event.notify(p.annotation());
+        wake_thread(target, p.annotation());
         return;
     }
     // try_to_wake_up of the vCPU thread on an idle CPU (ttwu_queue_wakelist):
@@ -1020,7 +1020,7 @@ void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
         // set_nr_if_polling: a store to the idle task's flags, which its polling loop
         // sees once the line has moved to its CPU.
         ++m_stat_wakeups_polling;
-        target.m_wake_event.notify(p.annotation() + p.clock().to_time(p.costs()[Cost::MemLineTransfer]));
+        wake_thread(target, p.annotation() + p.clock().to_time(p.costs()[Cost::MemLineTransfer]));
         return;
     }
     // smp_send_reschedule: the idle CPU leaves MWAIT for the reschedule IPI, whose handler
@@ -1246,18 +1246,25 @@ void Kvm::kvm_vcpu_block(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     HostScheduler& sched = *m_sched[v.m_pcpu];
     p.step(Cost::KvmVcpuBlock, "kvm_vcpu_block", "kvm_main.c", "kvm");
-    // schedule() -> vcpu_put -> vmx_vcpu_pi_put: the wakeup handler is armed for a blocking
-    // vCPU that posted interrupts can target and that an interrupt can wake.
-    if (vmx_needs_pi_wakeup(v) && !vmx_interrupt_blocked(v.loaded_context().vmcs)) pi_enable_wakeup_handler(v);
-    v.m_blocked = true;
-    // schedule(): the CPU goes to another vCPU thread or the idle task, which takes the
-    // wakeup interrupt; this thread sleeps until kvm_vcpu_wake_up.
-    sched.release(v);
-    while (!kvm_vcpu_has_events(v)) sc_core::wait(v.m_wake_event);
-    v.m_blocked = false;
-    sched.acquire(v);
-    p.step(Cost::KvmVcpuUnblock, "vCPU thread scheduled in after wake-up", "kvm_main.c", "kvm");
-    vcpu_load(v);
+    for (;;) {
+        // prepare_to_rcuwait (TASK_INTERRUPTIBLE): a wake-up from here on makes schedule()
+        // return at once; then kvm_vcpu_check_block, as KVM orders them.
+        v.m_blocked = true;
+        v.m_woken = false;
+        if (kvm_vcpu_has_events(v)) break;
+        // schedule() -> vcpu_put -> vmx_vcpu_pi_put: the wakeup handler is armed for a
+        // blocking vCPU that posted interrupts can target and that an interrupt can wake.
+        // A posting between the check above and the NV switch is what its ON re-check is for.
+        if (vmx_needs_pi_wakeup(v) && !vmx_interrupt_blocked(v.loaded_context().vmcs)) pi_enable_wakeup_handler(v);
+        // The CPU goes to another vCPU thread or the idle task, which takes the wakeup
+        // interrupt; this thread sleeps until a try_to_wake_up (kvm_vcpu_wake_up).
+        sched.release(v);
+        while (!v.m_woken) sc_core::wait(v.m_wake_event);
+        sched.acquire(v);
+        p.step(Cost::KvmVcpuUnblock, "vCPU thread scheduled in after wake-up", "kvm_main.c", "kvm");
+        vcpu_load(v);
+    }
+    v.m_blocked = false;  // finish_rcuwait
     if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
 }
 
@@ -1330,7 +1337,7 @@ void Kvm::scheduler_ipi(unsigned pcpu) {
     woken.swap(m_remote_wakeups[pcpu]);
     for (Vcpu* v : woken) {
         p.step(Cost::KvmVcpuWakeUp, "scheduler_ipi: the woken vCPU thread runnable", "kernel/sched/core.c", "kvm");
-        if (v->m_blocked) v->m_wake_event.notify(p.annotation());
+        if (v->m_blocked) wake_thread(*v, p.annotation());
     }
 }
 
@@ -1344,7 +1351,7 @@ void Kvm::pi_wakeup_handler(unsigned pcpu) {
         if (desc.pi_test_on()) {
             ++m_stat_pi_wakeups;
             p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
-            if (v->m_blocked) v->m_wake_event.notify(p.annotation());
+            if (v->m_blocked) wake_thread(*v, p.annotation());
         }
     }
 }

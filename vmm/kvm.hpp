@@ -123,7 +123,8 @@ private:
     VcpuMode m_mode = VcpuMode::OutsideGuestMode;
     MpState m_mp_state = MpState::Runnable;
     bool m_launched = false;
-    bool m_blocked = false;
+    bool m_blocked = false;         // waitable in kvm_vcpu_block (prepare_to_rcuwait .. finish_rcuwait)
+    bool m_woken = false;           // a wake-up since the vCPU thread became waitable (TASK_RUNNING again)
     bool m_polling = false;         // in kvm_vcpu_halt's poll loop
     double m_halt_poll_ns = 0;      // vcpu->halt_poll_ns
     std::unique_ptr<sc_core::sc_event_or_list> m_poll_wake;  // a wakeup or a host interrupt
@@ -244,6 +245,11 @@ private:
     void refresh_apicv_exec_ctrl(Vcpu& v);
     void update_msr_bitmap_x2apic(Vcpu& v);
     void kvm_vcpu_block(Vcpu& v);
+    // try_to_wake_up of a waitable vCPU thread: runnable from `delay` on.
+    static void wake_thread(Vcpu& v, const sc_core::sc_time& delay) {
+        v.m_woken = true;
+        v.m_wake_event.notify(delay);
+    }
     bool kvm_vcpu_has_events(Vcpu& v);
     void kvm_apic_accept_events(Vcpu& v);
     // Exit handling (vmx.c).

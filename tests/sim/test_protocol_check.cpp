@@ -89,6 +89,18 @@ TEST_CASE("protocol check: no sync_pir_to_irr before VM entry is caught (a lost 
     }
 }
 
+TEST_CASE("protocol check: no ON re-check after the NV switch on block is caught (a lost IPI)", "[check][protocol]") {
+    const Checked c = run_checked({"random_ipi", "--vcpus", "64", "--set", "workload.ipis=2000", "--set",
+                                   "kvm.halt_poll_ns=0", "--set", "kvm.inject_bug=no_on_recheck", "--max-sim-time", "0.5"});
+    CHECK(c.status != 0);
+    CHECK(c.out.find("lost: vector") != std::string::npos);
+    CHECK(c.out.find("mp_state 3") != std::string::npos);  // a halted vCPU never woken
+    // The same run without the bug: no finding, every call ran once.
+    const Checked ok = run_checked({"random_ipi", "--vcpus", "64", "--set", "workload.ipis=2000", "--set", "kvm.halt_poll_ns=0"});
+    CHECK(ok.status == 0);
+    CHECK(ok.out.find(", 0 findings") != std::string::npos);
+}
+
 TEST_CASE("protocol check: a stale entry in KVM's physical APIC map is caught (misrouted and lost IPIs)",
           "[check][protocol]") {
     const Checked c = run_checked({"random_ipi", "--vcpus", "8", "--ipiv", "off", "--set",
