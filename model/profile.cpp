@@ -89,7 +89,7 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
     json j;
     try {
         j = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // a syntax error, or a number out of range (406)
         fail(file, std::string("not valid JSON: ") + e.what());
     }
     if (!j.is_object()) fail(file, "top level must be an object");

@@ -101,7 +101,7 @@ TrainingSet load_training(const std::string& path) {
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // a syntax error, or a number out of range
         throw model::ConfigError("training file " + path + ": not valid JSON: " + e.what());
     }
     TrainingSet t;

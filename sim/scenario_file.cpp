@@ -453,9 +453,15 @@ struct Parser {
 ScenarioFile load_scenario_file(const std::string& path) {
     std::ifstream in(path);
     if (!in) throw model::ConfigError(path + ": cannot open the scenario file");
+    std::stringstream text;
+    text << in.rdbuf();
+    return parse_scenario_text(text.str(), path);
+}
+
+ScenarioFile parse_scenario_text(const std::string& text, const std::string& path) {
     YAML::Node root;
     try {
-        root = YAML::Load(in);
+        root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
         throw model::ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
     }

@@ -21,6 +21,8 @@ struct ScenarioFile {
 };
 
 ScenarioFile load_scenario_file(const std::string& path);
+// The same from the file's text (`path` names it in messages).
+ScenarioFile parse_scenario_text(const std::string& text, const std::string& path);
 
 // The run specification of a scenario (profile loaded, sets applied).
 RunSpec scenario_spec(const ScenarioFile& file);

@@ -288,7 +288,14 @@ bool merge_sweep(const SweepPlan& plan) {
             missing.push_back(pt.name);
             continue;
         }
-        const nlohmann::json j = nlohmann::json::parse(read_text(file.string()));
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(read_text(file.string()));
+            (void)j.at("runs"), (void)j.at("mean"), (void)j.at("stddev"), (void)j.at("checks_ok");
+        } catch (const nlohmann::json::exception& e) {
+            throw model::ConfigError(file.string() + ": not a point's results (" + e.what() +
+                                     "); remove it and the sweep runs the point again");
+        }
         std::vector<double> cycles;
         for (const auto& r : j["runs"])
             if (r["ok"].get<bool>()) cycles.push_back(r["cycles_per_iteration"].get<double>());

@@ -107,8 +107,9 @@ private:
 
     void vcpu_main(cpu::GuestCpu& g, std::size_t k) {
         const VcpuSpec& spec = m_s->vcpus[k];
-        for (const auto& [vector, body] : spec.handlers) {
-            const std::uint8_t vec = vector;
+        for (const auto& entry : spec.handlers) {
+            const std::uint8_t vec = entry.first;
+            const std::vector<Instr>& body = entry.second;  // (C++17: a structured binding cannot be captured)
             g.set_handler(vec, [this, k, vec, &body](cpu::GuestCpu& c, std::uint8_t) {
                 ++m_received[k][vec];
                 run(c, body);

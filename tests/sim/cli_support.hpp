@@ -1,6 +1,8 @@
 #pragma once
 // Runs the vtxsim command line in-process (simulations run in child processes), capturing
 // what it prints.
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <iostream>

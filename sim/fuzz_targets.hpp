@@ -1,0 +1,23 @@
+#pragma once
+// Fuzz targets (docs/reliability.md): each takes arbitrary bytes as one kind of user input
+// and must end in one model::ConfigError or in success; anything else (another exception,
+// a crash, a sanitizer report) is a finding. libFuzzer drives them (fuzz/, built with
+// -DVTXSIM_FUZZ=ON by scripts/fuzz.sh); the normal suite replays tests/corpus/ through them.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace vtx::sim {
+
+// A CPU profile file (model::CpuProfile::parse).
+void fuzz_profile(const std::uint8_t* data, std::size_t size);
+// A scenario file, parsed and turned into a run specification (profile loaded, sets applied).
+void fuzz_scenario(const std::uint8_t* data, std::size_t size);
+// `--set KEY=VALUE` lines (one per line) applied to a run specification.
+void fuzz_set(const std::uint8_t* data, std::size_t size);
+
+// The targets by name ("profile", "scenario", "set"); nullptr for another name.
+using FuzzTarget = void (*)(const std::uint8_t*, std::size_t);
+FuzzTarget fuzz_target(const std::string& name);
+
+}  // namespace vtx::sim
