@@ -323,6 +323,83 @@ struct Parser {
         std::stable_sort(s.vcpus.begin(), s.vcpus.end(), [](const VcpuSpec& a, const VcpuSpec& b) { return a.id < b.id; });
     }
 
+    // host: events in time order, each `at: CYCLES` and one action. They run on a
+    // housekeeping CPU: `platform.host_cpu`, or one added after the scenario's CPUs.
+    void host_events(const YAML::Node& list, const YAML::Node& host_cpu) {
+        using K = HostEvent::Kind;
+        if (!list.IsSequence()) r.fail(list, "host", "expected a list of {at: CYCLES, ACTION: ...}");
+        auto vcpu_of = [&](const YAML::Node& m, const std::string& f) {
+            const YAML::Node n = r.need(m, "vcpu", f);
+            const auto id = static_cast<unsigned>(r.number(n, f + ".vcpu", 4095));
+            if (std::none_of(s.vcpus.begin(), s.vcpus.end(), [&](const VcpuSpec& v) { return v.id == id; }))
+                r.fail(n, f + ".vcpu", "no vCPU " + std::to_string(id) + " in vcpus");
+            return id;
+        };
+        double previous = 0;
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const YAML::Node n = list[i];
+            const std::string f = "host[" + std::to_string(i) + "]";
+            r.only(n, f, {"at", "preempt", "block", "set_apic_id", "msi", "host_ipi", "check"});
+            if (n.size() != 2) r.fail(n, f, "expected `at:` and one action (preempt, block, set_apic_id, msi, host_ipi, check)");
+            HostEvent e;
+            e.where = r.where(n);
+            e.at = r.real(r.need(n, "at", f), f + ".at", 0, 1e15);
+            if (e.at < previous) r.fail(n["at"], f + ".at", "events are listed in time order (the one before is at " +
+                                                              std::to_string(static_cast<std::uint64_t>(previous)) + ")");
+            previous = e.at;
+            if (n["preempt"] || n["block"]) {
+                const bool preempt = n["preempt"].IsDefined();
+                const YAML::Node m = preempt ? n["preempt"] : n["block"];
+                const std::string g = f + (preempt ? ".preempt" : ".block");
+                r.only(m, g, {"vcpu", "cycles"});
+                e.kind = preempt ? K::Preempt : K::Block;
+                e.vcpu = vcpu_of(m, g);
+                e.cycles = r.real(r.need(m, "cycles", g), g + ".cycles", preempt ? 1 : 0, 1e12);
+            } else if (const YAML::Node m = n["set_apic_id"]) {
+                const std::string g = f + ".set_apic_id";
+                r.only(m, g, {"vcpu", "id"});
+                if (s.x2apic)
+                    r.fail(m, g, "an x2APIC guest's APIC ID is its vCPU ID: KVM refuses another one (KVM_SET_LAPIC, -EINVAL)");
+                e.kind = K::SetApicId;
+                e.vcpu = vcpu_of(m, g);
+                e.apic_id = static_cast<std::uint32_t>(r.number(r.need(m, "id", g), g + ".id", 254));
+            } else if (const YAML::Node m = n["msi"]) {
+                const std::string g = f + ".msi";
+                r.only(m, g, {"vector", "dest", "delivery", "dest_mode", "level", "trigger"});
+                Instr in;
+                send_ipi(m, g, in);
+                e.kind = K::Msi;
+                e.icr = static_cast<std::uint32_t>(in.a);
+                e.dest = static_cast<std::uint32_t>(in.b);
+            } else if (const YAML::Node m = n["host_ipi"]) {
+                const std::string g = f + ".host_ipi";
+                r.only(m, g, {"pcpu"});
+                e.kind = K::HostIpi;
+                e.pcpu = static_cast<unsigned>(r.number(r.need(m, "pcpu", g), g + ".pcpu", 4095));
+                if (e.pcpu >= s.pcpus)
+                    r.fail(m["pcpu"], g + ".pcpu", "CPU " + std::to_string(e.pcpu) + " of " + std::to_string(s.pcpus) +
+                                                        " (platform.pcpus)");
+            } else {
+                e.kind = K::Check;
+                e.name = r.text(n["check"], f + ".check");
+                checks.insert(e.name);
+            }
+            s.host.push_back(std::move(e));
+        }
+        if (host_cpu) {
+            s.host_cpu = static_cast<unsigned>(r.number(host_cpu, "platform.host_cpu", 4095));
+            if (s.host_cpu >= s.pcpus)
+                r.fail(host_cpu, "platform.host_cpu", "CPU " + std::to_string(s.host_cpu) + " of " +
+                                                          std::to_string(s.pcpus) + " (platform.pcpus)");
+            for (const VcpuSpec& v : s.vcpus)
+                if (v.pcpu == s.host_cpu)
+                    r.fail(host_cpu, "platform.host_cpu", "vCPU " + std::to_string(v.id) +
+                                                              " runs on it; host events need a CPU without vCPUs");
+        } else {
+            s.host_cpu = s.pcpus++;  // a housekeeping CPU after the scenario's own
+        }
+    }
+
     void expectations(const YAML::Node& list) {
         using K = Expectation::Kind;
         if (!list.IsSequence()) r.fail(list, "expect", "expected a list of expectations");
@@ -469,13 +546,13 @@ ScenarioFile parse_scenario_text(const std::string& text, const std::string& pat
     Parser p{Reader(path), *scenario, {}};
     const Reader& r = p.r;
     if (!root.IsMap()) r.fail(root, "(top)", "expected a map with name, platform, vcpus, expect");
-    r.only(root, "(top)", {"name", "description", "platform", "memory", "vcpus", "expect"});
+    r.only(root, "(top)", {"name", "description", "platform", "memory", "vcpus", "host", "expect"});
     ScenarioFile file;
     scenario->name = r.text(r.need(root, "name", "(top)"), "name");
     scenario->where = r.where(root);
     if (root["description"]) scenario->description = r.text(root["description"], "description");
     const YAML::Node platform = r.need(root, "platform", "(top)");
-    r.only(platform, "platform", {"apic", "pcpus", "profile", "set", "quantum", "max_sim_time"});
+    r.only(platform, "platform", {"apic", "pcpus", "profile", "set", "quantum", "max_sim_time", "host_cpu"});
     if (platform["apic"]) {
         const std::string apic = r.text(platform["apic"], "platform.apic");
         if (apic != "xapic" && apic != "x2apic") r.fail(platform["apic"], "platform.apic", "xapic or x2apic");
@@ -502,6 +579,10 @@ ScenarioFile parse_scenario_text(const std::string& text, const std::string& pat
         }
     }
     p.vcpus(r.need(root, "vcpus", "(top)"));
+    if (root["host"])
+        p.host_events(root["host"], platform["host_cpu"]);
+    else if (platform["host_cpu"])
+        r.fail(platform["host_cpu"], "platform.host_cpu", "names where host events run, and there are none (host:)");
     if (root["expect"]) p.expectations(root["expect"]);
     file.scenario = scenario;
     return file;

@@ -332,6 +332,9 @@ Kvm::Kvm(cpu::Platform& platform, KvmParams params) : m_platform(platform), m_pa
         });
         p.set_host_handler(kPostedIntrWakeupVector, [this, c](std::uint8_t) { pi_wakeup_handler(c); });
         p.set_host_handler(kRescheduleVector, [this, c](std::uint8_t) { scheduler_ipi(c); });
+        p.set_host_handler(kCallFunctionSingleVector, [&p](std::uint8_t) {
+            p.step(Cost::HostCallFunctionSingle, "sysvec_call_function_single", "kernel/smp.c", "kvm");
+        });
     }
 }
 
@@ -480,7 +483,7 @@ void Kvm::update_msr_bitmap_x2apic(Vcpu& v) {
 void Kvm::vcpu_thread(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     HostScheduler& sched = *m_sched[v.m_pcpu];
-    sched.acquire(v);
+    sched.acquire(&v);
     if (!m_vmxon[v.m_pcpu]) {
         // hardware_enable: VMXON once per CPU.
         p.vmxon(m_platform.memory().allocate(model::kPageSize, model::kPageSize));
@@ -492,11 +495,13 @@ void Kvm::vcpu_thread(Vcpu& v) {
     init_vmcs(v);
     vmx_vcpu_pi_load(v);
     for (;;) {
+        if (!v.m_userspace_work.empty()) exit_to_userspace(v);
         if (v.m_mp_state == MpState::Runnable) {
             if (sched.need_resched()) {
-                // Preempted at the end of its slice: vcpu_put (SN := 1), then back in.
+                // Preempted (the end of its slice, a waking host task): vcpu_put (SN := 1),
+                // then back in.
                 vmx_vcpu_pi_put(v, true);
-                sched.yield(v);
+                sched.yield(&v);
                 vcpu_load(v);
             }
             if (vcpu_enter_guest(v) == 0) break;
@@ -508,7 +513,7 @@ void Kvm::vcpu_thread(Vcpu& v) {
             kvm_apic_accept_events(v);
         }
     }
-    sched.release(v);
+    sched.release(&v);
     if (on_guest_finished) on_guest_finished(v);
 }
 
@@ -813,26 +818,7 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
     switch (offset & 0xFF0) {
         case cpu::kVapicId:
             if (v.vm().x2apic()) return;  // read-only in x2APIC mode
-            page.write32(cpu::kVapicId, value & 0xFF000000u);
-            v.vm().recalculate_apic_map();
-            v.vm().logical_map_changed();
-            // kvm_recalculate_apic_map: an xAPIC ID that differs from the vCPU ID inhibits
-            // APICv (APICV_INHIBIT_REASON_APIC_ID_MODIFIED) for the whole VM.
-            if ((value >> 24) != (v.m_id & 0xFF) && !v.vm().apicv_inhibited()) {
-                v.vm().inhibit_apicv("apic_id_modified");
-                // kvm_make_all_cpus_request(KVM_REQ_APICV_UPDATE): kick every vCPU so
-                // that each one refreshes its controls (IPIv off) before it runs again,
-                // and, a KVM_REQUEST_WAIT request, wait until the kicked ones were taken
-                // out of guest mode.
-                std::vector<Vcpu*> kicked;
-                for (auto& t : v.vm().vcpus()) {
-                    if (t.get() == &v) continue;
-                    p.sync_for_shared_state();
-                    if (t->m_mode == VcpuMode::InGuestMode) kicked.push_back(t.get());
-                    kvm_vcpu_kick(v, *t);
-                }
-                for (Vcpu* t : kicked) wait_out_of_guest_mode(v, *t);
-            }
+            kvm_apic_set_xapic_id(v, static_cast<std::uint8_t>(value >> 24));
             return;
         case cpu::kVapicEoi: {
             const auto isr = page.highest_bit(cpu::kVapicIsr);
@@ -865,6 +851,29 @@ void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value
     }
 }
 
+void Kvm::kvm_apic_set_xapic_id(Vcpu& v, std::uint8_t id) {
+    LogicalProcessor& p = lp(v);
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    page.write32(cpu::kVapicId, std::uint32_t{id} << 24);
+    v.vm().recalculate_apic_map();
+    v.vm().logical_map_changed();
+    // kvm_recalculate_apic_map: an xAPIC ID that differs from the vCPU ID inhibits APICv
+    // (APICV_INHIBIT_REASON_APIC_ID_MODIFIED) for the whole VM.
+    if (id == (v.m_id & 0xFF) || v.vm().apicv_inhibited()) return;
+    v.vm().inhibit_apicv("apic_id_modified");
+    // kvm_make_all_cpus_request(KVM_REQ_APICV_UPDATE): kick every vCPU so that each one
+    // refreshes its controls (IPIv off) before it runs again, and, a KVM_REQUEST_WAIT
+    // request, wait until the kicked ones were taken out of guest mode.
+    std::vector<Vcpu*> kicked;
+    for (auto& t : v.vm().vcpus()) {
+        if (t.get() == &v) continue;
+        p.sync_for_shared_state();
+        if (t->m_mode == VcpuMode::InGuestMode) kicked.push_back(t.get());
+        kvm_vcpu_kick(source(v), *t);
+    }
+    for (Vcpu* t : kicked) wait_out_of_guest_mode(v, *t);
+}
+
 void Kvm::kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr) {
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
     const std::uint64_t clean = icr & ~std::uint64_t{kIcrBusy};  // also the unused bit 12
@@ -885,13 +894,18 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
     msg.level = fields.level;
     msg.trigger_mode = fields.trigger_mode;
     ++m_stat_ipis_sent;
+    kvm_irq_delivery_to_apic(source(src), src.vm(), msg);
+}
+
+void Kvm::kvm_irq_delivery_to_apic(const IrqSource& src, Vm& vm, const apic::InterruptMessage& msg) {
+    LogicalProcessor& p = src.cpu;
     // The optimized map (physical, no shorthand, not broadcast): phys_map[dest].
     if (msg.shorthand == apic::Shorthand::None && msg.destination_mode == apic::DestinationMode::Physical &&
         !msg.broadcast()) {
         std::uint32_t id = msg.destination;
-        if (m_params.inject_bug == InjectedBug::StalePhysMap && src.vm().vcpus().size() > 1)
-            id = (id + 1) % static_cast<std::uint32_t>(src.vm().vcpus().size());  // the wrong entry of phys_map
-        if (Vcpu* t = src.vm().vcpu_by_apic_id(id)) apic_accept_irq(src, *t, msg);
+        if (m_params.inject_bug == InjectedBug::StalePhysMap && vm.vcpus().size() > 1)
+            id = (id + 1) % static_cast<std::uint32_t>(vm.vcpus().size());  // the wrong entry of phys_map
+        if (Vcpu* t = vm.vcpu_by_apic_id(id)) apic_accept_irq(src, *t, msg);
         return;
     }
     // Its logical part for fixed messages (kvm_apic_map_get_logical_dest): a cluster's
@@ -899,7 +913,7 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
     if (msg.shorthand == apic::Shorthand::None && msg.destination_mode == apic::DestinationMode::Logical &&
         msg.delivery_mode == apic::DeliveryMode::Fixed && !msg.broadcast()) {
         std::vector<Vcpu*> targets;
-        if (src.vm().logical_destinations(msg, targets)) {
+        if (vm.logical_destinations(msg, targets)) {
             ++m_stat_ipis_logical_map;
             for (Vcpu* t : targets) apic_accept_irq(src, *t, msg);
             return;
@@ -909,27 +923,27 @@ void Kvm::kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest)
     ++m_stat_ipis_slow_path;
     std::vector<apic::DestinationView> views;
     std::size_t source_index = 0;
-    auto& vcpus = src.vm().vcpus();
+    auto& vcpus = vm.vcpus();
     for (std::size_t i = 0; i < vcpus.size(); ++i) {
         Vcpu& t = *vcpus[i];
         p.step(Cost::KvmApicSendIpiSlowMatch, "kvm_apic_match_dest", "lapic.c", "kvm");
         cpu::VirtualApicPage page(m_platform.memory(), t.m_vapic);
         apic::DestinationView view;
         view.apic_id = t.apic_id();
-        view.x2apic = x2apic;
+        view.x2apic = vm.x2apic();
         view.ldr = page.read32(cpu::kVapicLdr);
         view.dfr_model = (page.read32(cpu::kVapicDfr) >> 28) & 0xF;
         view.ppr = static_cast<std::uint8_t>(page.read32(cpu::kVapicPpr));
         views.push_back(view);
-        if (&t == &src) source_index = i;
+        if (&t == src.vcpu) source_index = i;
     }
     for (std::size_t i : apic::resolve_destinations(msg, views, source_index))
         apic_accept_irq(src, *vcpus[i], msg);
 }
 
-void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, const apic::InterruptMessage& msg) {
+void Kvm::apic_accept_irq(const IrqSource& src, Vcpu& target, const apic::InterruptMessage& msg) {
     const std::uint8_t vector = msg.vector;
-    LogicalProcessor& p = lp(src);
+    LogicalProcessor& p = src.cpu;
     p.step(Cost::KvmAcceptIrq, "__apic_accept_irq", "lapic.c", "kvm");
     p.sync_for_shared_state();  // the target's mode and blocked state, as of now
     switch (msg.delivery_mode) {
@@ -971,8 +985,8 @@ void Kvm::apic_accept_irq(Vcpu& src, Vcpu& target, const apic::InterruptMessage&
     }
 }
 
-void Kvm::deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector) {
-    LogicalProcessor& p = lp(src);
+void Kvm::deliver_posted_interrupt(const IrqSource& src, Vcpu& target, std::uint8_t vector) {
+    LogicalProcessor& p = src.cpu;
     p.step(Cost::KvmDeliverPostedInterrupt, "vmx_deliver_posted_interrupt", "vmx.c", "kvm");
     pid::PostedInterruptDescriptor desc(p.memory(), target.m_pi_desc);
     if (desc.kvm_test_and_set_pir(vector)) {
@@ -981,7 +995,7 @@ void Kvm::deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector)
     }
     if (desc.kvm_test_and_set_on()) return;  // a notification is outstanding
     // kvm_vcpu_trigger_posted_interrupt.
-    if (target.m_mode == VcpuMode::InGuestMode && &target != &src) {
+    if (target.m_mode == VcpuMode::InGuestMode && &target != src.vcpu) {
         p.step(Cost::KvmSendIpiMask, "apic->send_IPI_mask(POSTED_INTR_VECTOR)", "vmx.c", "kvm");
         p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kPostedIntrVector);
         ++m_stat_notifications_sent;
@@ -990,17 +1004,17 @@ void Kvm::deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector)
     kvm_vcpu_wake_up(src, target);
 }
 
-void Kvm::kvm_vcpu_kick(Vcpu& src, Vcpu& target) {
+void Kvm::kvm_vcpu_kick(const IrqSource& src, Vcpu& target) {
     kvm_vcpu_wake_up(src, target);
-    if (target.m_mode == VcpuMode::InGuestMode && &target != &src) {
-        LogicalProcessor& p = lp(src);
+    if (target.m_mode == VcpuMode::InGuestMode && &target != src.vcpu) {
+        LogicalProcessor& p = src.cpu;
         p.step(Cost::KvmSendIpiMask, "smp_send_reschedule", "kvm_main.c kvm_vcpu_kick", "kvm");
         p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kRescheduleVector);
     }
 }
 
-void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
-    LogicalProcessor& p = lp(src);
+void Kvm::kvm_vcpu_wake_up(const IrqSource& src, Vcpu& target) {
+    LogicalProcessor& p = src.cpu;
     p.step(Cost::KvmVcpuWakeUp, "kvm_vcpu_wake_up", "kvm_main.c", "kvm");
     p.sync_for_shared_state();  // the target's and its CPU's state, as of now
     if (target.m_polling) {
@@ -1010,7 +1024,7 @@ void Kvm::kvm_vcpu_wake_up(Vcpu& src, Vcpu& target) {
         return;
     }
     if (!target.m_blocked) return;
-    if (target.m_pcpu == src.m_pcpu || !m_sched[target.m_pcpu]->idle()) {
+    if (target.m_pcpu == src.pcpu || !m_sched[target.m_pcpu]->idle()) {
         // A local wakeup, or a busy CPU that enqueues the thread: no cross-CPU signal.
         wake_thread(target, p.annotation());
         return;
@@ -1209,6 +1223,8 @@ void Kvm::kvm_vcpu_halt(Vcpu& v) {
                 polled = true;
                 break;
             }
+            // kvm_vcpu_can_poll: no signal pending (check_block's -EINTR), no need_resched.
+            if (!v.m_userspace_work.empty() || m_sched[v.m_pcpu]->need_resched()) break;
             if (p.now_cycles() >= stop) break;
             // Catch up with SystemC time first: what arrives meanwhile is seen, not slept through.
             p.sync();
@@ -1225,7 +1241,7 @@ void Kvm::kvm_vcpu_halt(Vcpu& v) {
     if (polled) {
         ++m_stat_halt_poll_successes;
         if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
-    } else {
+    } else if (v.m_userspace_work.empty()) {
         kvm_vcpu_block(v);
     }
     // Adapt the poll time (grow_halt_poll_ns / shrink_halt_poll_ns).
@@ -1251,21 +1267,24 @@ void Kvm::kvm_vcpu_block(Vcpu& v) {
         // return at once; then kvm_vcpu_check_block, as KVM orders them.
         v.m_blocked = true;
         v.m_woken = false;
-        if (kvm_vcpu_has_events(v)) break;
+        if (kvm_vcpu_has_events(v)) {
+            if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
+            break;
+        }
+        if (!v.m_userspace_work.empty()) break;  // signal_pending: -EINTR, still halted
         // schedule() -> vcpu_put -> vmx_vcpu_pi_put: the wakeup handler is armed for a
         // blocking vCPU that posted interrupts can target and that an interrupt can wake.
         // A posting between the check above and the NV switch is what its ON re-check is for.
         if (vmx_needs_pi_wakeup(v) && !vmx_interrupt_blocked(v.loaded_context().vmcs)) pi_enable_wakeup_handler(v);
         // The CPU goes to another vCPU thread or the idle task, which takes the wakeup
         // interrupt; this thread sleeps until a try_to_wake_up (kvm_vcpu_wake_up).
-        sched.release(v);
+        sched.release(&v);
         while (!v.m_woken) sc_core::wait(v.m_wake_event);
-        sched.acquire(v);
+        sched.acquire(&v);
         p.step(Cost::KvmVcpuUnblock, "vCPU thread scheduled in after wake-up", "kvm_main.c", "kvm");
         vcpu_load(v);
     }
     v.m_blocked = false;  // finish_rcuwait
-    if (v.m_mp_state == MpState::Halted) v.m_mp_state = MpState::Runnable;
 }
 
 void Kvm::wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target) {
@@ -1354,6 +1373,130 @@ void Kvm::pi_wakeup_handler(unsigned pcpu) {
             if (v->m_blocked) wake_thread(*v, p.annotation());
         }
     }
+}
+
+// ====================================================================================
+// The VMM process's host side (docs/vmm.md "Host-side events")
+// ====================================================================================
+void Kvm::spawn_host_thread(unsigned pcpu, const std::string& name, std::function<void(HostThreadContext&)> body) {
+    if (pcpu >= m_sched.size())
+        throw model::ConfigError("host thread " + name + ": physical CPU " + std::to_string(pcpu) + " does not exist (" +
+                                 std::to_string(m_sched.size()) + " CPUs)");
+    m_host_threads.push_back(std::make_unique<char>());
+    const HostThread self = m_host_threads.back().get();
+    sc_core::sc_spawn(
+        [this, pcpu, self, body = std::move(body)] {
+            model::keep_input_error_kind([&] {
+                HostThreadContext h{pcpu, self};
+                m_sched[pcpu]->acquire(self);
+                body(h);
+                m_sched[pcpu]->release(self);
+            });
+        },
+        sc_core::sc_gen_unique_name(name.c_str()));
+}
+
+void Kvm::host_sleep_until(HostThreadContext& h, double cycle) {
+    LogicalProcessor& p = m_platform.cpu(h.pcpu);
+    if (p.now_cycles() >= cycle) return;
+    HostScheduler& sched = *m_sched[h.pcpu];
+    sched.release(h.self);
+    const sc_core::sc_time at = p.clock().to_time(cycle);
+    if (at > sc_core::sc_time_stamp()) sc_core::wait(at - sc_core::sc_time_stamp());
+    sched.acquire(h.self);
+}
+
+void Kvm::host_signal_msi(HostThreadContext& h, Vm& vm, const apic::InterruptMessage& msg) {
+    LogicalProcessor& p = m_platform.cpu(h.pcpu);
+    p.step(Cost::KvmSignalMsi, "ioctl(KVM_SIGNAL_MSI): kvm_send_userspace_msi, kvm_set_msi_irq",
+           "virt/kvm/irqchip.c, irq_comm.c", "kvm");
+    ++m_stat_msis_signalled;
+    kvm_irq_delivery_to_apic(source(h), vm, msg);
+}
+
+void Kvm::host_preempt_vcpu(HostThreadContext& h, Vcpu& v, double cycles) {
+    LogicalProcessor& p = m_platform.cpu(h.pcpu);
+    p.step(Cost::HostTaskWakeup, "try_to_wake_up: a CPU-bound task onto the vCPU's CPU", "kernel/sched/core.c", "kvm");
+    ++m_stat_host_preemptions;
+    p.sync();  // the task is runnable from the waker's present on
+    const unsigned pcpu = v.m_pcpu;
+    m_host_threads.push_back(std::make_unique<char>());
+    const HostThread task = m_host_threads.back().get();
+    // The task: wakeup preemption takes the CPU from whatever runs there (check_preempt_curr
+    // sets TIF_NEED_RESCHED; a vCPU thread sees it at its next pass through the run loop),
+    // it computes for `cycles`, taking host interrupts as they come, then sleeps for good.
+    sc_core::sc_spawn(
+        [this, pcpu, task, cycles] {
+            HostScheduler& sched = *m_sched[pcpu];
+            LogicalProcessor& c = m_platform.cpu(pcpu);
+            sched.acquire_preempting(task);
+            sc_core::sc_event_or_list irq;
+            irq |= c.apic().interrupt_event();
+            for (double left = cycles; left > 0;) {
+                const double start = c.now_cycles();
+                if (!c.host_interrupt_pending()) c.wait_for(irq, left);
+                left -= c.now_cycles() - start;
+                c.local_irq_enable();  // the handlers' time is not the task's work
+            }
+            sched.release(task);
+        },
+        sc_core::sc_gen_unique_name("host_task"));
+    // resched_curr: a CPU that runs a thread gets a reschedule IPI, which makes a running
+    // guest exit (the idle task is woken by the enqueue itself).
+    if (!m_sched[pcpu]->idle()) {
+        p.step(Cost::KvmSendIpiMask, "resched_curr: smp_send_reschedule", "kernel/sched/core.c", "kvm");
+        p.host_send_ipi(m_platform.cpu(pcpu).apic().apic_id(), kRescheduleVector);
+    }
+}
+
+void Kvm::host_run_on_vcpu(HostThreadContext& h, Vcpu& v, std::function<void(Vcpu&)> work) {
+    LogicalProcessor& p = m_platform.cpu(h.pcpu);
+    p.step(Cost::HostSignalSend, "qemu_cpu_kick: pthread_kill(SIG_IPI) to the vCPU thread", "kernel/signal.c", "kvm");
+    p.sync_for_shared_state();
+    v.m_userspace_work.push_back(std::move(work));
+    // signal_wake_up: a thread waiting in kvm_vcpu_block (TASK_INTERRUPTIBLE) is woken, a
+    // halt poller sees the signal at its next check, one in guest mode gets the kick's IPI.
+    kvm_vcpu_kick(source(h), v);
+}
+
+void Kvm::exit_to_userspace(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    ++m_stat_userspace_exits;
+    // vcpu_run: xfer_to_guest_mode_handle_work finds the signal, KVM_RUN returns -EINTR;
+    // vcpu_put of a thread neither preempted nor blocking leaves the PID as it is (NV the
+    // notification vector, SN clear): what is posted meanwhile waits in the PIR.
+    vmx_vcpu_pi_put(v, false);
+    p.step(Cost::HostKvmRunUserspace, "KVM_RUN returns to userspace (signal), then KVM_RUN again",
+           "x86.c vcpu_run, kernel/entry/kvm.c", "kvm");
+    std::vector<std::function<void(Vcpu&)>> work;
+    work.swap(v.m_userspace_work);
+    for (auto& w : work) w(v);
+    vcpu_load(v);
+}
+
+void Kvm::userspace_sleep(Vcpu& v, double cycles) {
+    LogicalProcessor& p = lp(v);
+    HostScheduler& sched = *m_sched[v.m_pcpu];
+    const double until = p.now_cycles() + cycles;
+    sched.release(&v);
+    const sc_core::sc_time at = p.clock().to_time(until);
+    if (at > sc_core::sc_time_stamp()) sc_core::wait(at - sc_core::sc_time_stamp());
+    sched.acquire(&v);
+}
+
+void Kvm::kvm_set_lapic_xapic_id(Vcpu& v, std::uint8_t id) {
+    if (v.vm().x2apic())
+        throw model::ConfigError(v.m_ctx.name + ": KVM_SET_LAPIC with APIC ID " + std::to_string(id) +
+                                 " in x2APIC mode: KVM refuses an x2APIC ID other than the vCPU's (-EINVAL)");
+    lp(v).step(Cost::KvmSetLapic, "ioctl(KVM_SET_LAPIC): kvm_apic_set_state", "lapic.c", "kvm");
+    kvm_apic_set_xapic_id(v, id);
+    v.m_req_event = true;  // kvm_apic_set_state: KVM_REQ_EVENT
+}
+
+void Kvm::host_call_function_single(HostThreadContext& h, unsigned pcpu) {
+    LogicalProcessor& p = m_platform.cpu(h.pcpu);
+    p.step(Cost::KvmSendIpiMask, "smp_call_function_single: send CALL_FUNCTION_SINGLE_VECTOR", "kernel/smp.c", "kvm");
+    p.host_send_ipi(m_platform.cpu(pcpu).apic().apic_id(), kCallFunctionSingleVector);
 }
 
 }  // namespace vtx::vmm

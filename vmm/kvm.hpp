@@ -7,6 +7,7 @@
 // hardware only through the processor's root-mode API; each path charges named costs.
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +28,7 @@ namespace vtx::vmm {
 inline constexpr std::uint8_t kPostedIntrVector = 0xF2;
 inline constexpr std::uint8_t kPostedIntrWakeupVector = 0xF1;
 inline constexpr std::uint8_t kRescheduleVector = 0xFD;
+inline constexpr std::uint8_t kCallFunctionSingleVector = 0xFB;  // CALL_FUNCTION_SINGLE_VECTOR
 
 enum class HostIdle { Poll, C1, C1e };
 // The host kernel whose VM-entry/exit mitigation code runs (kvm.host_kernel): what
@@ -129,6 +131,9 @@ private:
     double m_halt_poll_ns = 0;      // vcpu->halt_poll_ns
     std::unique_ptr<sc_core::sc_event_or_list> m_poll_wake;  // a wakeup or a host interrupt
     bool m_pending_init = false;
+    // Work a userspace thread asked this vCPU thread to do (QEMU's run_on_cpu, a signal):
+    // KVM_RUN returns to userspace, runs it, and is called again.
+    std::vector<std::function<void(Vcpu&)>> m_userspace_work;
     unsigned m_nmi_pending = 0;     // arch.nmi_pending (at most 2: one can wait behind one in service)
     bool m_pending_sipi = false;
     std::uint8_t m_sipi_vector = 0;
@@ -212,6 +217,41 @@ public:
     const KvmParams& params() const { return m_params; }
     Vm& create_vm(bool x2apic, std::uint64_t memory_bytes = 16u << 20);
     std::vector<std::unique_ptr<Vm>>& vms() { return m_vms; }
+
+    // ---- The VMM process's host side (scenario files' `host:` events; docs/vmm.md
+    // "Host-side events"): a userspace thread pinned to a CPU, running when that CPU's
+    // scheduler gives it the CPU. Each action below runs on such a thread (`h`) and charges
+    // its CPU.
+    struct HostThreadContext {
+        unsigned pcpu = 0;
+        HostThread self = nullptr;
+    };
+    // Spawns the thread (before or during the simulation); `body` runs holding its CPU.
+    void spawn_host_thread(unsigned pcpu, const std::string& name, std::function<void(HostThreadContext&)> body);
+    // The thread sleeps (its CPU goes to others) until `cycle` of simulated time, if later.
+    void host_sleep_until(HostThreadContext& h, double cycle);
+    // ioctl(KVM_SIGNAL_MSI): an interrupt message from the host (a device model, an
+    // irqfd) through kvm_irq_delivery_to_apic, as a vCPU's ICR write would go, from the
+    // host thread's CPU.
+    void host_signal_msi(HostThreadContext& h, Vm& vm, const apic::InterruptMessage& msg);
+    // A CPU-bound host task wakes up on `v`'s CPU and runs for `cycles` there (wakeup
+    // preemption: the vCPU thread is preempted, vmx_vcpu_pi_put sets SN), then sleeps.
+    void host_preempt_vcpu(HostThreadContext& h, Vcpu& v, double cycles);
+    // qemu_cpu_kick / run_on_cpu: signals `v`'s thread, whose KVM_RUN returns to userspace
+    // (from guest mode, from the run loop, or from kvm_vcpu_block: a pending signal ends
+    // the wait), runs `work` on the vCPU thread, then calls KVM_RUN again.
+    void host_run_on_vcpu(HostThreadContext& h, Vcpu& v, std::function<void(Vcpu&)> work);
+    // Userspace work on a vCPU thread (inside host_run_on_vcpu's `work`):
+    // the thread sleeps in userspace for `cycles` (a paused vCPU: its CPU is released).
+    void userspace_sleep(Vcpu& v, double cycles);
+    // ioctl(KVM_SET_LAPIC) changing the xAPIC ID (bits 31:24 of the APIC ID register) and
+    // nothing else. Throws model::ConfigError in an x2APIC VM, where KVM refuses an ID
+    // other than the vCPU's own (kvm_apic_state_fixup, -EINVAL).
+    void kvm_set_lapic_xapic_id(Vcpu& v, std::uint8_t id);
+    // smp_call_function_single to `pcpu`: a CALL_FUNCTION_SINGLE_VECTOR IPI from the host
+    // thread's CPU (a running guest there exits with an external interrupt).
+    void host_call_function_single(HostThreadContext& h, unsigned pcpu);
+
     // Starts the host: an idle task on every physical CPU and one thread per vCPU, pinned
     // to its CPU; vCPUs sharing a CPU take turns in time slices (HostScheduler).
     void start();
@@ -264,11 +304,27 @@ private:
     void kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value);
     std::uint32_t kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset);
     void kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr);
+    // Who runs one of KVM's interrupt-delivery paths: a vCPU thread (its ICR write,
+    // emulated) or a host thread (KVM_SIGNAL_MSI, a signal); its CPU pays for the path.
+    struct IrqSource {
+        cpu::LogicalProcessor& cpu;
+        unsigned pcpu;
+        const Vcpu* vcpu;  // null: a host thread
+    };
+    IrqSource source(Vcpu& v) { return {lp(v), v.m_pcpu, &v}; }
+    IrqSource source(HostThreadContext& h) { return {m_platform.cpu(h.pcpu), h.pcpu, nullptr}; }
     void kvm_apic_send_ipi(Vcpu& src, std::uint32_t icr_lo, std::uint32_t dest);
-    void apic_accept_irq(Vcpu& src, Vcpu& target, const apic::InterruptMessage& msg);
-    void deliver_posted_interrupt(Vcpu& src, Vcpu& target, std::uint8_t vector);
-    void kvm_vcpu_kick(Vcpu& src, Vcpu& target);
-    void kvm_vcpu_wake_up(Vcpu& src, Vcpu& target);
+    // kvm_irq_delivery_to_apic: the optimized map, else every vCPU matched.
+    void kvm_irq_delivery_to_apic(const IrqSource& src, Vm& vm, const apic::InterruptMessage& msg);
+    void apic_accept_irq(const IrqSource& src, Vcpu& target, const apic::InterruptMessage& msg);
+    void deliver_posted_interrupt(const IrqSource& src, Vcpu& target, std::uint8_t vector);
+    void kvm_vcpu_kick(const IrqSource& src, Vcpu& target);
+    void kvm_vcpu_wake_up(const IrqSource& src, Vcpu& target);
+    // kvm_lapic_reg_write(APIC_ID) and KVM_SET_LAPIC in xAPIC mode: the new ID, the map,
+    // and the APICv inhibit when it differs from the vCPU ID.
+    void kvm_apic_set_xapic_id(Vcpu& v, std::uint8_t id);
+    // KVM_RUN returns to userspace for a pending signal: the queued work, then KVM_RUN again.
+    void exit_to_userspace(Vcpu& v);
     bool sync_pir_to_irr(Vcpu& v);  // true: a posted interrupt arrived in the IRR
     // ON set: clear it, move the PIR into the IRR (__kvm_apic_update_irr) through `port`.
     bool pir_to_irr(Vcpu& v, model::MemoryPort& port);
@@ -321,6 +377,7 @@ private:
     std::vector<bool> m_vmxon;                             // per pCPU: VMXON done
     std::vector<std::pair<vmcs::Field, std::uint64_t>> m_vmcs_overrides;
     std::uint64_t m_coalesced = 0;
+    std::vector<std::unique_ptr<char>> m_host_threads;  // what names each host thread (HostThread)
 
     // Statistics (registered once; stats.txt names).
     model::StatCounter m_stat_ipis_sent{m_platform.stats(), "kvm.ipis_sent", "IPIs KVM delivered for a guest"};
@@ -336,6 +393,12 @@ private:
                                                   "interrupts KVM injected through VM entry (APICv inactive)"};
     model::StatCounter m_stat_pi_wakeup_handler{m_platform.stats(), "kvm.pi_wakeup_handler",
                                                 "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)"};
+    model::StatCounter m_stat_msis_signalled{m_platform.stats(), "kvm.msis_signalled",
+                                             "interrupt messages from the host (KVM_SIGNAL_MSI)"};
+    model::StatCounter m_stat_userspace_exits{m_platform.stats(), "kvm.userspace_exits",
+                                              "KVM_RUN returns to userspace for a signal (host-side work on a vCPU thread)"};
+    model::StatCounter m_stat_host_preemptions{m_platform.stats(), "host.task_wakeups",
+                                               "host tasks woken onto a vCPU's CPU (they preempt what runs there)"};
     model::StatCounter m_stat_nmis_injected{m_platform.stats(), "kvm.nmis_injected",
                                             "NMIs KVM injected through VM entry"};
     model::StatCounter m_stat_halt_polls{m_platform.stats(), "kvm.halt_polls", "halts that polled before blocking"};

@@ -20,35 +20,44 @@ HostScheduler::HostScheduler(cpu::LogicalProcessor& cpu, double slice_cycles, st
     m_idle_wake |= m_changed;
 }
 
-void HostScheduler::acquire(Vcpu& v) {
-    if (m_owner == &v) return;
-    m_queue.push_back(&v);
+void HostScheduler::acquire(HostThread t) {
+    if (m_owner == t) return;
+    m_queue.push_back(t);
     m_changed.notify(sc_core::SC_ZERO_TIME);  // the idle task hands over
-    while (!(m_owner == nullptr && m_queue.front() == &v)) sc_core::wait(m_changed);
+    while (!(m_owner == nullptr && m_queue.front() == t)) sc_core::wait(m_changed);
     m_queue.pop_front();
-    m_owner = &v;
+    m_owner = t;
     m_cpu.take_over(m_free_at);
-    m_need_resched = false;
-    if (m_last != &v) {
-        m_cpu.step(Cost::HostContextSwitch, "schedule: switch to the vCPU thread", "kernel/sched", "kvm");
+    m_need_resched = !m_queue.empty() && m_preempting.count(m_queue.front());
+    m_preempting.erase(t);
+    if (m_last != t) {
+        m_cpu.step(Cost::HostContextSwitch, "schedule: switch to the next thread", "kernel/sched", "kvm");
         ++m_switches;
-        m_last = &v;
+        m_last = t;
     }
     if (m_shared) arm_slice_timer();
 }
 
-void HostScheduler::release(Vcpu& v) {
-    if (m_owner != &v) return;
+void HostScheduler::acquire_preempting(HostThread t) {
+    if (m_owner == t) return;
+    m_preempting.insert(t);
+    if (m_owner) m_need_resched = true;
+    acquire(t);
+}
+
+void HostScheduler::release(HostThread t) {
+    if (m_owner != t) return;
     m_free_at = m_cpu.hand_over();
     m_owner = nullptr;
     m_changed.notify(m_free_at - sc_core::sc_time_stamp());
 }
 
-void HostScheduler::yield(Vcpu& v) {
+void HostScheduler::yield(HostThread t) {
     ++m_preemptions;
-    ++m_cpu.platform().stats().counter("host.preemptions", "count", "vCPU threads preempted at the end of a slice");
-    release(v);
-    acquire(v);
+    ++m_cpu.platform().stats().counter("host.preemptions", "count",
+                                       "vCPU threads preempted (the end of a slice, a waking host task)");
+    release(t);
+    acquire(t);
 }
 
 void HostScheduler::arm_slice_timer() {

@@ -6,6 +6,7 @@
 // (LOCAL_TIMER_VECTOR through the local APIC timer), which makes a running guest exit.
 #include <deque>
 #include <optional>
+#include <set>
 
 #include <systemc>
 
@@ -13,9 +14,11 @@
 
 namespace vtx::vmm {
 
-class Vcpu;
-
 inline constexpr std::uint8_t kLocalTimerVector = 0xEC;  // LOCAL_TIMER_VECTOR
+
+// A host thread pinned to a CPU: a vCPU thread (named by its Vcpu) or a host task (the VMM
+// process's own thread, a CPU-bound task of another process: any object that names it).
+using HostThread = const void*;
 
 class HostScheduler {
 public:
@@ -25,16 +28,19 @@ public:
     // No thread runs or waits: the idle task has the CPU.
     bool idle() const { return m_owner == nullptr && m_queue.empty(); }
 
-    // schedule() in: waits until this CPU runs `v` (first in, first out), then pays the
+    // schedule() in: waits until this CPU runs `t` (first in, first out), then pays the
     // context switch. Arms the slice timer when others are waiting.
-    void acquire(Vcpu& v);
+    void acquire(HostThread t);
+    // A thread that wakes up wanting the CPU now (a host task woken by try_to_wake_up with
+    // wakeup preemption): as acquire, and the running thread is asked to reschedule
+    // (TIF_NEED_RESCHED; the waker's reschedule IPI makes a running guest exit).
+    void acquire_preempting(HostThread t);
     // schedule() out: the CPU goes to the next waiting thread, or to the idle task.
-    void release(Vcpu& v);
-    // Preemption at the end of a slice: to the back of the queue, then in again.
-    void yield(Vcpu& v);
+    void release(HostThread t);
+    // Preemption (the end of a slice, or a waking task): to the back of the queue, then in again.
+    void yield(HostThread t);
     bool need_resched() const { return m_need_resched; }
     bool contended() const { return !m_queue.empty(); }
-    Vcpu* owner() const { return m_owner; }
     // The idle task: runs as the CPU's software; takes host interrupts when no vCPU runs.
     void idle_loop();
     // LOCAL_TIMER_VECTOR handler.
@@ -50,11 +56,12 @@ private:
     cpu::LogicalProcessor& m_cpu;
     double m_slice;
     std::optional<model::Cost> m_idle_exit;
-    std::deque<Vcpu*> m_queue;
-    Vcpu* m_owner = nullptr;
-    Vcpu* m_last = nullptr;
+    std::deque<HostThread> m_queue;
+    HostThread m_owner = nullptr;
+    HostThread m_last = nullptr;
     bool m_need_resched = false;
     bool m_shared = false;
+    std::set<HostThread> m_preempting;  // waiting threads that woke with wakeup preemption
     sc_core::sc_event m_changed;
     sc_core::sc_event_or_list m_idle_wake;  // an interrupt or m_changed (built once)
     sc_core::sc_time m_free_at = sc_core::SC_ZERO_TIME;  // when the last owner handed the CPU over

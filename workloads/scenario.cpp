@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <set>
 
+#include "apic/interrupt_message.hpp"
 #include "cpu/guest.hpp"
 #include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
@@ -65,6 +66,8 @@ public:
             v.set_entry_point(entry);
             vm.add_code(entry, [this, k](cpu::GuestCpu& g) { vcpu_main(g, k); });
         }
+        if (!m_s->host.empty())
+            kvm.spawn_host_thread(m_s->host_cpu, "scenario_host", [this](vmm::Kvm::HostThreadContext& h) { host_main(h); });
     }
 
     WorkloadResult result(vmm::Kvm&, vmm::Vm&) override {
@@ -73,6 +76,11 @@ public:
         WorkloadResult r;
         std::size_t failed = 0;
         std::string report;
+        for (std::size_t i = m_host_done; i < m_s->host.size(); ++i) {
+            ++failed;
+            report += "  FAIL  host event at cycle " + std::to_string(static_cast<std::uint64_t>(m_s->host[i].at)) +
+                      ": never ran, the run ended first (" + m_s->host[i].where.text() + ")\n";
+        }
         for (const Outcome& o : m_outcomes) {
             const Expectation& e = *o.expectation;
             const bool ok = o.evaluated && o.ok;
@@ -88,8 +96,8 @@ public:
             if (!ok && !m_departures.empty()) report += departure_report(static_cast<std::size_t>(&o - m_outcomes.data()));
         }
         r.ok = failed == 0;
-        r.check = std::to_string(m_outcomes.size() - failed) + " of " + std::to_string(m_outcomes.size()) +
-                  " expectations hold\n" + report;
+        const std::size_t items = m_outcomes.size() + (m_s->host.size() - m_host_done);
+        r.check = std::to_string(items - failed) + " of " + std::to_string(items) + " expectations hold\n" + report;
         r.iterations = r.total_iterations = 1;
         if (m_explainer) r.explanation = m_explainer->text(), r.step_cycles = m_explainer->step_cycles();
         r.values["expectations"] = static_cast<double>(m_outcomes.size());
@@ -122,6 +130,43 @@ private:
             });
         run(g, spec.program);
     }
+    // The host thread: each event at its time (docs/scenarios.md "Host-side events").
+    void host_main(vmm::Kvm::HostThreadContext& h) {
+        using K = HostEvent::Kind;
+        for (const HostEvent& e : m_s->host) {
+            m_kvm->host_sleep_until(h, e.at);
+            switch (e.kind) {
+                case K::Preempt: m_kvm->host_preempt_vcpu(h, vcpu(e.vcpu), e.cycles); break;
+                case K::Block: {
+                    const double cycles = e.cycles;
+                    m_kvm->host_run_on_vcpu(h, vcpu(e.vcpu), [this, cycles](vmm::Vcpu& v) { m_kvm->userspace_sleep(v, cycles); });
+                    break;
+                }
+                case K::SetApicId: {
+                    const auto id = static_cast<std::uint8_t>(e.apic_id);
+                    m_kvm->host_run_on_vcpu(h, vcpu(e.vcpu), [this, id](vmm::Vcpu& v) { m_kvm->kvm_set_lapic_xapic_id(v, id); });
+                    break;
+                }
+                case K::Msi: {
+                    const std::uint64_t icr = m_s->x2apic ? (std::uint64_t{e.dest} << 32) | e.icr
+                                                          : (std::uint64_t{e.dest & 0xFF} << 56) | e.icr;
+                    const apic::Icr fields = apic::decode_icr(icr, m_s->x2apic);
+                    apic::InterruptMessage msg = apic::message_from_icr(fields, m_s->x2apic, 0);
+                    msg.level = fields.level;  // kvm_set_msi_irq keeps the data's level and trigger
+                    msg.trigger_mode = fields.trigger_mode;
+                    m_kvm->host_signal_msi(h, *m_vm, msg);
+                    break;
+                }
+                case K::HostIpi: m_kvm->host_call_function_single(h, e.pcpu); break;
+                case K::Check:
+                    for (std::size_t i = 0; i < m_outcomes.size(); ++i)
+                        if (m_s->expectations[i].at == e.name) record(i, evaluate(m_s->expectations[i]));
+                    break;
+            }
+            ++m_host_done;
+        }
+    }
+
     std::uint64_t value(const Instr& in) const {
         return in.value_symbol >= 0 ? m_symbol_gpa[static_cast<std::size_t>(in.value_symbol)] + in.b : in.b;
     }
@@ -327,6 +372,7 @@ private:
     std::vector<std::map<std::uint8_t, std::uint64_t>> m_received;  // per vCPU: vector -> handler runs
     std::vector<std::map<std::uint8_t, std::uint64_t>> m_user_received;  // per vCPU: user vector -> user handler runs
     std::vector<Outcome> m_outcomes;
+    std::size_t m_host_done = 0;  // host events run so far
 };
 
 }  // namespace

@@ -105,12 +105,36 @@ struct Expectation {
     Where where;
 };
 
+// An action of the VMM process's host side at a given time (`host:`), run by a host
+// thread on the housekeeping CPU (vmm/kvm.hpp "The VMM process's host side").
+struct HostEvent {
+    enum class Kind {
+        Preempt,    // a CPU-bound host task wakes on `vcpu`'s CPU and runs `cycles` there
+        Block,      // `vcpu`'s thread is signalled out of KVM_RUN and sleeps `cycles` in userspace
+        SetApicId,  // KVM_SET_LAPIC on `vcpu`'s thread (signalled out of KVM_RUN): xAPIC ID `apic_id`
+        Msi,        // KVM_SIGNAL_MSI: the interrupt message `icr` (ICR layout) to `dest`
+        HostIpi,    // smp_call_function_single to physical CPU `pcpu`
+        Check,      // evaluate the expectations named `name` now
+    };
+    Kind kind = Kind::Check;
+    double at = 0;  // cycles of simulated time from the start of the run
+    unsigned vcpu = 0;
+    double cycles = 0;
+    std::uint32_t apic_id = 0;
+    std::uint32_t icr = 0, dest = 0;
+    unsigned pcpu = 0;
+    std::string name;
+    Where where;
+};
+
 struct Scenario {
     std::string name;
     std::string description;
     Where where;
     bool x2apic = true;
-    unsigned pcpus = 1;
+    unsigned pcpus = 1;             // including the housekeeping CPU of host events
+    unsigned host_cpu = 0;          // where the host thread runs (no vCPU is pinned there)
+    std::vector<HostEvent> host;    // in time order
     std::vector<VcpuSpec> vcpus;              // vCPU 0 first: its program's end ends the run
     std::vector<std::pair<std::string, std::uint64_t>> memory;  // named lines and their initial values
     std::vector<Expectation> expectations;

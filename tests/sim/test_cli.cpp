@@ -326,6 +326,18 @@ std::string scenario_file(const std::string& name, const std::string& text) {
     std::ofstream(path) << text;
     return path;
 }
+// `vtxsim check FILE --json`: its exit status and the one scenario's report; removes FILE.
+std::pair<int, std::string> check_report(const std::string& f) {
+    const std::string json = vtx::test::temp_path("check.json");
+    const int status = vtxsim({"check", f, "--json", json}).status;
+    const auto j = vtx::test::read_json(json);
+    ::unlink(json.c_str());
+    ::unlink(f.c_str());
+    REQUIRE(j.size() == 1);
+    CHECK(j[0]["ok"] == (status == 0));
+    return {status, j[0]["report"].get<std::string>()};
+}
+
 const char* kGoodHead = R"(name: t
 platform: {apic: x2apic, pcpus: 2}
 memory: {flag: 0}
@@ -341,15 +353,8 @@ expect:
   - {memory: {flag: 8}}
   - {memory: {flag: 7}}
 )");
-    const std::string json = vtx::test::temp_path("check.json");
-    const auto r = vtxsim({"check", f, "--json", json});
-    CHECK(r.status == 1);
-    const auto j = vtx::test::read_json(json);
-    ::unlink(json.c_str());
-    ::unlink(f.c_str());
-    REQUIRE(j.size() == 1);
-    CHECK(j[0]["ok"] == false);
-    const std::string report = j[0]["report"];
+    const auto [status, report] = check_report(f);
+    CHECK(status == 1);
     CHECK(report.find("1 of 2 expectations hold") != std::string::npos);
     CHECK(report.find("FAIL  memory flag == 8: got 0x7 (" + f + ":9)") != std::string::npos);
     CHECK(report.find("ok    memory flag == 7") != std::string::npos);
@@ -409,6 +414,17 @@ TEST_CASE("check: a bad scenario file is one message with file, line and field, 
         {"vcpus:\n  - id: 0\n    program:\n      - send_ipi: {vector: 0x140}\n",
          ":7: vcpus[0].program[0].send_ipi.vector: \"0x140\" is not a whole number from 0 to 255"},
         {"vcpus: [ {id: 0, program: [nop] }\n", ":5: not valid YAML"},
+        // host-side events
+        {"vcpus:\n  - id: 0\n    program: [nop]\nhost:\n  - {at: 5, block: {vcpu: 3, cycles: 10}}\n",
+         ":8: host[0].block.vcpu: no vCPU 3 in vcpus"},
+        {"vcpus:\n  - id: 0\n    program: [nop]\nhost:\n  - {at: 50, check: a}\n  - {at: 5, check: b}\n",
+         ":9: host[1].at: events are listed in time order (the one before is at 50)"},
+        {"vcpus:\n  - id: 0\n    program: [nop]\nhost:\n  - {at: 5, set_apic_id: {vcpu: 0, id: 3}}\n",
+         ":8: host[0].set_apic_id: an x2APIC guest's APIC ID is its vCPU ID"},
+        {"vcpus:\n  - id: 0\n    program: [nop]\nhost:\n  - {at: 5, host_ipi: {pcpu: 0}, check: a}\n",
+         ":8: host[0]: expected `at:` and one action"},
+        {"vcpus:\n  - id: 0\n    program: [nop]\nhost:\n  - {at: 5, msi: {vector: 0x40, shorthand: self}}\n",
+         ":8: host[0].msi: unknown key \"shorthand\""},
     };
     for (const auto& c : cases) {
         INFO(c.body);
@@ -418,6 +434,20 @@ TEST_CASE("check: a bad scenario file is one message with file, line and field, 
         CHECK(r.status == 2);
         CHECK(r.err.find(f + c.message) != std::string::npos);
     }
+}
+
+TEST_CASE("check: a host event the run never reaches fails the scenario, naming its line", "[cli][check]") {
+    const std::string f = scenario_file("late.yaml", std::string(kGoodHead) + R"(vcpus:
+  - id: 0
+    program: [nop]
+host:
+  - {at: 100000000, host_ipi: {pcpu: 0}}
+)");
+    const auto [status, report] = check_report(f);
+    CHECK(status == 1);
+    CHECK(report.find("FAIL  host event at cycle 100000000: never ran, the run ended first (" + f + ":8)") !=
+          std::string::npos);
+    CHECK(report.find("0 of 1 expectations hold") != std::string::npos);
 }
 
 TEST_CASE("check: the repository's scenario files all hold", "[cli][check]") {
