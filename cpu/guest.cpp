@@ -18,9 +18,15 @@ GuestContext::~GuestContext() = default;
 
 template <class F>
 void GuestCpu::retire(F attempt) {
+    // Where this instruction is: it is done once RIP has moved past it, whoever moved it
+    // (the instruction, the VMM's emulation, or an exception handler's fixup of a fault
+    // the VMM injected at the next VM entry).
+    const std::uint64_t start = m_ctx.vmcs.hw_read(Field::GuestRip);
     for (;;) {
-        if (!m_ctx.lp->event_window(m_ctx)) continue;
-        const std::uint64_t start = m_ctx.vmcs.hw_read(Field::GuestRip);
+        if (!m_ctx.lp->event_window(m_ctx)) {
+            if (m_ctx.vmcs.hw_read(Field::GuestRip) != start) return;
+            continue;
+        }
         if (attempt(*m_ctx.lp)) return;
         // A VM exit, then VM entry: done if the VMM emulated the instruction (moved RIP).
         if (m_ctx.vmcs.hw_read(Field::GuestRip) != start) return;

@@ -16,7 +16,16 @@ void fuzz_scenario(const std::uint8_t* data, std::size_t size);
 // `--set KEY=VALUE` lines (one per line) applied to a run specification.
 void fuzz_set(const std::uint8_t* data, std::size_t size);
 
-// The targets by name ("profile", "scenario", "set"); nullptr for another name.
+// VMCS contents through VMWRITE and VM entry's checks (vmcs/entry_checks.hpp) on the `spr`
+// or `icx` capabilities, from nothing or from KVM's set-up: every VMWRITE must give
+// VMsucceed or VMfailValid 12 / 13, the checks an architectural answer (none, or error 7
+// with a named check; a guest-state failure as exit reason 33 | bit 31), twice the same;
+// an entry the checks accept must satisfy the control rules re-stated independently here
+// (reserved bits, the APIC-virtualization, posted-interrupt and IPIv dependencies).
+// Violations abort (std::abort): libFuzzer keeps the input.
+void fuzz_vmentry(const std::uint8_t* data, std::size_t size);
+
+// The targets by name ("profile", "scenario", "set", "vmentry"); nullptr for another name.
 using FuzzTarget = void (*)(const std::uint8_t*, std::size_t);
 FuzzTarget fuzz_target(const std::string& name);
 

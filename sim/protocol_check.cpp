@@ -14,6 +14,7 @@ namespace vtx::sim {
 namespace {
 
 constexpr std::size_t kRecentDeliveries = 4;
+constexpr std::size_t kLowestPriorityKept = 4096;  // outstanding lowest-priority sends remembered
 constexpr double kMinLateCycles = 1e6;
 // A target may wait behind every other thread of its CPU for a slice each, more than once.
 constexpr unsigned kLateSlicesPerSharer = 2, kLateSlicesExtra = 2;
@@ -70,6 +71,12 @@ void ProtocolChecker::ipi_register_written(const cpu::GuestContext& sender, bool
         m_icr2[&sender] = static_cast<std::uint32_t>(value);
         return;
     }
+    // What faults sends nothing: an x2APIC ICR with reserved bits set (#GP from the
+    // processor or from KVM's kvm_x2apic_icr_write). A SELF IPI with bits 63:8 set faults
+    // when the processor virtualizes it and not always when KVM emulates it (KVM checks
+    // 63:32 only): the checker matches neither, conservatively.
+    if (x2apic && offset == apic::kApicOffsetIcrLo && (value & apic::kX2ApicIcrReservedBits)) return;
+    if (offset == apic::kApicOffsetSelfIpi && (value >> 8) != 0) return;
     if (offset == apic::kApicOffsetSelfIpi) {
         apic::Icr self;
         self.vector = static_cast<std::uint8_t>(value);
@@ -87,7 +94,11 @@ void ProtocolChecker::send(std::size_t vm, std::size_t sender, std::uint64_t icr
     // SIPI, SMI) are not matched to IDT deliveries.
     if (fields.delivery_mode != apic::DeliveryMode::Fixed && fields.delivery_mode != apic::DeliveryMode::LowestPriority)
         return;
-    if (apic::check_icr(fields) != apic::IcrCheck::Valid || apic::has_illegal_vector(fields)) return;
+    if (apic::has_illegal_vector(fields)) return;
+    // An ICR the architecture leaves undefined (lowest priority to all including self, say)
+    // may still be delivered by KVM: like a lowest-priority send, any candidate may get it.
+    const bool uncertain = apic::check_icr(fields) != apic::IcrCheck::Valid ||
+                           fields.delivery_mode == apic::DeliveryMode::LowestPriority;
     auto& vcpus = m_kvm.vms()[vm]->vcpus();
     // The guests' own addressing state, from their virtual-APIC pages.
     std::vector<apic::DestinationView> views(vcpus.size());
@@ -108,6 +119,13 @@ void ProtocolChecker::send(std::size_t vm, std::size_t sender, std::uint64_t icr
     const apic::InterruptMessage msg = apic::message_from_icr(fields, x2apic, views[sender].apic_id);
     if (m_targets.size() < m_kvm.vms().size()) m_targets.resize(m_kvm.vms().size());
     if (m_targets[vm].size() < vcpus.size()) m_targets[vm].resize(vcpus.size());
+    if (uncertain) {
+        apic::InterruptMessage all = msg;
+        all.delivery_mode = apic::DeliveryMode::Fixed;  // every candidate of the arbitration
+        m_lowest.push_back({vm, fields.vector, apic::resolve_destinations(all, views, sender)});
+        if (m_lowest.size() > kLowestPriorityKept) m_lowest.pop_front();
+        return;
+    }
     for (std::size_t t : apic::resolve_destinations(msg, views, sender)) {
         Pending& p = m_targets[vm][t].pending[fields.vector];
         if (p.count++ == 0) p.first = Send{cycle, static_cast<unsigned>(sender), icr};
@@ -121,6 +139,16 @@ void ProtocolChecker::interrupt_delivered(const cpu::GuestContext& ctx, std::uin
     if (m_targets.size() <= vm || m_targets[vm].size() <= vcpu) return;  // nothing was ever sent in this VM
     Target& target = m_targets[vm][vcpu];
     const auto it = target.pending.find(vector);
+    if (it == target.pending.end() || it->second.count == 0) {
+        // A lowest-priority send this vCPU was a candidate for.
+        for (auto l = m_lowest.begin(); l != m_lowest.end(); ++l)
+            if (l->vm == vm && l->vector == vector &&
+                std::find(l->candidates.begin(), l->candidates.end(), vcpu) != l->candidates.end()) {
+                m_lowest.erase(l);
+                ++m_delivered;
+                return;
+            }
+    }
     if (it == target.pending.end()) {
         // Never sent here. Sent to another vCPU of the VM and not delivered there: misrouted.
         for (std::size_t k = 0; k < m_targets[vm].size(); ++k) {
@@ -128,8 +156,9 @@ void ProtocolChecker::interrupt_delivered(const cpu::GuestContext& ctx, std::uin
             const auto o = m_targets[vm][k].pending.find(vector);
             if (o != m_targets[vm][k].pending.end() && o->second.count > 0) {
                 m_findings.push_back("misrouted: vector " + hex(vector) + " delivered to " + describe(vm, vcpu) +
-                                     ", which no IPI with it ever targeted, while sent to " + describe(vm, k) + " at cycle " +
-                                     cycles(o->second.first.cycle) + "; " + history(vm, vcpu));
+                                     ", which no IPI with it ever targeted, while sent to " + describe(vm, k) + " by " +
+                                     describe(vm, o->second.first.sender) + " (ICR " + hex(o->second.first.icr) +
+                                     ") at cycle " + cycles(o->second.first.cycle) + "; " + history(vm, vcpu));
                 break;
             }
         }

@@ -78,6 +78,16 @@ private:
     std::map<const cpu::GuestContext*, std::pair<std::size_t, std::size_t>> m_where;  // context -> (VM, vCPU)
     std::map<const cpu::GuestContext*, std::uint32_t> m_icr2;  // xAPIC: the last ICR2 written
     std::vector<std::vector<Target>> m_targets;               // by VM, then vCPU
+    // Lowest-priority sends: the arbitration may pick any of the candidates (the priorities
+    // it reads change between the guest's write and KVM's handling, and KVM may hash the
+    // vector instead), so a delivery to any of them is accepted and none is reported lost.
+    // The same for an ICR the architecture leaves undefined, which KVM may still deliver.
+    struct LowestPrioritySend {
+        std::size_t vm = 0;
+        std::uint8_t vector = 0;
+        std::vector<std::size_t> candidates;
+    };
+    std::deque<LowestPrioritySend> m_lowest;
     std::vector<std::string> m_findings;
     std::uint64_t m_sent = 0, m_delivered = 0, m_coalesced = 0;
 };

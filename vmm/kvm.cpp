@@ -5,6 +5,7 @@
 
 #include "apic/destination.hpp"
 #include "apic/icr.hpp"
+#include "apic/registers.hpp"
 #include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
 #include "model/parse.hpp"
@@ -30,6 +31,12 @@ constexpr std::uint32_t kIcrBusy = 1u << 12;             // delivery status
 constexpr std::uint32_t kX2apicBroadcast = 0xFFFFFFFF;
 constexpr unsigned kApicVersion = 0x50014;                 // version 0x14, max LVT 5
 constexpr std::uint32_t kApicDfrResetFlat = 0xFFFFFFFF;     // DFR after reset: flat model (APIC_DFR_FLAT)
+constexpr std::uint32_t kLvtMaskedReset = 1u << 16;        // an LVT entry after reset: masked
+constexpr std::uint32_t kApicLdrMask = 0xFF000000;         // APIC_LDR_MASK: the xAPIC logical ID
+constexpr std::uint32_t kApicDfrReservedOnes = 0x0FFFFFFF; // DFR bits 27:0 read as ones
+constexpr std::uint32_t kApicSvrWritable = 0x3FF;          // vector, APIC enable, focus (no directed EOI)
+constexpr std::uint32_t kApicTimerDivideWritable = 0xB;    // divide configuration bits 3, 1:0
+constexpr std::uint32_t kSvrEnabledReset = 0x1FF;          // vtxsim's reset SVR: enabled, spurious vector FFH
 constexpr std::uint8_t kPriorityClassMask = 0xF0;
 bool parse_bool(const std::string& v, bool& out) {
     if (v == "on" || v == "1" || v == "true" || v == "yes" || v == "Y") return out = true, true;
@@ -270,8 +277,7 @@ Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
         const std::uint32_t ldr = ((id >> 4) << 16) | (1u << (id & 0xF));
         mem.poke(v->m_vapic + cpu::kVapicLdr, &ldr, 4);
     }
-    const std::uint32_t svr = 0x1FF;  // software enabled, spurious vector 0xFF
-    mem.poke(v->m_vapic + cpu::kVapicSvr, &svr, 4);
+    mem.poke(v->m_vapic + cpu::kVapicSvr, &kSvrEnabledReset, 4);
     if (!m_x2apic) mem.poke(v->m_vapic + cpu::kVapicDfr, &kApicDfrResetFlat, 4);
     // vmx_vcpu_create: pid_table[vcpu_id] = __pa(pi_desc) | PID_TABLE_ENTRY_VALID.
     if (m_pid_table) {
@@ -511,6 +517,10 @@ void Kvm::vcpu_thread(Vcpu& v) {
             else
                 kvm_vcpu_block(v);
             kvm_apic_accept_events(v);
+            // vcpu_run's loop passes cond_resched: a vCPU that stays unable to run although
+            // kvm_vcpu_block returned (an NMI pending in INIT_RECEIVED counts as an event, as
+            // in KVM) spins, and simulated time must move on with it.
+            if (v.m_mp_state != MpState::Runnable) p.sync();
         }
     }
     sched.release(&v);
@@ -598,10 +608,12 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     // Without APICv, interrupts posted to the PIR (before an APICv inhibit, or by a
     // sender still running with IPIv) are moved to the IRR and injected like any other.
     if (!v.apicv_active() && sync_pir_to_irr(v)) v.m_req_event = true;
-    // NMIs first (they rank above interrupts); an NMI occupies the entry's injection.
-    const bool nmi_injected = v.m_nmi_pending && inject_pending_nmi(v);
-    if (v.m_req_event && !v.apicv_active() && !nmi_injected) inject_pending_interrupt(v);
-    v.m_req_event = false;
+    // A queued exception first, then NMIs (they rank above interrupts); each occupies the
+    // entry's injection, and what waits behind it keeps KVM_REQ_EVENT for the next entry.
+    const bool exception_injected = v.m_pending_gp && inject_pending_exception(v);
+    const bool nmi_injected = !exception_injected && v.m_nmi_pending && inject_pending_nmi(v);
+    if (v.m_req_event && !v.apicv_active() && !nmi_injected && !exception_injected) inject_pending_interrupt(v);
+    if (!exception_injected) v.m_req_event = false;
     p.local_irq_disable();
     v.m_mode = VcpuMode::InGuestMode;
     // x86.c: "Assigned devices can use the POSTED_INTR_VECTOR even if APICv is disabled,
@@ -649,20 +661,56 @@ void Kvm::emulate_x2apic_msr(Vcpu& v, bool write, const char* step_name) {
     cpu::GuestContext& g = v.loaded_context();
     const auto msr = static_cast<std::uint32_t>(g.regs.rcx);
     const bool x2apic_msr = msr >= kMsrX2apicFirst && msr <= kMsrX2apicLast;
+    const std::uint32_t offset = (msr - kMsrX2apicFirst) << 4;
     if (write) {
         p.step(Cost::KvmWrmsrSlowPath, step_name, "x86.c", "kvm");
         const std::uint64_t value = (g.regs.rdx << 32) | (g.regs.rax & 0xFFFFFFFFu);
-        if (msr == kMsrX2apicIcr)
+        if (msr == kMsrX2apicIcr) {
+            // kvm_x2apic_icr_write: X2APIC_ICR_RESERVED_BITS (31:20, 17:16, 13) -> #GP.
+            if (value & apic::kX2ApicIcrReservedBits) return kvm_inject_gp(v);
             kvm_x2apic_icr_write(v, value);
-        else if (x2apic_msr)
-            kvm_lapic_reg_write(v, (msr - kMsrX2apicFirst) << 4, static_cast<std::uint32_t>(value));
+        } else if (x2apic_msr) {
+            // kvm_lapic_msr_write: bits 63:32 are reserved in every other register; then
+            // kvm_lapic_reg_write refuses what x2APIC mode makes read-only or absent.
+            if ((value >> 32) != 0 || !kvm_lapic_reg_write(v, offset, static_cast<std::uint32_t>(value)))
+                return kvm_inject_gp(v);
+        }
     } else {
         p.step(Cost::KvmApicRegAccess, step_name, "x86.c", "kvm");
-        const std::uint64_t value = x2apic_msr ? kvm_lapic_reg_read(v, (msr - kMsrX2apicFirst) << 4) : 0;
+        // kvm_lapic_msr_read -> kvm_lapic_reg_read: a register not in the readable mask -> #GP.
+        if (x2apic_msr && !x2apic_register_readable(offset)) return kvm_inject_gp(v);
+        const std::uint64_t value = !x2apic_msr                    ? 0
+                                    : msr == kMsrX2apicIcr ? cpu::VirtualApicPage(m_platform.memory(), v.m_vapic)
+                                                                 .read64(cpu::kVapicIcrLo)
+                                                           : kvm_lapic_reg_read(v, offset);
         g.regs.rax = value & 0xFFFFFFFFu;
         g.regs.rdx = value >> 32;
     }
     skip_emulated_instruction(v);
+}
+
+bool Kvm::x2apic_register_readable(std::uint32_t offset) {
+    // kvm_lapic_readable_reg_mask in x2APIC mode: the IDs and version, TPR, PPR, LDR, SVR,
+    // ISR/TMR/IRR, ESR, ICR, the LVTs this APIC has (no CMCI: version 14H, max LVT 5), the
+    // timer; not ARBPRI, DFR, ICR2 (xAPIC only), EOI or SELF IPI (write-only), nor reserved
+    // offsets.
+    switch (offset) {
+        case cpu::kVapicId: case cpu::kVapicVersion: case cpu::kVapicTpr: case cpu::kVapicPpr:
+        case cpu::kVapicLdr: case cpu::kVapicSvr: case cpu::kVapicEsr: case cpu::kVapicIcrLo:
+        case cpu::kVapicTimerInitial: case cpu::kVapicTimerCurrent: case cpu::kVapicTimerDivide:
+            return true;
+        default:
+            break;
+    }
+    if (offset >= cpu::kVapicIsr && offset < cpu::kVapicIrr + 0x80) return true;  // ISR, TMR, IRR
+    return offset >= cpu::kVapicLvtTimer && offset <= cpu::kVapicLvtError;
+}
+
+void Kvm::kvm_inject_gp(Vcpu& v) {
+    // kvm_inject_gp(vcpu, 0): the WRMSR/RDMSR is not skipped; the #GP is injected at the
+    // next VM entry (kvm_check_and_inject_events).
+    v.m_pending_gp = true;
+    ++m_stat_gp_injected;
 }
 
 void Kvm::emulate_apic_mmio(Vcpu& v, const char* step_name) {
@@ -707,6 +755,8 @@ bool Kvm::handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e) {
         cpu::GuestContext& g = v.m_ctx;
         if (static_cast<std::uint32_t>(g.regs.rcx) != kMsrX2apicIcr || !v.vm().x2apic()) return false;
         const std::uint64_t icr = (g.regs.rdx << 32) | (g.regs.rax & 0xFFFFFFFFu);
+        // kvm_x2apic_icr_write refuses reserved bits: the slow path injects the #GP.
+        if (icr & apic::kX2ApicIcrReservedBits) return false;
         const apic::Icr f = apic::decode_icr(icr, true);
         if (f.shorthand != apic::Shorthand::None || f.destination_mode != apic::DestinationMode::Physical ||
             f.delivery_mode != apic::DeliveryMode::Fixed || f.destination == kX2apicBroadcast)
@@ -811,44 +861,77 @@ std::uint32_t Kvm::kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset) {
     return page.read32(offset & 0xFF0);
 }
 
-void Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value) {
+bool Kvm::kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmApicRegAccess, "kvm_lapic_reg_write", "lapic.c", "kvm");
     cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
-    switch (offset & 0xFF0) {
+    const bool x2apic = v.vm().x2apic();
+    offset &= 0xFF0;
+    switch (offset) {
         case cpu::kVapicId:
-            if (v.vm().x2apic()) return;  // read-only in x2APIC mode
+            if (x2apic) return false;  // read-only in x2APIC mode
             kvm_apic_set_xapic_id(v, static_cast<std::uint8_t>(value >> 24));
-            return;
+            return true;
+        case cpu::kVapicTpr:
+            // apic_set_tpr -> apic_update_ppr: a lower PPR may unmask a pending interrupt.
+            page.write32(cpu::kVapicTpr, value & 0xFF);
+            v.m_req_event = true;
+            return true;
         case cpu::kVapicEoi: {
             const auto isr = page.highest_bit(cpu::kVapicIsr);
             if (isr) page.clear_bit(cpu::kVapicIsr, *isr);
             v.m_req_event = true;
-            return;
+            return true;
         }
+        case cpu::kVapicLdr:
+            if (x2apic) return false;  // derived from the x2APIC ID, read-only
+            page.write32(cpu::kVapicLdr, value & kApicLdrMask);
+            v.vm().logical_map_changed();
+            return true;
+        case cpu::kVapicDfr:
+            if (x2apic) return false;  // no DFR in x2APIC mode
+            page.write32(cpu::kVapicDfr, value | kApicDfrReservedOnes);
+            v.vm().logical_map_changed();
+            return true;
+        case cpu::kVapicSvr:
+            page.write32(cpu::kVapicSvr, value & kApicSvrWritable);
+            return true;
+        case cpu::kVapicEsr:
+            if (x2apic && value != 0) return false;  // an x2APIC ESR write must be 0
+            page.write32(cpu::kVapicEsr, 0);
+            return true;
         case cpu::kVapicIcrLo: {
             const std::uint32_t lo = value & ~kIcrBusy;
             const std::uint32_t dest = page.read32(cpu::kVapicIcrHi) >> 24;
             kvm_apic_send_ipi(v, lo, dest);
             page.write32(cpu::kVapicIcrLo, lo);
-            return;
+            return true;
         }
         case cpu::kVapicIcrHi:
+            if (x2apic) return false;  // no ICR2 in x2APIC mode (one 64-bit ICR)
             page.write32(cpu::kVapicIcrHi, value & 0xFF000000u);
-            return;
+            return true;
         case cpu::kVapicSelfIpi:
+            if (!x2apic) return false;  // x2APIC only
             kvm_apic_send_ipi(v, (value & 0xFF) | (1u << 18), 0);
-            return;
-        case cpu::kVapicTpr:
-            // apic_set_tpr -> apic_update_ppr: a lower PPR may unmask a pending interrupt.
-            page.write32(cpu::kVapicTpr, value & 0xFF);
-            v.m_req_event = true;
-            return;
+            return true;
+        case cpu::kVapicTimerInitial:
+            page.write32(offset, value);
+            return true;
+        case cpu::kVapicTimerDivide:
+            page.write32(offset, value & kApicTimerDivideWritable);
+            return true;
         default:
-            page.write32(offset & 0xFF0, value);
-            if ((offset & 0xFF0) == cpu::kVapicLdr || (offset & 0xFF0) == cpu::kVapicDfr) v.vm().logical_map_changed();
-            return;
+            break;
     }
+    // The LVTs this APIC has (apic_lvt_mask), then nothing else: read-only (version, PPR,
+    // ISR, TMR, IRR, current count) and reserved offsets give KVM's "ret = 1" (a #GP for a
+    // WRMSR; an MMIO write is dropped).
+    if (const auto lvt = apic::lvt_at_offset(offset); lvt && *lvt != apic::Lvt::Cmci) {
+        page.write32(offset, value & apic::lvt_writable_bits(*lvt));
+        return true;
+    }
+    return false;
 }
 
 void Kvm::kvm_apic_set_xapic_id(Vcpu& v, std::uint8_t id) {
@@ -1066,6 +1149,16 @@ std::uint8_t Kvm::apic_ppr(Vcpu& v) {
                                                                      : static_cast<std::uint8_t>(isrv & kPriorityClassMask);
 }
 
+bool Kvm::inject_pending_exception(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    p.step(Cost::KvmInjectInterrupt, "vmx_inject_exception (#GP)", "vmx.c", "kvm");
+    p.vmwrite(Field::VmEntryIntrInfoField,
+              vmcs::make_interruption_info(x86::kVectorGp, vmcs::InterruptionType::HardwareException, true));
+    p.vmwrite(Field::VmEntryExceptionErrorCode, 0);
+    v.m_pending_gp = false;
+    return true;
+}
+
 bool Kvm::vmx_nmi_allowed(const vmcs::Vmcs& vmcs) {
     const auto intr = vmcs.hw_read(Field::GuestInterruptibilityInfo);
     return !(intr & vmcs::kBlockingByNmi) && !vmcs::blocked_by_sti_or_mov_ss(intr);
@@ -1171,6 +1264,7 @@ void Kvm::kvm_apic_accept_events(Vcpu& v) {
     if (nested_apic_accept_events(v)) return;
     if (v.m_pending_init) {
         v.m_pending_init = false;
+        kvm_vcpu_reset_on_init(v);
         v.m_mp_state = MpState::InitReceived;  // kvm_vcpu_reset for an AP
         v.m_ctx.restart_requested = v.m_ctx.thread_started;  // what it ran is gone
     }
@@ -1184,6 +1278,39 @@ void Kvm::kvm_apic_accept_events(Vcpu& v) {
             v.m_mp_state = MpState::Runnable;
         }
     }
+}
+
+void Kvm::kvm_vcpu_reset_on_init(Vcpu& v) {
+    LogicalProcessor& p = lp(v);
+    // kvm_lapic_reset(init_event): every register but the APIC ID (and the version) to its
+    // INIT value (SDM 11.4.7.3): IRR, ISR, TMR, ICR, TPR, ESR and the timer 0, every LVT
+    // masked, xAPIC LDR 0 and DFR all ones (an x2APIC LDR follows the ID). The SVR keeps the
+    // APIC software-enabled, as vtxsim's vCPUs start (docs/vmm.md "INIT").
+    cpu::VirtualApicPage page(m_platform.memory(), v.m_vapic);
+    for (std::uint32_t i = 0; i < 8; ++i)
+        for (std::uint32_t base : {cpu::kVapicIrr, cpu::kVapicIsr, cpu::kVapicTmr}) page.write32(base + 0x10 * i, 0);
+    for (std::uint32_t reg : {cpu::kVapicTpr, cpu::kVapicPpr, cpu::kVapicEsr, cpu::kVapicIcrLo, cpu::kVapicIcrHi,
+                              cpu::kVapicTimerInitial, cpu::kVapicTimerCurrent, cpu::kVapicTimerDivide})
+        page.write32(reg, 0);
+    for (apic::Lvt lvt : apic::kAllLvts) page.write32(apic::lvt_offset(lvt), kLvtMaskedReset);
+    page.write32(cpu::kVapicSvr, kSvrEnabledReset);
+    if (!v.vm().x2apic()) {
+        page.write32(cpu::kVapicLdr, 0);
+        page.write32(cpu::kVapicDfr, kApicDfrResetFlat);
+        v.vm().logical_map_changed();
+    }
+    // vmx_apicv_post_state_restore: ON and the PIR cleared (what was posted is gone).
+    pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
+    desc.clear_on();
+    (void)desc.kvm_sync_pir_words();
+    // kvm_vcpu_reset(init_event): no NMI or interrupt pending, RFLAGS = 2 (IF = 0), no
+    // blocking; RVI and SVI 0 (hwapic_irr_update / hwapic_isr_update).
+    v.m_nmi_pending = 0;
+    v.m_pending_gp = false;
+    v.m_req_event = false;
+    p.vmwrite(Field::GuestRflags, x86::kRflagsReserved1);
+    p.vmwrite(Field::GuestInterruptibilityInfo, 0);
+    if (v.apicv_active()) p.vmwrite(Field::GuestIntrStatus, 0);
 }
 
 // ====================================================================================

@@ -134,6 +134,7 @@ private:
     // Work a userspace thread asked this vCPU thread to do (QEMU's run_on_cpu, a signal):
     // KVM_RUN returns to userspace, runs it, and is called again.
     std::vector<std::function<void(Vcpu&)>> m_userspace_work;
+    bool m_pending_gp = false;      // a #GP queued by kvm_inject_gp
     unsigned m_nmi_pending = 0;     // arch.nmi_pending (at most 2: one can wait behind one in service)
     bool m_pending_sipi = false;
     std::uint8_t m_sipi_vector = 0;
@@ -292,6 +293,9 @@ private:
     }
     bool kvm_vcpu_has_events(Vcpu& v);
     void kvm_apic_accept_events(Vcpu& v);
+    // An INIT's reset of the vCPU and its local APIC (kvm_lapic_reset, kvm_vcpu_reset with
+    // init_event, vmx_apicv_post_state_restore).
+    void kvm_vcpu_reset_on_init(Vcpu& v);
     // Exit handling (vmx.c).
     bool handle_exit_irqoff_and_fastpath(Vcpu& v, const cpu::VmExit& e);
     void handle_exit(Vcpu& v, const cpu::VmExit& e);
@@ -301,7 +305,15 @@ private:
     // The WRMSR/RDMSR emulation of an x2APIC MSR (kvm_x2apic_msr_write/read), then skip it.
     void emulate_x2apic_msr(Vcpu& v, bool write, const char* step_name);
     // Local APIC emulation (lapic.c).
-    void kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value);
+    // False where KVM's returns 1: a register x2APIC mode makes read-only or absent, or one
+    // that is read-only or reserved (a WRMSR gets #GP; an MMIO write is dropped).
+    bool kvm_lapic_reg_write(Vcpu& v, std::uint32_t offset, std::uint32_t value);
+    // kvm_lapic_readable_reg_mask in x2APIC mode (RDMSR of another one: #GP).
+    static bool x2apic_register_readable(std::uint32_t offset);
+    // kvm_inject_gp: a #GP queued for the next VM entry (the instruction not skipped).
+    void kvm_inject_gp(Vcpu& v);
+    // kvm_check_and_inject_events, exception part: the queued #GP through VM entry.
+    bool inject_pending_exception(Vcpu& v);
     std::uint32_t kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset);
     void kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr);
     // Who runs one of KVM's interrupt-delivery paths: a vCPU thread (its ICR write,
@@ -399,6 +411,8 @@ private:
                                               "KVM_RUN returns to userspace for a signal (host-side work on a vCPU thread)"};
     model::StatCounter m_stat_host_preemptions{m_platform.stats(), "host.task_wakeups",
                                                "host tasks woken onto a vCPU's CPU (they preempt what runs there)"};
+    model::StatCounter m_stat_gp_injected{m_platform.stats(), "kvm.gp_injected",
+                                          "#GP exceptions KVM injected (x2APIC MSR accesses it refused)"};
     model::StatCounter m_stat_nmis_injected{m_platform.stats(), "kvm.nmis_injected",
                                             "NMIs KVM injected through VM entry"};
     model::StatCounter m_stat_halt_polls{m_platform.stats(), "kvm.halt_polls", "halts that polled before blocking"};

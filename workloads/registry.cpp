@@ -27,6 +27,7 @@ std::unique_ptr<Workload> make_multicast();
 std::unique_ptr<Workload> make_broadcast();
 std::unique_ptr<Workload> make_random_ipi();
 std::unique_ptr<Workload> make_vector_storm();
+std::unique_ptr<Workload> make_apic_fuzz();
 std::unique_ptr<Workload> make_ipi_bench();
 std::unique_ptr<Workload> make_hackbench();
 std::unique_ptr<Workload> make_nested_ap_boot();
@@ -64,6 +65,8 @@ const std::vector<WorkloadInfo>& workload_registry() {
          "cycles until every vCPU is done, per step of a vCPU's plan"},
         {"vector_storm", "seeded random raw IPIs, a vector per sender (up to 16 vCPUs), bursts and halts; checks delivery exactly once but for counted coalescing", 4, make_vector_storm,
          "cycles per step of vCPU 0"},
+        {"apic_fuzz", "seeded random guest APIC writes and reads (ICR with random fields, registers, x2APIC MSRs 800H-8FFH), every vector handled; for fuzzing: no simulation error, #GP counts the same with IPIv on and off", 4, make_apic_fuzz,
+         "none: a fuzzing workload (see its check)"},
         {"nested_ap_boot", "an L1 hypervisor that does not monitor the APIC starts its L2 guest's APs with INIT-SIPI-SIPI (nested INIT/SIPI VM exits, wait-for-SIPI)", 4, make_nested_ap_boot},
     };
     return kWorkloads;

@@ -28,3 +28,6 @@ std::size_t replay(const std::string& target) {
 TEST_CASE("fuzz corpus: profile inputs load or give one ConfigError", "[fuzz]") { CHECK(replay("profile") > 0); }
 TEST_CASE("fuzz corpus: scenario inputs load or give one ConfigError", "[fuzz]") { CHECK(replay("scenario") > 0); }
 TEST_CASE("fuzz corpus: --set lines apply or give one ConfigError", "[fuzz]") { CHECK(replay("set") > 0); }
+TEST_CASE("fuzz corpus: VMCS contents give architectural answers through VMWRITE and VM entry's checks", "[fuzz]") {
+    CHECK(replay("vmentry") > 0);
+}
