@@ -1,5 +1,5 @@
 // A libFuzzer entry point for one of sim/fuzz_targets.hpp's targets, chosen at compile time
-// (VTX_FUZZ_TARGET = fuzz_profile, fuzz_scenario or fuzz_set). Built only with
+// (VTX_FUZZ_TARGET = fuzz_profile, fuzz_scenario, fuzz_set or fuzz_vmentry). Built only with
 // -DVTXSIM_FUZZ=ON and clang (scripts/fuzz.sh). An exception other than ConfigError leaves
 // the target and aborts: libFuzzer keeps the input as a crash.
 #include <cstddef>
