@@ -68,7 +68,11 @@ bool LogicalProcessor::virtualize_ipi(GuestContext& g, std::uint8_t vector, std:
           "SDM 30.1.6", 0);
     ++m_stat_ipiv_virtualized;
     // Step 7: the notification, an ordinary physical IPI through this processor's APIC.
-    if (n.send_notify) send_notification(n.nv, n.ndst);
+    if (n.send_notify) {
+        if (InterruptObserver* o = m_platform.interrupt_observer())
+            o->notification_sent(entry.descriptor_address(), n.nv, now_cycles());
+        send_notification(n.nv, n.ndst);
+    }
     return true;
 }
 

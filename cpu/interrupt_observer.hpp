@@ -20,6 +20,11 @@ public:
                                       std::uint64_t value, double cycle) = 0;
     // An external interrupt (vector 32-255) delivered through the guest's IDT.
     virtual void interrupt_delivered(const GuestContext& target, std::uint8_t vector, double cycle) = 0;
+    // A posted-interrupt notification sent for the descriptor at `pid` with vector `nv`
+    // (by IPI virtualization, or by the VMM's vmx_deliver_posted_interrupt).
+    virtual void notification_sent(std::uint64_t pid, std::uint8_t nv, double cycle) {
+        (void)pid, (void)nv, (void)cycle;
+    }
 };
 
 }  // namespace vtx::cpu

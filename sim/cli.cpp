@@ -995,7 +995,7 @@ int cmd_explain(const std::vector<std::string>& args) {
 int cmd_check(const std::vector<std::string>& args) {
     std::vector<std::string> files;
     std::string timeline, json, debug, jobs_text = "2";
-    bool trace = false;
+    bool trace = false, protocol = false;
     po::options_description desc(
         "vtxsim check FILE... [options]: runs each scenario file and checks its expectations;\n"
         "exit 0 when all hold, 1 when one fails, 2 for a bad file");
@@ -1004,6 +1004,8 @@ int cmd_check(const std::vector<std::string>& args) {
         ("debug", po::value(&debug), "debug flags, comma separated: vmx,pi,apic,kvm,guest,mem (one file)")
         ("timeline", po::value(&timeline), "write a Chrome/Perfetto timeline of the run to FILE (one file)")
         ("json", po::value(&json), "write the outcomes as JSON to FILE")
+        ("protocol", po::bool_switch(&protocol), "the protocol checker watches each run too (as run --check); a\n"
+                                                 "finding fails the scenario")
         ("jobs", po::value(&jobs_text)->default_value(jobs_text), "scenarios in parallel (processes)");
     po::positional_options_description pos;
     pos.add("file", -1);
@@ -1023,6 +1025,7 @@ int cmd_check(const std::vector<std::string>& args) {
         specs.push_back(scenario_spec(loaded.back()));
         specs.back().trace = trace;
         specs.back().timeline_path = timeline;
+        specs.back().protocol_check = protocol;
         std::stringstream ss(debug);
         for (std::string flag; std::getline(ss, flag, ',');)
             if (!flag.empty()) specs.back().debug_flags.push_back(flag);
@@ -1050,9 +1053,13 @@ int cmd_check(const std::vector<std::string>& args) {
     nlohmann::json results = nlohmann::json::array();
     for (std::size_t i = 0; i < outs.size(); ++i) {
         const auto& s = *loaded[i].scenario;
-        const RunOutcome& o = outs[i];
+        RunOutcome& o = outs[i];
         if (o.bad_input) throw model::ConfigError(files[i] + ": " + o.error);
-        const bool ok = o.ok && o.check_ok;
+        if (o.protocol_checked) {
+            o.check += "protocol check: " + std::to_string(o.protocol_findings.size()) + " findings\n";
+            for (const auto& f : o.protocol_findings) o.check += "  " + f + "\n";
+        }
+        const bool ok = o.ok && o.check_ok && o.protocol_findings.empty();
         all = all && ok;
         std::printf("%s %s (%s): ", ok ? "PASS" : "FAIL", s.name.c_str(), files[i].c_str());
         if (!o.ok)

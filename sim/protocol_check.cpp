@@ -9,12 +9,17 @@
 #include "apic/registers.hpp"
 #include "cpu/platform.hpp"
 #include "cpu/virtual_apic.hpp"
+#include "vmcs/controls.hpp"
+#include "vmcs/vmcs.hpp"
 
 namespace vtx::sim {
 namespace {
 
 constexpr std::size_t kRecentDeliveries = 4;
 constexpr std::size_t kLowestPriorityKept = 4096;  // outstanding lowest-priority sends remembered
+// A notification sent this long after its target was preempted cannot come from a poster
+// that read SN before the preemption set it (decoupled processors run up to a quantum ahead).
+constexpr double kPreemptedMargin = 100000;
 constexpr double kMinLateCycles = 1e6;
 // A target may wait behind every other thread of its CPU for a slice each, more than once.
 constexpr unsigned kLateSlicesPerSharer = 2, kLateSlicesExtra = 2;
@@ -107,7 +112,8 @@ void ProtocolChecker::send(std::size_t vm, std::size_t sender, std::uint64_t icr
         cpu::VirtualApicPage page(mem, vcpus[k]->vapic_page());
         apic::DestinationView& d = views[k];
         d.x2apic = x2apic;
-        d.apic_id = vcpus[k]->apic_id();
+        // The ID KVM routes by: a guest's xAPIC ID write counts once KVM has handled it.
+        d.apic_id = vcpus[k]->map_apic_id();
         d.ldr = x2apic ? apic::x2apic_ldr_of(d.apic_id) : page.read32(cpu::kVapicLdr);
         d.dfr_model = page.read32(cpu::kVapicDfr) >> 28;
         // A guest that never enabled its APIC in software still receives IPIs in the
@@ -122,11 +128,29 @@ void ProtocolChecker::send(std::size_t vm, std::size_t sender, std::uint64_t icr
     if (uncertain) {
         apic::InterruptMessage all = msg;
         all.delivery_mode = apic::DeliveryMode::Fixed;  // every candidate of the arbitration
-        m_lowest.push_back({vm, fields.vector, apic::resolve_destinations(all, views, sender)});
+        std::vector<std::size_t> candidates = apic::resolve_destinations(all, views, sender);
+        // Lowest priority with all-excluding-self may come back to the sender (SDM 11.6.2.4;
+        // apic::resolve_destinations).
+        if (fields.shorthand != apic::Shorthand::None &&
+            std::find(candidates.begin(), candidates.end(), sender) == candidates.end())
+            candidates.push_back(sender);
+        m_lowest.push_back({vm, fields.vector, std::move(candidates)});
         if (m_lowest.size() > kLowestPriorityKept) m_lowest.pop_front();
         return;
     }
-    for (std::size_t t : apic::resolve_destinations(msg, views, sender)) {
+    const auto targets = apic::resolve_destinations(msg, views, sender);
+    // (Physical destinations only: a logical one resolves against LDRs a guest may rewrite
+    // between its ICR write and KVM's handling of it.)
+    // Nor while KVM's APICv inhibit is still reaching the sender: a vCPU that has not yet
+    // refreshed its controls may still virtualize IPIs through the PID-pointer table, which
+    // KVM indexes by vCPU ID (kvm_make_all_cpus_request waits for that, not the map).
+    const vmcs::Vmcs& sender_vmcs = vcpus[sender]->context().vmcs;
+    const bool stale_ipiv = m_kvm.vms()[vm]->apicv_inhibited() &&
+                            (vmcs::effective_tertiary_controls(sender_vmcs) & vmcs::kTertiaryIpiVirt);
+    if (targets.empty() && fields.destination_mode == apic::DestinationMode::Physical &&
+        fields.shorthand == apic::Shorthand::None && !stale_ipiv)
+        m_unaddressed[{vm, fields.vector}] = Unaddressed{icr, fields.destination};
+    for (std::size_t t : targets) {
         Pending& p = m_targets[vm][t].pending[fields.vector];
         if (p.count++ == 0) p.first = Send{cycle, static_cast<unsigned>(sender), icr};
         ++m_sent;
@@ -162,6 +186,11 @@ void ProtocolChecker::interrupt_delivered(const cpu::GuestContext& ctx, std::uin
                 break;
             }
         }
+        if (const auto u = m_unaddressed.find({vm, vector});
+            u != m_unaddressed.end() && m_kvm.vms()[vm]->vcpus()[vcpu]->map_apic_id() != u->second.destination)
+            m_findings.push_back("misrouted: vector " + hex(vector) + " delivered to " + describe(vm, vcpu) +
+                                 ", which no IPI with it targeted, while an IPI with it (ICR " + hex(u->second.icr) +
+                                 ") addressed no vCPU; " + history(vm, vcpu));
         return;  // else: not an IPI vector (a timer's, say)
     }
     Pending& p = it->second;
@@ -207,6 +236,23 @@ std::vector<std::string> ProtocolChecker::findings(double end_cycle) const {
                                   describe(vm, k) + " (" + std::to_string(p.count) + " sends since its last delivery; the run "
                                   "ended at cycle " + cycles(end_cycle) + "); " + history(vm, k));
     return out;
+}
+
+void ProtocolChecker::notification_sent(std::uint64_t pid, std::uint8_t nv, double cycle) {
+    if (m_by_pid.empty())
+        for (std::size_t vm = 0; vm < m_kvm.vms().size(); ++vm)
+            for (std::size_t k = 0; k < m_kvm.vms()[vm]->vcpus().size(); ++k)
+                m_by_pid[m_kvm.vms()[vm]->vcpus()[k]->pi_desc()] = {vm, k};
+    const auto it = m_by_pid.find(pid);
+    if (it == m_by_pid.end()) return;
+    const auto [vm, k] = it->second;
+    const vmm::Vcpu& v = *m_kvm.vms()[vm]->vcpus()[k];
+    if (nv != vmm::kPostedIntrVector && nv != vmm::kPostedIntrWakeupVector)
+        m_findings.push_back("notification with vector " + hex(nv) + " for " + describe(vm, k) + " at cycle " +
+                             cycles(cycle) + ": its PID's NV is neither the posted-interrupt nor the wakeup vector");
+    else if (v.preempted() && cycle - v.preempted_at() > kPreemptedMargin)
+        m_findings.push_back("notification for " + describe(vm, k) + " at cycle " + cycles(cycle) +
+                             ", preempted since cycle " + cycles(v.preempted_at()) + ": SN should have suppressed it");
 }
 
 }  // namespace vtx::sim

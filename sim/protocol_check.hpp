@@ -39,6 +39,11 @@ public:
     void ipi_register_written(const cpu::GuestContext& sender, bool x2apic, std::uint32_t offset, std::uint64_t value,
                               double cycle) override;
     void interrupt_delivered(const cpu::GuestContext& target, std::uint8_t vector, double cycle) override;
+    // KVM keeps a PID's NV the posted-interrupt or the wakeup vector (a notification with
+    // another one: a descriptor used before __vmx_vcpu_reset initialised it), and sets SN
+    // when it preempts a vCPU that posted interrupts can target (a notification for one
+    // preempted well before: SN was not set).
+    void notification_sent(std::uint64_t pid, std::uint8_t nv, double cycle) override;
 
     // Every finding so far, and the sends still outstanding at `end_cycle` that are older
     // than the late bound (lost).
@@ -88,6 +93,16 @@ private:
         std::vector<std::size_t> candidates;
     };
     std::deque<LowestPrioritySend> m_lowest;
+    // Fixed IPIs whose destination no vCPU had when they were written, by VM and vector
+    // (their ICR): a delivery of that vector to a vCPU no send targeted came from one of them.
+    // (An xAPIC ID change racing with the write may make KVM route it after all: not held
+    // against it when the receiver has that destination as its ID by the delivery.)
+    struct Unaddressed {
+        std::uint64_t icr = 0;
+        std::uint32_t destination = 0;
+    };
+    std::map<std::pair<std::size_t, std::uint8_t>, Unaddressed> m_unaddressed;
+    std::map<std::uint64_t, std::pair<std::size_t, std::size_t>> m_by_pid;  // PID address -> (VM, vCPU)
     std::vector<std::string> m_findings;
     std::uint64_t m_sent = 0, m_delivered = 0, m_coalesced = 0;
 };

@@ -103,8 +103,15 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
             inject_bug = InjectedBug::NoPirSync;
         else if (value == "stale_phys_map")
             inject_bug = InjectedBug::StalePhysMap;
+        else if (value == "no_sn_on_preempt")
+            inject_bug = InjectedBug::NoSnOnPreempt;
+        else if (value == "pid_before_init")
+            inject_bug = InjectedBug::PidBeforeInit;
+        else if (value == "ipiv_after_id_change")
+            inject_bug = InjectedBug::IpivAfterIdChange;
         else
-            bad("expected none, no_wakeup_vector, no_on_recheck, no_pir_sync or stale_phys_map");
+            bad("expected none, no_wakeup_vector, no_on_recheck, no_pir_sync, stale_phys_map, no_sn_on_preempt, "
+                "pid_before_init or ipiv_after_id_change");
     } else if (name == "max_vcpu_ids") {
         const auto n = model::parse_u64(value);
         if (!n || *n == 0 || *n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
@@ -136,8 +143,12 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
          : inject_bug == InjectedBug::NoWakeupVector ? "no_wakeup_vector"
          : inject_bug == InjectedBug::NoOnRecheck    ? "no_on_recheck"
          : inject_bug == InjectedBug::NoPirSync      ? "no_pir_sync"
-                                                     : "stale_phys_map",
-         "a VMM bug on purpose, for the protocol checker (run --check): no_wakeup_vector, no_on_recheck, no_pir_sync, stale_phys_map"},
+         : inject_bug == InjectedBug::StalePhysMap   ? "stale_phys_map"
+         : inject_bug == InjectedBug::NoSnOnPreempt  ? "no_sn_on_preempt"
+         : inject_bug == InjectedBug::PidBeforeInit  ? "pid_before_init"
+                                                     : "ipiv_after_id_change",
+         "a VMM bug on purpose, for the protocol checker (run --check): no_wakeup_vector, no_on_recheck, no_pir_sync, "
+         "stale_phys_map, no_sn_on_preempt, pid_before_init, ipiv_after_id_change"},
     };
 }
 
@@ -181,6 +192,7 @@ void Vm::recalculate_apic_map() {
     m_phys_map.clear();
     for (auto& v : m_vcpus) {
         const std::uint32_t id = v->apic_id();
+        v->m_map_apic_id = id;
         if (id >= m_phys_map.size()) m_phys_map.resize(std::size_t{id} + 1, nullptr);
         if (!m_phys_map[id]) m_phys_map[id] = v.get();
     }
@@ -269,6 +281,12 @@ Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
     auto v = std::make_unique<Vcpu>(*this, id, pcpu);
     v->m_vapic = mem.allocate(model::kPageSize, model::kPageSize);
     v->m_pi_desc = mem.allocate(pid::kPidBytes, pid::kPidAlignment);
+    // __vmx_vcpu_reset, before the PID-pointer table entry below: NV is always the
+    // posted-interrupt or the wakeup vector, and SN stays set until the first vcpu_load, so
+    // that an IPI virtualized before then only sets its PIR bit.
+    if (p.inject_bug != InjectedBug::PidBeforeInit)
+        mem.poke64(v->m_pi_desc + pid::kPidNotificationInfoOffset,
+                   pid::NotificationInfo{}.with_nv(kPostedIntrVector).with_sn(true).raw);
     // Reset state of the local APIC registers (the lapic page).
     const std::uint32_t id_reg = m_x2apic ? id : id << 24;
     mem.poke(v->m_vapic + cpu::kVapicId, &id_reg, 4);
@@ -297,6 +315,7 @@ Vcpu& Vm::create_vcpu(unsigned id, unsigned pcpu, bool start_runnable) {
     m_vcpus.push_back(std::move(v));
     // kvm_recalculate_apic_map, incrementally: a new vCPU takes a free APIC ID slot.
     const std::uint32_t apic_id = m_vcpus.back()->apic_id();
+    m_vcpus.back()->m_map_apic_id = apic_id;
     if (apic_id >= m_phys_map.size()) m_phys_map.resize(std::size_t{apic_id} + 1, nullptr);
     if (!m_phys_map[apic_id]) m_phys_map[apic_id] = m_vcpus.back().get();
     m_logical_dirty = true;
@@ -547,7 +566,12 @@ void Kvm::vmx_vcpu_pi_put(Vcpu& v, bool preempted) {
     p.step(Cost::KvmVcpuLoadPut, "vcpu_put", "kvm_main.c, posted_intr.c vmx_vcpu_pi_put", "kvm");
     // vmx_vcpu_pi_put: a preempted vCPU gets its notifications suppressed, when posted
     // interrupts can target it while it does not run.
-    if (preempted && vmx_needs_pi_wakeup(v)) pid::PostedInterruptDescriptor(p.memory(), v.m_pi_desc).set_sn();
+    if (preempted) {
+        v.m_preempted = true;
+        v.m_preempted_at = p.now_cycles();
+    }
+    if (preempted && vmx_needs_pi_wakeup(v) && m_params.inject_bug != InjectedBug::NoSnOnPreempt)
+        pid::PostedInterruptDescriptor(p.memory(), v.m_pi_desc).set_sn();
 }
 
 // ====================================================================================
@@ -943,6 +967,7 @@ void Kvm::kvm_apic_set_xapic_id(Vcpu& v, std::uint8_t id) {
     // kvm_recalculate_apic_map: an xAPIC ID that differs from the vCPU ID inhibits APICv
     // (APICV_INHIBIT_REASON_APIC_ID_MODIFIED) for the whole VM.
     if (id == (v.m_id & 0xFF) || v.vm().apicv_inhibited()) return;
+    if (m_params.inject_bug == InjectedBug::IpivAfterIdChange) return;  // APICv and IPIv stay on
     v.vm().inhibit_apicv("apic_id_modified");
     // kvm_make_all_cpus_request(KVM_REQ_APICV_UPDATE): kick every vCPU so that each one
     // refreshes its controls (IPIv off) before it runs again, and, a KVM_REQUEST_WAIT
@@ -1080,6 +1105,8 @@ void Kvm::deliver_posted_interrupt(const IrqSource& src, Vcpu& target, std::uint
     // kvm_vcpu_trigger_posted_interrupt.
     if (target.m_mode == VcpuMode::InGuestMode && &target != src.vcpu) {
         p.step(Cost::KvmSendIpiMask, "apic->send_IPI_mask(POSTED_INTR_VECTOR)", "vmx.c", "kvm");
+        if (cpu::InterruptObserver* o = m_platform.interrupt_observer())
+            o->notification_sent(target.m_pi_desc, kPostedIntrVector, p.now_cycles());
         p.host_send_ipi(m_platform.cpu(target.m_pcpu).apic().apic_id(), kPostedIntrVector);
         ++m_stat_notifications_sent;
         return;
@@ -1467,6 +1494,7 @@ void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
     p.step(Cost::KvmVcpuPiLoad, "vmx_vcpu_pi_load", "posted_intr.c", "kvm");
     auto& list = m_wakeup_list[v.m_pcpu];
     list.erase(std::remove(list.begin(), list.end(), &v), list.end());
+    v.m_preempted = false;
     pid::PostedInterruptDescriptor desc(p.memory(), v.m_pi_desc);
     const std::uint32_t apic_id = p.apic().apic_id();
     const std::uint32_t ndst = p.apic().x2apic_mode() ? pid::ndst_for_x2apic(apic_id)

@@ -46,6 +46,9 @@ enum class InjectedBug {
     NoOnRecheck,     // pi_enable_wakeup_handler: no ON re-check after the NV switch
     NoPirSync,       // vcpu_enter_guest: no sync_pir_to_irr before VM entry
     StalePhysMap,    // kvm_irq_delivery_to_apic_fast: the optimized map's physical entry of the next APIC ID
+    NoSnOnPreempt,   // vmx_vcpu_pi_put: SN not set for a preempted vCPU
+    PidBeforeInit,   // vmx_vcpu_create: the PID-pointer table entry installed before __vmx_vcpu_reset set NV and SN
+    IpivAfterIdChange,  // an xAPIC ID change inhibits APICv but leaves IPI virtualization on
 };
 
 // IA32_SPEC_CTRL bits (SDM vol. 4, MSR 48H).
@@ -99,10 +102,17 @@ public:
     std::uint64_t pi_desc() const { return m_pi_desc; }
     std::uint64_t vapic_page() const { return m_vapic; }
     MpState mp_state() const { return m_mp_state; }
+    // vcpu->preempted: the thread was preempted while runnable (kvm_sched_out), until it is
+    // loaded again; and when, in its CPU's cycles.
+    bool preempted() const { return m_preempted; }
+    double preempted_at() const { return m_preempted_at; }
     VcpuMode mode() const { return m_mode; }
     bool apicv_active() const;
     bool ipiv_active() const;  // kvm_vcpu_ipiv_active: enable_ipiv && APICv active
     std::uint32_t apic_id() const;
+    // The APIC ID KVM's map has for the vCPU (kvm_recalculate_apic_map): a guest's xAPIC
+    // ID write takes effect there when KVM handles its APIC-write exit, after the page.
+    std::uint32_t map_apic_id() const { return m_map_apic_id; }
     std::uint64_t exits(std::uint16_t reason) const;
     // Where the vCPU starts (linear address of its program) when it starts RUNNABLE.
     void set_entry_point(std::uint64_t linear) { m_entry = linear; }
@@ -135,6 +145,9 @@ private:
     // KVM_RUN returns to userspace, runs it, and is called again.
     std::vector<std::function<void(Vcpu&)>> m_userspace_work;
     bool m_pending_gp = false;      // a #GP queued by kvm_inject_gp
+    bool m_preempted = false;
+    std::uint32_t m_map_apic_id = 0;
+    double m_preempted_at = 0;
     unsigned m_nmi_pending = 0;     // arch.nmi_pending (at most 2: one can wait behind one in service)
     bool m_pending_sipi = false;
     std::uint8_t m_sipi_vector = 0;

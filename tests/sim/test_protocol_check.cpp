@@ -110,8 +110,74 @@ TEST_CASE("protocol check: a stale entry in KVM's physical APIC map is caught (m
     CHECK(c.out.find("lost: vector 0xfb") != std::string::npos);
 }
 
+TEST_CASE("protocol check: no SN when a vCPU is preempted is caught (notifications for preempted vCPUs)",
+          "[check][protocol]") {
+    const std::vector<std::string> base = {"overcommit", "--vcpus", "8", "--pcpus", "2", "--set", "workload.ipis=2000",
+                                           "--max-sim-time", "0.5"};
+    const Checked ok = run_checked(base);
+    CHECK(ok.out.find(", 0 findings") != std::string::npos);
+    std::vector<std::string> bad = base;
+    bad.insert(bad.end(), {"--set", "kvm.inject_bug=no_sn_on_preempt"});
+    const Checked c = run_checked(bad);
+    CHECK(c.status != 0);
+    CHECK(c.out.find(": SN should have suppressed it") != std::string::npos);
+}
+
+TEST_CASE("protocol check: a PID-pointer table entry installed before its descriptor's NV and SN is caught",
+          "[check][protocol]") {
+    // Overcommit: a vCPU waiting for its first slice has never been loaded; IPIv posts to
+    // its descriptor all the same.
+    const Checked c = run_checked({"overcommit", "--vcpus", "8", "--pcpus", "2", "--set", "workload.ipis=2000",
+                                   "--max-sim-time", "0.5", "--set", "kvm.inject_bug=pid_before_init"});
+    CHECK(c.status != 0);
+    CHECK(c.out.find("notification with vector 0x0 for vm0.vcpu") != std::string::npos);
+}
+
+namespace {
+// xAPIC with IPIv: vCPU 1 takes APIC ID 5, then vCPU 0 sends to its old ID 1, which no vCPU
+// has any more. KVM inhibits APICv (and so IPIv) on the ID change and delivers nothing; with
+// IPIv left on, the PID-pointer table (indexed by vCPU ID) still leads to vCPU 1.
+std::string id_change_scenario(const std::string& bug) {
+    return "name: xapic-id-change\nplatform:\n  apic: xapic\n  pcpus: 2\n  set: [kvm.enable_ipiv=on, kvm.inject_bug=" + bug +
+           "]\nmemory: {ready: 0}\nvcpus:\n  - id: 0\n    program:\n      - spin_until: {addr: ready, eq: 1}\n"
+           "      - send_ipi: {vector: 0x40, dest: 1}\n      - compute: 50000\n  - id: 1\n    pcpu: 1\n"
+           "    handlers:\n      0x40: [eoi]\n    program:\n      - sti\n      - apic_write: {reg: 0x20, value: 0x05000000}\n"
+           "      - store: {addr: ready, value: 1}\n      - idle\n";
+}
+}  // namespace
+
+TEST_CASE("protocol check: IPIv left on after an xAPIC ID change is caught (an IPI to the old ID delivered)",
+          "[check][protocol]") {
+    for (const std::string bug : {"none", "ipiv_after_id_change"}) {
+        INFO(bug);
+        const std::string f = temp_path("id_change.yaml"), json = temp_path("id_change.json");
+        {
+            std::FILE* out = std::fopen(f.c_str(), "w");
+            REQUIRE(out);
+            const std::string text = id_change_scenario(bug);
+            std::fwrite(text.data(), 1, text.size(), out);
+            std::fclose(out);
+        }
+        const int status = vtxsim({"check", f, "--protocol", "--json", json}).status;
+        const auto j = read_json(json);
+        ::unlink(f.c_str());
+        ::unlink(json.c_str());
+        REQUIRE(j.size() == 1);
+        const std::string report = j[0]["report"];
+        if (bug == "none") {
+            CHECK(status == 0);
+            CHECK(report.find("protocol check: 0 findings") != std::string::npos);
+        } else {
+            CHECK(status == 1);
+            CHECK(report.find("misrouted: vector 0x40 delivered to vm0.vcpu1, which no IPI with it targeted, while an IPI "
+                              "with it (ICR 0x100000000004040) addressed no vCPU") != std::string::npos);
+        }
+    }
+}
+
 TEST_CASE("protocol check: kvm.inject_bug refuses what it does not know", "[check][protocol][cli]") {
     const auto r = vtxsim({"run", "ipi", "--set", "kvm.inject_bug=everything"});
     CHECK(r.status == 2);
-    CHECK(r.err.find("expected none, no_wakeup_vector, no_on_recheck, no_pir_sync or stale_phys_map") != std::string::npos);
+    CHECK(r.err.find("expected none, no_wakeup_vector, no_on_recheck, no_pir_sync, stale_phys_map, no_sn_on_preempt, "
+                     "pid_before_init or ipiv_after_id_change") != std::string::npos);
 }
