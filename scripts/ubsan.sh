@@ -2,8 +2,7 @@
 # The test suite under UndefinedBehaviorSanitizer (any undefined behaviour aborts its test):
 # builds into build-ubsan/ (RelWithDebInfo, -fsanitize=undefined -fno-sanitize-recover) and
 # runs ctest there. Not part of CI (it doubles the build time); run it before a release.
-# (AddressSanitizer is not offered: SystemC's QuickThreads coroutines switch stacks behind
-# its back.)
+# scripts/asan.sh runs it under AddressSanitizer and UBSan together.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
