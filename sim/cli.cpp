@@ -1063,7 +1063,7 @@ int cmd_check(const std::vector<std::string>& args) {
         all = all && ok;
         std::printf("%s %s (%s): ", ok ? "PASS" : "FAIL", s.name.c_str(), files[i].c_str());
         if (!o.ok)
-            std::printf("the run failed: %s\n", o.error.c_str());
+            std::printf("the run failed: %s\n%s", o.error.c_str(), o.check.c_str());  // (the protocol check's findings)
         else
             std::printf("%s", o.check.c_str());
         results.push_back({{"file", files[i]}, {"name", s.name}, {"ok", ok}, {"error", o.error}, {"report", o.check}});

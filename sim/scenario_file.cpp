@@ -339,8 +339,9 @@ struct Parser {
         for (std::size_t i = 0; i < list.size(); ++i) {
             const YAML::Node n = list[i];
             const std::string f = "host[" + std::to_string(i) + "]";
-            r.only(n, f, {"at", "preempt", "block", "set_apic_id", "msi", "host_ipi", "check"});
-            if (n.size() != 2) r.fail(n, f, "expected `at:` and one action (preempt, block, set_apic_id, msi, host_ipi, check)");
+            r.only(n, f, {"at", "preempt", "block", "set_apic_id", "msi", "host_ipi", "migrate", "check"});
+            if (n.size() != 2)
+                r.fail(n, f, "expected `at:` and one action (preempt, block, set_apic_id, msi, host_ipi, migrate, check)");
             HostEvent e;
             e.where = r.where(n);
             e.at = r.real(r.need(n, "at", f), f + ".at", 0, 1e15);
@@ -371,6 +372,15 @@ struct Parser {
                 e.kind = K::Msi;
                 e.icr = static_cast<std::uint32_t>(in.a);
                 e.dest = static_cast<std::uint32_t>(in.b);
+            } else if (const YAML::Node m = n["migrate"]) {
+                const std::string g = f + ".migrate";
+                r.only(m, g, {"vcpu", "pcpu"});
+                e.kind = K::Migrate;
+                e.vcpu = vcpu_of(m, g);
+                e.pcpu = static_cast<unsigned>(r.number(r.need(m, "pcpu", g), g + ".pcpu", 4095));
+                if (e.pcpu >= s.pcpus)
+                    r.fail(m["pcpu"], g + ".pcpu", "CPU " + std::to_string(e.pcpu) + " of " + std::to_string(s.pcpus) +
+                                                        " (platform.pcpus)");
             } else if (const YAML::Node m = n["host_ipi"]) {
                 const std::string g = f + ".host_ipi";
                 r.only(m, g, {"pcpu"});
@@ -395,6 +405,10 @@ struct Parser {
                 if (v.pcpu == s.host_cpu)
                     r.fail(host_cpu, "platform.host_cpu", "vCPU " + std::to_string(v.id) +
                                                               " runs on it; host events need a CPU without vCPUs");
+            for (std::size_t i = 0; i < s.host.size(); ++i)
+                if (s.host[i].kind == K::Migrate && s.host[i].pcpu == s.host_cpu)
+                    r.fail(list[i], "host[" + std::to_string(i) + "].migrate.pcpu",
+                           "the housekeeping CPU (platform.host_cpu) runs no vCPU");
         } else {
             s.host_cpu = s.pcpus++;  // a housekeeping CPU after the scenario's own
         }

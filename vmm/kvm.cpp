@@ -109,9 +109,11 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
             inject_bug = InjectedBug::PidBeforeInit;
         else if (value == "ipiv_after_id_change")
             inject_bug = InjectedBug::IpivAfterIdChange;
+        else if (value == "stale_ndst")
+            inject_bug = InjectedBug::StaleNdst;
         else
             bad("expected none, no_wakeup_vector, no_on_recheck, no_pir_sync, stale_phys_map, no_sn_on_preempt, "
-                "pid_before_init or ipiv_after_id_change");
+                "pid_before_init, ipiv_after_id_change or stale_ndst");
     } else if (name == "max_vcpu_ids") {
         const auto n = model::parse_u64(value);
         if (!n || *n == 0 || *n > 4096) bad("expected an integer 1..4096 (KVM_MAX_VCPU_IDS)");
@@ -146,9 +148,10 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
          : inject_bug == InjectedBug::StalePhysMap   ? "stale_phys_map"
          : inject_bug == InjectedBug::NoSnOnPreempt  ? "no_sn_on_preempt"
          : inject_bug == InjectedBug::PidBeforeInit  ? "pid_before_init"
-                                                     : "ipiv_after_id_change",
+         : inject_bug == InjectedBug::IpivAfterIdChange ? "ipiv_after_id_change"
+                                                        : "stale_ndst",
          "a VMM bug on purpose, for the protocol checker (run --check): no_wakeup_vector, no_on_recheck, no_pir_sync, "
-         "stale_phys_map, no_sn_on_preempt, pid_before_init, ipiv_after_id_change"},
+         "stale_phys_map, no_sn_on_preempt, pid_before_init, ipiv_after_id_change, stale_ndst"},
     };
 }
 
@@ -376,12 +379,12 @@ std::uint64_t Kvm::exits(std::uint16_t reason) const {
 }
 
 void Kvm::start() {
-    std::vector<unsigned> pinned(m_platform.cpu_count(), 0);
+    m_pinned.assign(m_platform.cpu_count(), 0);
     for (auto& vm : m_vms)
-        for (auto& v : vm->m_vcpus) ++pinned[v->m_pcpu];
+        for (auto& v : vm->m_vcpus) ++m_pinned[v->m_pcpu];
     for (unsigned c = 0; c < m_platform.cpu_count(); ++c) {
         HostScheduler* s = m_sched[c].get();
-        s->set_shared(pinned[c] > 1);
+        s->set_shared(m_pinned[c] > 1);
         m_platform.cpu(c).set_software([s] { s->idle_loop(); });
     }
     for (auto& vm : m_vms)
@@ -507,26 +510,22 @@ void Kvm::update_msr_bitmap_x2apic(Vcpu& v) {
 // ====================================================================================
 void Kvm::vcpu_thread(Vcpu& v) {
     LogicalProcessor& p = lp(v);
-    HostScheduler& sched = *m_sched[v.m_pcpu];
-    sched.acquire(&v);
-    if (!m_vmxon[v.m_pcpu]) {
-        // hardware_enable: VMXON once per CPU.
-        p.vmxon(m_platform.memory().allocate(model::kPageSize, model::kPageSize));
-        m_vmxon[v.m_pcpu] = true;
-    }
+    m_sched[v.m_pcpu]->acquire(&v);
+    hardware_enable(v.m_pcpu);
     // vmx_vcpu_create / first vcpu_load: VMCLEAR, VMPTRLD, init_vmcs, then vmx_vcpu_pi_load.
     p.vmclear(v.m_ctx.vmcs_address);
     p.vmptrld(v.m_ctx.vmcs_address);
     init_vmcs(v);
     vmx_vcpu_pi_load(v);
     for (;;) {
+        // (The vCPU's CPU, and so its scheduler, may change: a migration from userspace.)
         if (!v.m_userspace_work.empty()) exit_to_userspace(v);
         if (v.m_mp_state == MpState::Runnable) {
-            if (sched.need_resched()) {
+            if (m_sched[v.m_pcpu]->need_resched()) {
                 // Preempted (the end of its slice, a waking host task): vcpu_put (SN := 1),
                 // then back in.
                 vmx_vcpu_pi_put(v, true);
-                sched.yield(&v);
+                m_sched[v.m_pcpu]->yield(&v);
                 vcpu_load(v);
             }
             if (vcpu_enter_guest(v) == 0) break;
@@ -539,11 +538,44 @@ void Kvm::vcpu_thread(Vcpu& v) {
             // vcpu_run's loop passes cond_resched: a vCPU that stays unable to run although
             // kvm_vcpu_block returned (an NMI pending in INIT_RECEIVED counts as an event, as
             // in KVM) spins, and simulated time must move on with it.
-            if (v.m_mp_state != MpState::Runnable) p.sync();
+            if (v.m_mp_state != MpState::Runnable) lp(v).sync();
         }
     }
-    sched.release(&v);
+    m_sched[v.m_pcpu]->release(&v);
     if (on_guest_finished) on_guest_finished(v);
+}
+
+void Kvm::hardware_enable(unsigned pcpu) {
+    // hardware_enable: VMXON once per CPU, by the first thread of the VMM that runs there.
+    if (m_vmxon[pcpu]) return;
+    m_platform.cpu(pcpu).vmxon(m_platform.memory().allocate(model::kPageSize, model::kPageSize));
+    m_vmxon[pcpu] = true;
+}
+
+void Kvm::userspace_migrate(Vcpu& v, unsigned pcpu) {
+    if (pcpu >= m_sched.size())
+        throw model::ConfigError(v.m_ctx.name + ": migrate to physical CPU " + std::to_string(pcpu) + ", which does not exist");
+    if (v.guest_mode())
+        throw model::ConfigError(v.m_ctx.name + ": migrating a vCPU that runs a nested guest is not modelled");
+    if (pcpu == v.m_pcpu) return;
+    LogicalProcessor& from = lp(v);
+    // sched_setaffinity: the thread moves at its next schedule(); on the new CPU,
+    // vmx_vcpu_load_vmcs finds the VMCS loaded elsewhere and has the old CPU VMCLEAR it
+    // (loaded_vmcs_clear, an IPI to it: modelled as done there), so the next entry is a
+    // VMLAUNCH; then VMPTRLD here (vcpu_load), and vmx_vcpu_pi_load points NDST at this CPU.
+    from.step(Cost::HostContextSwitch, "sched_setaffinity: the vCPU thread migrates", "kernel/sched/core.c", "kvm");
+    from.vmclear(v.m_ctx.vmcs_address);
+    v.m_launched = false;
+    m_sched[v.m_pcpu]->release(&v);
+    --m_pinned[v.m_pcpu];
+    m_sched[v.m_pcpu]->set_shared(m_pinned[v.m_pcpu] > 1);
+    v.m_pcpu = pcpu;
+    ++m_pinned[pcpu];
+    m_sched[pcpu]->set_shared(m_pinned[pcpu] > 1);
+    v.m_poll_wake.reset();  // the halt-poll wait listened to the old CPU's APIC
+    ++m_stat_migrations;
+    m_sched[pcpu]->acquire(&v);
+    hardware_enable(pcpu);
 }
 
 void Kvm::vcpu_load(Vcpu& v) {
@@ -1499,8 +1531,9 @@ void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
     const std::uint32_t apic_id = p.apic().apic_id();
     const std::uint32_t ndst = p.apic().x2apic_mode() ? pid::ndst_for_x2apic(apic_id)
                                                       : pid::ndst_for_xapic(static_cast<std::uint8_t>(apic_id));
+    const bool stale = m_params.inject_bug == InjectedBug::StaleNdst && desc.notification_info().ndst() != 0;
     desc.update_notification_info([&](pid::NotificationInfo n) {
-        return n.with_ndst(ndst).with_sn(false).with_nv(kPostedIntrVector);
+        return (stale ? n : n.with_ndst(ndst)).with_sn(false).with_nv(kPostedIntrVector);
     });
     if (!desc.pir_empty()) desc.kvm_test_and_set_on();
 }

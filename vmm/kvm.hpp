@@ -49,6 +49,7 @@ enum class InjectedBug {
     NoSnOnPreempt,   // vmx_vcpu_pi_put: SN not set for a preempted vCPU
     PidBeforeInit,   // vmx_vcpu_create: the PID-pointer table entry installed before __vmx_vcpu_reset set NV and SN
     IpivAfterIdChange,  // an xAPIC ID change inhibits APICv but leaves IPI virtualization on
+    StaleNdst,          // vmx_vcpu_pi_load does not update NDST (a migrated vCPU's notifications go to its old CPU)
 };
 
 // IA32_SPEC_CTRL bits (SDM vol. 4, MSR 48H).
@@ -258,6 +259,9 @@ public:
     // Userspace work on a vCPU thread (inside host_run_on_vcpu's `work`):
     // the thread sleeps in userspace for `cycles` (a paused vCPU: its CPU is released).
     void userspace_sleep(Vcpu& v, double cycles);
+    // sched_setaffinity of the vCPU thread to `pcpu` (userspace work): the thread moves, the
+    // VMCS is cleared on the old CPU and loaded on the new one (VMLAUNCH next), NDST follows.
+    void userspace_migrate(Vcpu& v, unsigned pcpu);
     // ioctl(KVM_SET_LAPIC) changing the xAPIC ID (bits 31:24 of the APIC ID register) and
     // nothing else. Throws model::ConfigError in an x2APIC VM, where KVM refuses an ID
     // other than the vCPU's own (kvm_apic_state_fixup, -EINVAL).
@@ -290,6 +294,7 @@ private:
     friend class Vm;
     // vCPU thread and run loop (x86.c vcpu_run / vcpu_enter_guest).
     void vcpu_thread(Vcpu& v);
+    void hardware_enable(unsigned pcpu);  // VMXON on the CPU, once
     int vcpu_enter_guest(Vcpu& v);
     // The mitigation steps around VMRESUME in vmx_vcpu_run (both for L1 and for L2).
     std::uint64_t host_spec_ctrl() const;
@@ -400,6 +405,7 @@ private:
     std::vector<std::vector<Vcpu*>> m_remote_wakeups;  // per pCPU: threads a reschedule IPI is bringing
     std::vector<std::unique_ptr<HostScheduler>> m_sched;  // per pCPU
     std::vector<bool> m_vmxon;                             // per pCPU: VMXON done
+    std::vector<unsigned> m_pinned;                        // per pCPU: vCPU threads pinned there
     std::vector<std::pair<vmcs::Field, std::uint64_t>> m_vmcs_overrides;
     std::uint64_t m_coalesced = 0;
     std::vector<std::unique_ptr<char>> m_host_threads;  // what names each host thread (HostThread)
@@ -420,6 +426,8 @@ private:
                                                 "POSTED_INTR_WAKEUP_VECTOR interrupts handled (pi_wakeup_handler)"};
     model::StatCounter m_stat_msis_signalled{m_platform.stats(), "kvm.msis_signalled",
                                              "interrupt messages from the host (KVM_SIGNAL_MSI)"};
+    model::StatCounter m_stat_migrations{m_platform.stats(), "kvm.vcpu_migrations",
+                                         "vCPU threads moved to another CPU (sched_setaffinity from userspace)"};
     model::StatCounter m_stat_userspace_exits{m_platform.stats(), "kvm.userspace_exits",
                                               "KVM_RUN returns to userspace for a signal (host-side work on a vCPU thread)"};
     model::StatCounter m_stat_host_preemptions{m_platform.stats(), "host.task_wakeups",

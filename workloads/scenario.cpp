@@ -158,6 +158,11 @@ private:
                     break;
                 }
                 case K::HostIpi: m_kvm->host_call_function_single(h, e.pcpu); break;
+                case K::Migrate: {
+                    const unsigned pcpu = e.pcpu;
+                    m_kvm->host_run_on_vcpu(h, vcpu(e.vcpu), [this, pcpu](vmm::Vcpu& v) { m_kvm->userspace_migrate(v, pcpu); });
+                    break;
+                }
                 case K::Check:
                     for (std::size_t i = 0; i < m_outcomes.size(); ++i)
                         if (m_s->expectations[i].at == e.name) record(i, evaluate(m_s->expectations[i]));

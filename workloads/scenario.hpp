@@ -114,6 +114,7 @@ struct HostEvent {
         SetApicId,  // KVM_SET_LAPIC on `vcpu`'s thread (signalled out of KVM_RUN): xAPIC ID `apic_id`
         Msi,        // KVM_SIGNAL_MSI: the interrupt message `icr` (ICR layout) to `dest`
         HostIpi,    // smp_call_function_single to physical CPU `pcpu`
+        Migrate,    // sched_setaffinity of `vcpu`'s thread to physical CPU `pcpu` (signalled out of KVM_RUN)
         Check,      // evaluate the expectations named `name` now
     };
     Kind kind = Kind::Check;

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -144,26 +146,31 @@ std::string id_change_scenario(const std::string& bug) {
            "    handlers:\n      0x40: [eoi]\n    program:\n      - sti\n      - apic_write: {reg: 0x20, value: 0x05000000}\n"
            "      - store: {addr: ready, value: 1}\n      - idle\n";
 }
+
+
+// `vtxsim check F --protocol` on a scenario given as text: its exit status and report.
+std::pair<int, std::string> check_protocol(const std::string& text) {
+    const std::string f = temp_path("protocol.yaml"), json = temp_path("protocol.json");
+    {
+        std::FILE* out = std::fopen(f.c_str(), "w");
+        REQUIRE(out);
+        std::fwrite(text.data(), 1, text.size(), out);
+        std::fclose(out);
+    }
+    const int status = vtxsim({"check", f, "--protocol", "--json", json}).status;
+    const auto j = read_json(json);
+    ::unlink(f.c_str());
+    ::unlink(json.c_str());
+    REQUIRE(j.size() == 1);
+    return {status, j[0]["report"].get<std::string>()};
+}
 }  // namespace
 
 TEST_CASE("protocol check: IPIv left on after an xAPIC ID change is caught (an IPI to the old ID delivered)",
           "[check][protocol]") {
     for (const std::string bug : {"none", "ipiv_after_id_change"}) {
         INFO(bug);
-        const std::string f = temp_path("id_change.yaml"), json = temp_path("id_change.json");
-        {
-            std::FILE* out = std::fopen(f.c_str(), "w");
-            REQUIRE(out);
-            const std::string text = id_change_scenario(bug);
-            std::fwrite(text.data(), 1, text.size(), out);
-            std::fclose(out);
-        }
-        const int status = vtxsim({"check", f, "--protocol", "--json", json}).status;
-        const auto j = read_json(json);
-        ::unlink(f.c_str());
-        ::unlink(json.c_str());
-        REQUIRE(j.size() == 1);
-        const std::string report = j[0]["report"];
+        const auto [status, report] = check_protocol(id_change_scenario(bug));
         if (bug == "none") {
             CHECK(status == 0);
             CHECK(report.find("protocol check: 0 findings") != std::string::npos);
@@ -175,9 +182,30 @@ TEST_CASE("protocol check: IPIv left on after an xAPIC ID change is caught (an I
     }
 }
 
+TEST_CASE("protocol check: a migrated vCPU's NDST left at its old CPU is caught (a lost IPI)", "[check][protocol]") {
+    // The scenario of a halted vCPU moved to CPU 2, with the bug and a time budget past the
+    // late bound: its wakeup notification goes to CPU 1, whose wakeup list does not have it.
+    std::string text = vtx::test::slurp(std::string(VTX_SOURCE_DIR) + "/tests/scenarios/host_migrate_halted_x2apic.yaml");
+    const std::string from = "set: [kvm.enable_ipiv=on]";
+    REQUIRE(text.find(from) != std::string::npos);
+    text.replace(text.find(from), from.size(), "set: [kvm.enable_ipiv=on, kvm.inject_bug=stale_ndst]\n  max_sim_time: 0.01");
+    const auto [status, report] = check_protocol(text);
+    CHECK(status == 1);
+    CHECK(report.find("lost: vector 0x40 from vm0.vcpu0") != std::string::npos);
+}
+
+TEST_CASE("protocol check: every scenario of the repository runs without a finding", "[check][protocol]") {
+    std::vector<std::string> args = {"check", "--protocol"};
+    for (const auto& e : std::filesystem::directory_iterator(std::string(VTX_SOURCE_DIR) + "/tests/scenarios"))
+        if (e.path().extension() == ".yaml") args.push_back(e.path().string());
+    std::sort(args.begin() + 2, args.end());
+    REQUIRE(args.size() > 10);
+    CHECK(vtxsim(args).status == 0);
+}
+
 TEST_CASE("protocol check: kvm.inject_bug refuses what it does not know", "[check][protocol][cli]") {
     const auto r = vtxsim({"run", "ipi", "--set", "kvm.inject_bug=everything"});
     CHECK(r.status == 2);
     CHECK(r.err.find("expected none, no_wakeup_vector, no_on_recheck, no_pir_sync, stale_phys_map, no_sn_on_preempt, "
-                     "pid_before_init or ipiv_after_id_change") != std::string::npos);
+                     "pid_before_init, ipiv_after_id_change or stale_ndst") != std::string::npos);
 }
