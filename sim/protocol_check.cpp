@@ -46,6 +46,9 @@ ProtocolChecker::ProtocolChecker(vmm::Kvm& kvm, double late_cycles) : m_kvm(kvm)
     unsigned sharers = 1;
     for (const auto& vm : kvm.vms())
         for (const auto& v : vm->vcpus()) sharers = std::max(sharers, ++per_cpu[v->pcpu()]);
+    // Migrations can gather every vCPU of the VM on one CPU.
+    if (kvm.params().migrate_every > 0)
+        for (const auto& vm : kvm.vms()) sharers = std::max(sharers, static_cast<unsigned>(vm->vcpus().size()));
     const double slice = static_cast<double>(kvm.params().sched_slice_cycles);
     m_late = std::max(kMinLateCycles, (kLateSlicesPerSharer * sharers + kLateSlicesExtra) * slice);
 }

@@ -9,6 +9,7 @@
 #include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
 #include "model/parse.hpp"
+#include "model/rng.hpp"
 #include "model/x86.hpp"
 #include "pid/descriptor.hpp"
 #include "pid/pid_table.hpp"
@@ -38,6 +39,7 @@ constexpr std::uint32_t kApicSvrWritable = 0x3FF;          // vector, APIC enabl
 constexpr std::uint32_t kApicTimerDivideWritable = 0xB;    // divide configuration bits 3, 1:0
 constexpr std::uint32_t kSvrEnabledReset = 0x1FF;          // vtxsim's reset SVR: enabled, spurious vector FFH
 constexpr std::uint8_t kPriorityClassMask = 0xF0;
+constexpr std::uint64_t kMigrationStressSeed = 0x6D696772617465;  // "migrate": kvm.migrate_every's choices
 bool parse_bool(const std::string& v, bool& out) {
     if (v == "on" || v == "1" || v == "true" || v == "yes" || v == "Y") return out = true, true;
     if (v == "off" || v == "0" || v == "false" || v == "no" || v == "N") return out = false, true;
@@ -67,6 +69,11 @@ void KvmParams::set(const std::string& name, const std::string& value, const std
         const auto n = model::parse_u64(value);
         if (!n || *n > 1000000000) bad("expected a number of ns 0..1e9 (0: no halt polling)");
         halt_poll_ns = *n;
+    } else if (name == "migrate_every") {
+        const auto n = model::parse_u64(value);
+        if (!n || (*n != 0 && *n < 10000) || *n > 1000000000000ull)
+            bad("expected 0 (off) or a number of cycles 10000..1e12 between migrations");
+        migrate_every = *n;
     } else if (name == "host_idle") {
         if (value == "poll")
             host_idle = HostIdle::Poll;
@@ -134,6 +141,8 @@ std::vector<std::array<std::string, 3>> KvmParams::describe() const {
         {"kvm.sched_slice_cycles", std::to_string(sched_slice_cycles), "host scheduler time slice when vCPUs share a physical CPU"},
         {"kvm.host_x2apic", onoff(host_x2apic), "host kernel's local APIC mode: x2APIC, or xAPIC (nox2apic); decides the PID's NDST format"},
         {"kvm.halt_poll_ns", std::to_string(halt_poll_ns), "KVM's halt polling: the most a halting vCPU polls before it blocks (0: off)"},
+        {"kvm.migrate_every", std::to_string(migrate_every),
+         "host stress: the VMM's userspace moves a vCPU thread to another CPU every N cycles (0: off)"},
         {"kvm.host_idle", host_idle == HostIdle::Poll ? "poll" : host_idle == HostIdle::C1 ? "c1" : "c1e",
          "idle host CPUs: poll (idle=poll), or MWAIT in C1 / C1E (a remote wakeup is a reschedule IPI; exit latency)"},
         {"kvm.mitigations", mitigations ? "auto" : "off",
@@ -387,6 +396,9 @@ void Kvm::start() {
         s->set_shared(m_pinned[c] > 1);
         m_platform.cpu(c).set_software([s] { s->idle_loop(); });
     }
+    if (m_params.migrate_every > 0 && m_platform.cpu_count() > 1)
+        spawn_host_thread(m_platform.cpu_count() - 1, "migration_stressor",
+                          [this](HostThreadContext& h) { migration_stressor(h); });
     for (auto& vm : m_vms)
         for (auto& v : vm->m_vcpus) {
             Vcpu* vp = v.get();
@@ -552,6 +564,23 @@ void Kvm::hardware_enable(unsigned pcpu) {
     m_vmxon[pcpu] = true;
 }
 
+void Kvm::migration_stressor(HostThreadContext& h) {
+    // A userspace thread (on the last CPU, where it waits for its turn like any thread) that
+    // moves a vCPU thread every migrate_every cycles; the choices come from a fixed stream.
+    std::vector<Vcpu*> all;
+    for (auto& vm : m_vms)
+        for (auto& v : vm->m_vcpus) all.push_back(v.get());
+    if (all.empty()) return;
+    model::SplitMix64 rng(kMigrationStressSeed);
+    const auto cpus = static_cast<std::uint64_t>(m_platform.cpu_count());
+    for (double at = static_cast<double>(m_params.migrate_every);; at += static_cast<double>(m_params.migrate_every)) {
+        host_sleep_until(h, at);
+        Vcpu& v = *all[rng.below(all.size())];
+        const auto to = static_cast<unsigned>((v.m_pcpu + 1 + rng.below(cpus - 1)) % cpus);
+        host_run_on_vcpu(h, v, [this, to](Vcpu& w) { userspace_migrate(w, to); });
+    }
+}
+
 void Kvm::userspace_migrate(Vcpu& v, unsigned pcpu) {
     if (pcpu >= m_sched.size())
         throw model::ConfigError(v.m_ctx.name + ": migrate to physical CPU " + std::to_string(pcpu) + ", which does not exist");
@@ -566,12 +595,19 @@ void Kvm::userspace_migrate(Vcpu& v, unsigned pcpu) {
     from.step(Cost::HostContextSwitch, "sched_setaffinity: the vCPU thread migrates", "kernel/sched/core.c", "kvm");
     from.vmclear(v.m_ctx.vmcs_address);
     v.m_launched = false;
+    // The new CPU gets a second thread: its tick must run again (tick_nohz_dep_set_cpu's IPI,
+    // whose handler restarts the slice timer there), or the thread running there would keep
+    // it as long as it does not block.
+    ++m_pinned[pcpu];
+    m_sched[pcpu]->set_shared(m_pinned[pcpu] > 1);
+    if (m_pinned[pcpu] > 1) {
+        from.step(Cost::KvmSendIpiMask, "tick_nohz_dep_set_cpu: IPI to restart the tick", "kernel/time/tick-sched.c", "kvm");
+        from.host_send_ipi(m_platform.cpu(pcpu).apic().apic_id(), kRescheduleVector);
+    }
     m_sched[v.m_pcpu]->release(&v);
     --m_pinned[v.m_pcpu];
     m_sched[v.m_pcpu]->set_shared(m_pinned[v.m_pcpu] > 1);
     v.m_pcpu = pcpu;
-    ++m_pinned[pcpu];
-    m_sched[pcpu]->set_shared(m_pinned[pcpu] > 1);
     v.m_poll_wake.reset();  // the halt-poll wait listened to the old CPU's APIC
     ++m_stat_migrations;
     m_sched[pcpu]->acquire(&v);
@@ -1540,6 +1576,7 @@ void Kvm::vmx_vcpu_pi_load(Vcpu& v) {
 
 void Kvm::scheduler_ipi(unsigned pcpu) {
     LogicalProcessor& p = m_platform.cpu(pcpu);
+    m_sched[pcpu]->restart_tick();
     std::vector<Vcpu*> woken;
     woken.swap(m_remote_wakeups[pcpu]);
     for (Vcpu* v : woken) {

@@ -80,6 +80,9 @@ struct KvmParams {
     bool mitigations = true;
     HostKernel host_kernel = HostKernel::V5_13;
     InjectedBug inject_bug = InjectedBug::None;
+    // A host-side stressor (0: off): every this many cycles the VMM's userspace moves a
+    // vCPU thread, drawn from a fixed seeded stream, to another CPU (sched_setaffinity).
+    std::uint64_t migrate_every = 0;
     // Sets one knob from text; throws model::ConfigError naming `where` and the knob.
     void set(const std::string& name, const std::string& value, const std::string& where);
     // name, value, description of every knob.
@@ -295,6 +298,7 @@ private:
     // vCPU thread and run loop (x86.c vcpu_run / vcpu_enter_guest).
     void vcpu_thread(Vcpu& v);
     void hardware_enable(unsigned pcpu);  // VMXON on the CPU, once
+    void migration_stressor(HostThreadContext& h);  // kvm.migrate_every
     int vcpu_enter_guest(Vcpu& v);
     // The mitigation steps around VMRESUME in vmx_vcpu_run (both for L1 and for L2).
     std::uint64_t host_spec_ctrl() const;

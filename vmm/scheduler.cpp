@@ -61,6 +61,7 @@ void HostScheduler::yield(HostThread t) {
 }
 
 void HostScheduler::arm_slice_timer() {
+    m_tick_armed = true;
     auto& apic = m_cpu.apic();
     m_cpu.sync();
     m_cpu.charge_cycles(apic.write_register(apic::kApicOffsetTimerDivide, kTimerDivideBy1));
@@ -69,6 +70,7 @@ void HostScheduler::arm_slice_timer() {
 }
 
 void HostScheduler::timer_tick() {
+    m_tick_armed = false;  // one-shot
     m_cpu.step(Cost::HostTimerTick, "scheduler tick", "kernel/sched", "kvm");
     if (!m_queue.empty())
         m_need_resched = true;

@@ -45,6 +45,11 @@ public:
     void idle_loop();
     // LOCAL_TIMER_VECTOR handler.
     void timer_tick();
+    // tick_nohz_dep_set_cpu: a thread joined a CPU whose tick was stopped (the owner ran
+    // alone); run on that CPU (its reschedule IPI's handler), this restarts the slice timer.
+    void restart_tick() {
+        if (m_shared && m_owner && !m_tick_armed) arm_slice_timer();
+    }
     // More than one vCPU thread is pinned here: the scheduler tick runs (otherwise the
     // CPU is tickless, as with nohz_full, and a vCPU runs until it blocks).
     void set_shared(bool shared) { m_shared = shared; }
@@ -61,6 +66,7 @@ private:
     HostThread m_last = nullptr;
     bool m_need_resched = false;
     bool m_shared = false;
+    bool m_tick_armed = false;  // the slice timer is counting down
     std::set<HostThread> m_preempting;  // waiting threads that woke with wakeup preemption
     sc_core::sc_event m_changed;
     sc_core::sc_event_or_list m_idle_wake;  // an interrupt or m_changed (built once)

@@ -194,6 +194,20 @@ TEST_CASE("protocol check: a migrated vCPU's NDST left at its old CPU is caught 
     CHECK(report.find("lost: vector 0x40 from vm0.vcpu0") != std::string::npos);
 }
 
+TEST_CASE("protocol check: random cross-CPU calls while vCPU threads migrate (kvm.migrate_every) have no finding",
+          "[check][protocol]") {
+    for (const std::string apic : {"x2apic", "xapic"}) {
+        INFO(apic);
+        const Checked c = run_checked({"random_ipi", "--vcpus", "16", "--apic", apic, "--set", "kvm.migrate_every=200000"});
+        CHECK(c.status == 0);
+        CHECK(c.out.find(", 0 findings") != std::string::npos);
+        CHECK(c.out.find("calls ran exactly once") != std::string::npos);
+    }
+    const auto r = vtxsim({"run", "ipi", "--set", "kvm.migrate_every=5"});
+    CHECK(r.status == 2);
+    CHECK(r.err.find("kvm.migrate_every") != std::string::npos);
+}
+
 TEST_CASE("protocol check: every scenario of the repository runs without a finding", "[check][protocol]") {
     std::vector<std::string> args = {"check", "--protocol"};
     for (const auto& e : std::filesystem::directory_iterator(std::string(VTX_SOURCE_DIR) + "/tests/scenarios"))
