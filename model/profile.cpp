@@ -92,6 +92,16 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
     } catch (const json::exception& e) {  // a syntax error, or a number out of range (406)
         fail(file, std::string("not valid JSON: ") + e.what());
     }
+    // Every field is checked for its type before it is read; should one slip through, the
+    // JSON library's type error still becomes one message naming the file.
+    try {
+        return from_json_object(j, file);
+    } catch (const json::exception& e) {
+        fail(file, std::string("a value of the wrong type: ") + e.what());
+    }
+}
+
+CpuProfile CpuProfile::from_json_object(const json& j, const std::string& file) {
     if (!j.is_object()) fail(file, "top level must be an object");
     static const std::set<std::string> kKeys = {"name",     "description", "core_ghz",
                                                 "tsc_ghz",  "features",    "costs",
@@ -103,7 +113,10 @@ CpuProfile CpuProfile::parse(const std::string& text, const std::string& file) {
     p.file = file;
     if (!j.contains("name") || !j["name"].is_string()) fail(file, "missing string \"name\"");
     p.name = j["name"].get<std::string>();
-    if (j.contains("description")) p.description = j["description"].get<std::string>();
+    if (j.contains("description")) {
+        if (!j["description"].is_string()) fail(file, "\"description\" must be a string");
+        p.description = j["description"].get<std::string>();
+    }
     p.core_ghz = number_field(j, "core_ghz", file, "top level");
     // A clock between 1 MHz and 100 GHz: outside it cycles and simulated time lose meaning
     // (a 1e300 GHz clock makes every step take no time at all).

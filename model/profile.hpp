@@ -3,6 +3,8 @@
 #include <string>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "model/costs.hpp"
 #include "model/features.hpp"
 
@@ -32,6 +34,11 @@ struct CpuProfile {
     static CpuProfile load(const std::string& path);
     // Parses profile text (the file name is used in messages only).
     static CpuProfile parse(const std::string& text, const std::string& file_for_messages);
+
+private:
+    static CpuProfile from_json_object(const nlohmann::json& j, const std::string& file);
+
+public:
 
     // `--set cost.NAME=VALUE`: throws ConfigError naming the entry if unknown or invalid.
     void override_cost(const std::string& name, const std::string& value,
