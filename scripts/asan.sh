@@ -2,8 +2,7 @@
 # The test suite under AddressSanitizer and UndefinedBehaviorSanitizer together (any finding
 # fails its test): builds into build-asan/ (RelWithDebInfo, -fsanitize=address,undefined,
 # -fno-sanitize-recover=undefined; warnings not errors, as GCC's -Wmaybe-uninitialized
-# misfires under ASan) and runs ctest there. Not part of CI (it doubles the build time);
-# run it before a release. docs/reliability.md "Sanitizers" says what the options are for:
+# misfires under ASan) and runs ctest there. CI (.ci/run) runs it after the test command. docs/reliability.md "Sanitizers" says what the options are for:
 # - detect_leaks=0: SystemC's coroutine threads that are still suspended when a simulation
 #   ends keep their stacks and the objects only those stacks point at; LeakSanitizer would
 #   report each of them. (Every simulation runs in a process that ends with it.)
