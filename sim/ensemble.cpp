@@ -85,14 +85,8 @@ nlohmann::json Ensemble::to_json() const {
 }
 
 Ensemble Ensemble::load(const std::string& path, const model::CpuProfile& profile) {
-    std::ifstream in(path);
-    if (!in) bad(path, "cannot open file (make one with `vtxsim calibrate --ensemble N --out FILE`)");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        bad(path, std::string("not valid JSON: ") + e.what());
-    }
+    const nlohmann::json j = read_json_file(path, "ensemble " + display_path(path),
+                                            "(make one with `vtxsim calibrate --ensemble N --out FILE`)");
     Ensemble en;
     en.file = path;
     try {

@@ -63,9 +63,15 @@ struct ProfileCaps {
     vmcs::VmxCapabilities caps;
 };
 
+ProfileCaps make_profile_caps(const std::string& name) {
+    model::CpuProfile profile = load_profile(name);
+    const vmcs::VmxCapabilities caps = vmcs::build_capabilities(profile.features);
+    return {std::move(profile), caps};
+}
+
 const ProfileCaps& profile_caps(bool icx) {
-    static const ProfileCaps spr{load_profile("spr"), vmcs::build_capabilities(load_profile("spr").features)};
-    static const ProfileCaps ic{load_profile("icx"), vmcs::build_capabilities(load_profile("icx").features)};
+    static const ProfileCaps spr = make_profile_caps("spr");
+    static const ProfileCaps ic = make_profile_caps("icx");
     return icx ? ic : spr;
 }
 

@@ -95,15 +95,18 @@ std::string default_training_file() {
     return (fs::path(profile_dir()) / "training" / "kvm-ipiv-cover-letter.json").string();
 }
 
-TrainingSet load_training(const std::string& path) {
+nlohmann::json read_json_file(const std::string& path, const std::string& label, const std::string& hint) {
     std::ifstream in(path);
-    if (!in) throw model::ConfigError("training file " + path + ": cannot open file");
-    nlohmann::json j;
+    if (!in) throw model::ConfigError(label + ": cannot open file" + (hint.empty() ? "" : " " + hint));
     try {
-        j = nlohmann::json::parse(in);
+        return nlohmann::json::parse(in);
     } catch (const nlohmann::json::exception& e) {  // a syntax error, or a number out of range
-        throw model::ConfigError("training file " + path + ": not valid JSON: " + e.what());
+        throw model::ConfigError(label + ": not valid JSON: " + e.what());
     }
+}
+
+TrainingSet load_training(const std::string& path) {
+    const nlohmann::json j = read_json_file(path, "training file " + path);
     TrainingSet t;
     try {
         t.source = j.at("source").get<std::string>();

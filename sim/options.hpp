@@ -17,6 +17,9 @@ std::string profile_dir();
 // How outputs name a file: inside profiles/ as "profiles/...", so that the same run gives
 // the same output wherever the checkout lives; any other path as given.
 std::string display_path(const std::string& path);
+// A JSON input file, parsed: one model::ConfigError "LABEL: cannot open file[ HINT]" or
+// "LABEL: not valid JSON: ..." (a syntax error, a number out of range) otherwise.
+nlohmann::json read_json_file(const std::string& path, const std::string& label, const std::string& hint = "");
 // NAME (profiles/NAME.json) or a path to a JSON file.
 model::CpuProfile load_profile(const std::string& name_or_file);
 std::vector<std::string> profile_names();

@@ -16,7 +16,7 @@ namespace vtx::sim {
 namespace {
 
 constexpr std::size_t kRecentDeliveries = 4;
-constexpr std::size_t kLowestPriorityKept = 4096;  // outstanding lowest-priority sends remembered
+constexpr std::size_t kUncertainKept = 4096;  // outstanding uncertain sends remembered
 // A notification sent this long after its target was preempted cannot come from a poster
 // that read SN before the preemption set it (decoupled processors run up to a quantum ahead).
 constexpr double kPreemptedMargin = 100000;
@@ -137,21 +137,23 @@ void ProtocolChecker::send(std::size_t vm, std::size_t sender, std::uint64_t icr
         if (fields.shorthand != apic::Shorthand::None &&
             std::find(candidates.begin(), candidates.end(), sender) == candidates.end())
             candidates.push_back(sender);
-        m_lowest.push_back({vm, fields.vector, std::move(candidates)});
-        if (m_lowest.size() > kLowestPriorityKept) m_lowest.pop_front();
+        m_uncertain.push_back({vm, fields.vector, std::move(candidates)});
+        if (m_uncertain.size() > kUncertainKept) m_uncertain.pop_front();
         return;
     }
     const auto targets = apic::resolve_destinations(msg, views, sender);
-    // (Physical destinations only: a logical one resolves against LDRs a guest may rewrite
-    // between its ICR write and KVM's handling of it.)
-    // Nor while KVM's APICv inhibit is still reaching the sender: a vCPU that has not yet
-    // refreshed its controls may still virtualize IPIs through the PID-pointer table, which
-    // KVM indexes by vCPU ID (kvm_make_all_cpus_request waits for that, not the map).
-    const vmcs::Vmcs& sender_vmcs = vcpus[sender]->context().vmcs;
-    const bool stale_ipiv = m_kvm.vms()[vm]->apicv_inhibited() &&
-                            (vmcs::effective_tertiary_controls(sender_vmcs) & vmcs::kTertiaryIpiVirt);
+    // A send that reaches nobody is remembered (its receiver would be misrouted to), for a
+    // physical destination only: a logical one resolves against LDRs a guest may rewrite
+    // between its ICR write and KVM's handling of it. Nor while KVM's APICv inhibit is still
+    // reaching the sender: a vCPU that has not yet refreshed its controls may still
+    // virtualize IPIs through the PID-pointer table, which KVM indexes by vCPU ID
+    // (kvm_make_all_cpus_request waits for that, not the map).
+    auto stale_ipiv = [&] {
+        return m_kvm.vms()[vm]->apicv_inhibited() &&
+               (vmcs::effective_tertiary_controls(vcpus[sender]->context().vmcs) & vmcs::kTertiaryIpiVirt);
+    };
     if (targets.empty() && fields.destination_mode == apic::DestinationMode::Physical &&
-        fields.shorthand == apic::Shorthand::None && !stale_ipiv)
+        fields.shorthand == apic::Shorthand::None && !stale_ipiv())
         m_unaddressed[{vm, fields.vector}] = Unaddressed{icr, fields.destination};
     for (std::size_t t : targets) {
         Pending& p = m_targets[vm][t].pending[fields.vector];
@@ -168,10 +170,10 @@ void ProtocolChecker::interrupt_delivered(const cpu::GuestContext& ctx, std::uin
     const auto it = target.pending.find(vector);
     if (it == target.pending.end() || it->second.count == 0) {
         // A lowest-priority send this vCPU was a candidate for.
-        for (auto l = m_lowest.begin(); l != m_lowest.end(); ++l)
+        for (auto l = m_uncertain.begin(); l != m_uncertain.end(); ++l)
             if (l->vm == vm && l->vector == vector &&
                 std::find(l->candidates.begin(), l->candidates.end(), vcpu) != l->candidates.end()) {
-                m_lowest.erase(l);
+                m_uncertain.erase(l);
                 ++m_delivered;
                 return;
             }

@@ -87,12 +87,12 @@ private:
     // it reads change between the guest's write and KVM's handling, and KVM may hash the
     // vector instead), so a delivery to any of them is accepted and none is reported lost.
     // The same for an ICR the architecture leaves undefined, which KVM may still deliver.
-    struct LowestPrioritySend {
+    struct UncertainSend {
         std::size_t vm = 0;
         std::uint8_t vector = 0;
         std::vector<std::size_t> candidates;
     };
-    std::deque<LowestPrioritySend> m_lowest;
+    std::deque<UncertainSend> m_uncertain;
     // Fixed IPIs whose destination no vCPU had when they were written, by VM and vector
     // (their ICR): a delivery of that vector to a vCPU no send targeted came from one of them.
     // (An xAPIC ID change racing with the write may make KVM route it after all: not held

@@ -37,14 +37,7 @@ double positive_number(const nlohmann::json& j, const char* key, const std::stri
 }  // namespace
 
 ValidationPoint ValidationPoint::load(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) bad(path, "cannot open file");
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-        bad(path, std::string("not valid JSON: ") + e.what());
-    }
+    const nlohmann::json j = read_json_file(path, "validation point " + display_path(path));
     if (!j.is_object()) bad(path, "top level must be an object");
     static const std::set<std::string> kKeys = {"quantity", "value", "unit", "spread", "cpu", "setup", "citation",
                                                 "used_for_fitting", "model", "differences"};

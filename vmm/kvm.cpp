@@ -702,7 +702,8 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     if (!v.apicv_active() && sync_pir_to_irr(v)) v.m_req_event = true;
     // A queued exception first, then NMIs (they rank above interrupts); each occupies the
     // entry's injection, and what waits behind it keeps KVM_REQ_EVENT for the next entry.
-    const bool exception_injected = v.m_pending_gp && inject_pending_exception(v);
+    const bool exception_injected = v.m_pending_gp;
+    if (exception_injected) inject_pending_exception(v);
     const bool nmi_injected = !exception_injected && v.m_nmi_pending && inject_pending_nmi(v);
     if (v.m_req_event && !v.apicv_active() && !nmi_injected && !exception_injected) inject_pending_interrupt(v);
     if (!exception_injected) v.m_req_event = false;
@@ -1244,14 +1245,13 @@ std::uint8_t Kvm::apic_ppr(Vcpu& v) {
                                                                      : static_cast<std::uint8_t>(isrv & kPriorityClassMask);
 }
 
-bool Kvm::inject_pending_exception(Vcpu& v) {
+void Kvm::inject_pending_exception(Vcpu& v) {
     LogicalProcessor& p = lp(v);
     p.step(Cost::KvmInjectInterrupt, "vmx_inject_exception (#GP)", "vmx.c", "kvm");
     p.vmwrite(Field::VmEntryIntrInfoField,
               vmcs::make_interruption_info(x86::kVectorGp, vmcs::InterruptionType::HardwareException, true));
     p.vmwrite(Field::VmEntryExceptionErrorCode, 0);
     v.m_pending_gp = false;
-    return true;
 }
 
 bool Kvm::vmx_nmi_allowed(const vmcs::Vmcs& vmcs) {
@@ -1642,7 +1642,7 @@ void Kvm::host_signal_msi(HostThreadContext& h, Vm& vm, const apic::InterruptMes
 void Kvm::host_preempt_vcpu(HostThreadContext& h, Vcpu& v, double cycles) {
     LogicalProcessor& p = m_platform.cpu(h.pcpu);
     p.step(Cost::HostTaskWakeup, "try_to_wake_up: a CPU-bound task onto the vCPU's CPU", "kernel/sched/core.c", "kvm");
-    ++m_stat_host_preemptions;
+    ++m_stat_task_wakeups;
     p.sync();  // the task is runnable from the waker's present on
     const unsigned pcpu = v.m_pcpu;
     m_host_threads.push_back(std::make_unique<char>());

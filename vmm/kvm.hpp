@@ -335,7 +335,7 @@ private:
     // kvm_inject_gp: a #GP queued for the next VM entry (the instruction not skipped).
     void kvm_inject_gp(Vcpu& v);
     // kvm_check_and_inject_events, exception part: the queued #GP through VM entry.
-    bool inject_pending_exception(Vcpu& v);
+    void inject_pending_exception(Vcpu& v);
     std::uint32_t kvm_lapic_reg_read(Vcpu& v, std::uint32_t offset);
     void kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr);
     // Who runs one of KVM's interrupt-delivery paths: a vCPU thread (its ICR write,
@@ -434,8 +434,8 @@ private:
                                          "vCPU threads moved to another CPU (sched_setaffinity from userspace)"};
     model::StatCounter m_stat_userspace_exits{m_platform.stats(), "kvm.userspace_exits",
                                               "KVM_RUN returns to userspace for a signal (host-side work on a vCPU thread)"};
-    model::StatCounter m_stat_host_preemptions{m_platform.stats(), "host.task_wakeups",
-                                               "host tasks woken onto a vCPU's CPU (they preempt what runs there)"};
+    model::StatCounter m_stat_task_wakeups{m_platform.stats(), "host.task_wakeups",
+                                           "host tasks woken onto a vCPU's CPU (they preempt what runs there)"};
     model::StatCounter m_stat_gp_injected{m_platform.stats(), "kvm.gp_injected",
                                           "#GP exceptions KVM injected (x2APIC MSR accesses it refused)"};
     model::StatCounter m_stat_nmis_injected{m_platform.stats(), "kvm.nmis_injected",
