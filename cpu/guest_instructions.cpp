@@ -258,7 +258,7 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
             continue;
         }
         if (line_written) {
-            memory.begin_wait(watch_hpa);
+            memory.begin_wait(watch_hpa, writes_before);
             cur.wait_for(cur.line_or_interrupt(watch_hpa & ~(model::kCacheLineSize - 1), *line_written));
             memory.end_wait(watch_hpa);
         } else {

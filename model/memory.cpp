@@ -105,15 +105,10 @@ std::uint64_t PhysicalMemory::allocate(std::uint64_t bytes, std::uint64_t alignm
     return base;
 }
 
-bool PhysicalMemory::Sharers::contains(int agent) const {
+bool PhysicalMemory::Sharers::contains_bit(int agent) const {
     if (agent < 0) return false;
-    if (m_bits) {
-        const auto a = static_cast<std::size_t>(agent);
-        return a / 64 < m_bits->size() && (((*m_bits)[a / 64] >> (a % 64)) & 1u);
-    }
-    for (unsigned i = 0; i < m_count; ++i)
-        if (m_inline[i] == agent) return true;
-    return false;
+    const auto a = static_cast<std::size_t>(agent);
+    return a / 64 < m_bits->size() && (((*m_bits)[a / 64] >> (a % 64)) & 1u);
 }
 
 void PhysicalMemory::Sharers::add(int agent) {
@@ -135,16 +130,6 @@ void PhysicalMemory::Sharers::add(int agent) {
     ++m_count;
 }
 
-void PhysicalMemory::Sharers::only(int agent) {
-    clear();
-    add(agent);
-}
-
-void PhysicalMemory::Sharers::clear() {
-    m_bits.reset();
-    m_count = 0;
-}
-
 PhysicalMemory::Line& PhysicalMemory::line(std::uint64_t line_number) {
     constexpr std::uint64_t kLinesPerPage = kPageSize / kCacheLineSize;
     PageEntry& e = entry(line_number / kLinesPerPage);
@@ -152,51 +137,91 @@ PhysicalMemory::Line& PhysicalMemory::line(std::uint64_t line_number) {
     return e.lines[line_number % kLinesPerPage];
 }
 
+// The ownership model of one line: prices the access and updates who holds the line.
+inline double PhysicalMemory::price_line(Line& line, int agent, bool write) {
+    const CostTable& c = *m_costs;
+    if (agent == kDeviceAgent) {
+        if (write) {
+            line.sharers.clear();
+            line.modified_by = kDeviceAgent - 1;
+        }
+        return c[Cost::MemUncachedAccess];
+    }
+    const bool mine = line.modified_by == agent;
+    const bool holds = mine || line.sharers.contains(agent);
+    double cycles;
+    if (write ? !mine && (!holds || line.sharers.any_but(agent) || line.modified_by >= 0) : !holds) {
+        // (A write by a holder that is not the modifier transfers when anybody else holds
+        // the line, modified_by >= 0 meaning another agent here.)
+        cycles = c[Cost::MemLineTransfer];
+        ++m_line_transfers;
+    } else {
+        cycles = c[Cost::MemL1Hit];
+    }
+    if (write) {
+        if (!mine || line.sharers.any_but(agent)) line.sharers.only(agent);
+        line.modified_by = agent;
+    } else {
+        if (line.modified_by >= 0 && !mine) line.modified_by = -2;
+        if (!holds) line.sharers.add(agent);
+    }
+    return cycles;
+}
+
 double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t len,
                                  bool write, bool& observed) {
     const std::uint64_t first = address / kCacheLineSize;
     const std::uint64_t last = (address + len - 1) / kCacheLineSize;
-    if (!m_costs) {
-        if (write)
-            for (std::uint64_t ln = first; ln <= last; ++ln) observed = observed || line(ln).observed;
-        return 0.0;
-    }
-    const CostTable& c = *m_costs;
     double cycles = 0;
     for (std::uint64_t ln = first; ln <= last; ++ln) {
         Line& line = this->line(ln);
         observed = observed || line.observed;
-        if (agent == kDeviceAgent) {
-            cycles += c[Cost::MemUncachedAccess];
-            if (write) {
-                line.sharers.clear();
-                line.modified_by = kDeviceAgent - 1;
-            }
-            continue;
-        }
-        const bool holds = line.modified_by == agent || line.sharers.contains(agent);
-        const bool others = line.sharers.any_but(agent) || (line.modified_by >= 0 && line.modified_by != agent);
-        bool transfer;
-        if (write)
-            transfer = !(line.modified_by == agent) && (!holds || others);
-        else
-            transfer = !holds;
-        if (transfer) {
-            cycles += c[Cost::MemLineTransfer];
-            ++m_line_transfers;
-        } else {
-            cycles += c[Cost::MemL1Hit];
-        }
-        if (write) {
-            line.sharers.only(agent);
-            line.modified_by = agent;
-        } else {
-            if (line.modified_by >= 0 && line.modified_by != agent) line.modified_by = -2;
-            if (!holds) line.sharers.add(agent);
-        }
+        if (m_costs) cycles += price_line(line, agent, write);
     }
     return cycles;
 }
+
+namespace {
+// Performs `r` on the bytes it addresses (`p`: the first byte of [where, where + span)).
+// One definition of each operation, for the fast and the general path.
+void perform(MemRequest& r, std::uint8_t* p) {
+    switch (r.op) {
+        case MemOp::Read: std::memcpy(r.data, p, r.size); break;
+        case MemOp::Write: std::memcpy(p, r.data, r.size); break;
+        case MemOp::LockedBts:
+        case MemOp::LockedBtr: {
+            const std::uint8_t mask = static_cast<std::uint8_t>(1u << (r.operand % 8));
+            r.result = (*p & mask) ? 1 : 0;
+            *p = r.op == MemOp::LockedBts ? (*p | mask) : (*p & ~mask);
+            break;
+        }
+        case MemOp::LockedOr:
+        case MemOp::LockedAnd:
+        case MemOp::LockedXchg:
+        case MemOp::LockedAdd:
+        case MemOp::LockedCmpxchg: {
+            std::uint64_t old = 0;
+            std::memcpy(&old, p, r.size);
+            std::uint64_t nv = old;
+            if (r.op == MemOp::LockedOr) nv = old | r.operand;
+            if (r.op == MemOp::LockedAnd) nv = old & r.operand;
+            if (r.op == MemOp::LockedXchg) nv = r.operand;
+            if (r.op == MemOp::LockedAdd) nv = old + r.operand;
+            if (r.op == MemOp::LockedCmpxchg) {
+                const std::uint64_t mask = r.size == 8 ? ~0ull : 0xFFFFFFFFull;
+                nv = (old == (r.compare & mask)) ? r.operand : old;
+            }
+            std::memcpy(p, &nv, r.size);
+            r.result = old;
+            break;
+        }
+        case MemOp::LockedFetchAndClear:
+            std::memcpy(r.data, p, r.size);
+            std::memset(p, 0, r.size);
+            break;
+    }
+}
+}  // namespace
 
 double PhysicalMemory::access(MemRequest& r) {
     const bool locked = is_locked(r.op);
@@ -211,54 +236,34 @@ double PhysicalMemory::access(MemRequest& r) {
     } else if (r.size != 4 && r.size != 8) {
         throw MemoryError(r.address, r.size, "locked operand size must be 4 or 8 bytes");
     }
-    check(where, span);
     const bool store = r.op != MemOp::Read;
-    bool observed = false;
-    double cycles = coherence(r.agent, where, span, store, observed);
-    if (locked) {
-        ++m_locked_ops;
-        if (m_costs) cycles += (*m_costs)[Cost::MemLockedRmw];
-    }
-    switch (r.op) {
-        case MemOp::Read: peek(r.address, r.data, r.size); break;
-        case MemOp::Write: poke(r.address, r.data, r.size); break;
-        case MemOp::LockedBts:
-        case MemOp::LockedBtr: {
-            std::uint8_t byte;
-            peek(where, &byte, 1);
-            const std::uint8_t mask = static_cast<std::uint8_t>(1u << (r.operand % 8));
-            r.result = (byte & mask) ? 1 : 0;
-            byte = r.op == MemOp::LockedBts ? (byte | mask) : (byte & ~mask);
-            poke(where, &byte, 1);
-            break;
-        }
-        case MemOp::LockedOr:
-        case MemOp::LockedAnd:
-        case MemOp::LockedXchg:
-        case MemOp::LockedAdd:
-        case MemOp::LockedCmpxchg: {
-            std::uint64_t old = 0;
-            peek(r.address, &old, r.size);
-            std::uint64_t nv = old;
-            if (r.op == MemOp::LockedOr) nv = old | r.operand;
-            if (r.op == MemOp::LockedAnd) nv = old & r.operand;
-            if (r.op == MemOp::LockedXchg) nv = r.operand;
-            if (r.op == MemOp::LockedAdd) nv = old + r.operand;
-            if (r.op == MemOp::LockedCmpxchg) {
-                const std::uint64_t mask = r.size == 8 ? ~0ull : 0xFFFFFFFFull;
-                nv = (old == (r.compare & mask)) ? r.operand : old;
+    const double rmw = locked && m_costs ? (*m_costs)[Cost::MemLockedRmw] : 0.0;
+    // The common case: within one line of a page that exists (and has its lines' state).
+    if (where < m_size && span <= m_size - where && where % kCacheLineSize + span <= kCacheLineSize) {
+        const std::uint64_t pn = where / kPageSize;
+        if (PageEntry* chunk = m_chunks[pn >> kChunkBits].get()) {
+            PageEntry& e = chunk[pn & (kChunkPages - 1)];
+            if (e.bytes && e.lines) {
+                const std::uint64_t off = where % kPageSize;
+                Line& line = e.lines[off / kCacheLineSize];
+                const double cycles = (m_costs ? price_line(line, r.agent, store) : 0.0) + rmw;
+                if (locked) ++m_locked_ops;
+                perform(r, e.bytes.get() + off);
+                if (store && line.observed && m_store_observer)
+                    m_store_observer(where & ~(kCacheLineSize - 1), r.agent);
+                return cycles;
             }
-            poke(r.address, &nv, r.size);
-            r.result = old;
-            break;
-        }
-        case MemOp::LockedFetchAndClear: {
-            peek(r.address, r.data, r.size);
-            std::uint8_t zeros[64] = {};
-            poke(r.address, zeros, r.size);
-            break;
         }
     }
+    // The general case: across lines or pages, or a page touched for the first time.
+    check(where, span);
+    if (locked) ++m_locked_ops;
+    bool observed = false;
+    const double cycles = coherence(r.agent, where, span, store, observed) + rmw;
+    std::uint8_t bytes[64];
+    peek(where, bytes, span);
+    perform(r, bytes);
+    if (store) poke(where, bytes, span);
     if (store && observed && m_store_observer) {
         for (std::uint64_t ln = where / kCacheLineSize; ln <= (where + span - 1) / kCacheLineSize;
              ++ln)

@@ -113,12 +113,24 @@ private:
     // line's state is 24 bytes (a page's 64 lines: 1.5 KiB).
     class Sharers {
     public:
-        bool contains(int agent) const;
+        bool contains(int agent) const {
+            if (m_bits) return contains_bit(agent);
+            for (unsigned i = 0; i < m_count; ++i)
+                if (m_inline[i] == agent) return true;
+            return false;
+        }
         bool any_but(int agent) const { return m_count > (contains(agent) ? 1u : 0u); }
         void add(int agent);  // a device agent (< 0) is never a sharer
-        void only(int agent);  // the set becomes {agent}
-        void clear();
+        void only(int agent) {  // the set becomes {agent}
+            clear();
+            if (agent >= 0) m_inline[m_count++] = agent;
+        }
+        void clear() {
+            m_bits.reset();
+            m_count = 0;
+        }
     private:
+        bool contains_bit(int agent) const;
         static constexpr unsigned kInline = 2;
         std::array<int, kInline> m_inline{};
         unsigned m_count = 0;
@@ -148,6 +160,7 @@ private:
     // Prices the access by the lines' states and updates them; `observed` is set when a
     // line is one the store observer watches.
     double coherence(int agent, std::uint64_t address, std::uint64_t len, bool write, bool& observed);
+    double price_line(Line& line, int agent, bool write);  // one line (m_costs set)
 
     std::uint64_t m_size;
     const CostTable* m_costs;

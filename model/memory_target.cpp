@@ -51,11 +51,13 @@ sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) 
     return it->second.written;
 }
 
-void MemoryTarget::begin_wait(std::uint64_t line_address) {
+void MemoryTarget::begin_wait(std::uint64_t line_address, std::uint64_t seen_writes) {
     m_last_line = ~std::uint64_t{0};
     const auto [it, made] = m_watched.try_emplace(line_address & ~(kCacheLineSize - 1));
     if (made) m_mem.observe_line(line_address);
-    ++it->second.waiters;
+    WatchedLine& w = it->second;
+    if (w.waiters == 0 && w.writes == seen_writes) w.written.cancel();
+    ++w.waiters;
 }
 
 void MemoryTarget::end_wait(std::uint64_t line_address) {

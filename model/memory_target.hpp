@@ -54,7 +54,13 @@ public:
     // (and read the line) synchronizes its initiator first (decoupled mode: the annotated
     // delay is waited out in b_transport, as a TLM-2.0 LT target may), so the pollers see
     // memory as of the store that woke them, in exact mode's order.
-    void begin_wait(std::uint64_t line_address);
+    // `seen_writes`: the line_write_count() the poller's last evaluation of its condition
+    // saw. When it equals the line's count and nobody else waits, a pending notification of
+    // the line (a store that has taken place in host order but, in decoupled mode, takes
+    // effect later: often the poller's own store, made just before it polls) can only wake
+    // the poller for a store it has already seen, and is cancelled: a spurious wake-up is a
+    // thread switch and a re-evaluation that decide nothing.
+    void begin_wait(std::uint64_t line_address, std::uint64_t seen_writes);
     void end_wait(std::uint64_t line_address);
 
 private:

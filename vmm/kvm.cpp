@@ -1452,7 +1452,7 @@ void Kvm::kvm_vcpu_halt(Vcpu& v) {
             p.sync();
             if (memory.line_write_count(v.m_pi_desc) != writes) continue;  // posted while checking
             if (!p.host_interrupt_pending()) {
-                memory.begin_wait(v.m_pi_desc);
+                memory.begin_wait(v.m_pi_desc, writes);
                 p.wait_for(*v.m_poll_wake, stop - p.now_cycles());  // cpu_relax() until something arrives
                 memory.end_wait(v.m_pi_desc);
             }

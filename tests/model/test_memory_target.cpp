@@ -104,7 +104,7 @@ struct PollAndStore : sc_core::sc_module {
     }
     void poller() {
         sc_core::sc_event& written = target.line_written_event(line);
-        if (poller_waits) target.begin_wait(line);
+        if (poller_waits) target.begin_wait(line, target.line_write_count(line));
         sc_core::wait(written);
         if (poller_waits) target.end_wait(line);
         woke_at = clock.to_cycles(sc_core::sc_time_stamp());
