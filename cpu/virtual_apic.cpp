@@ -26,14 +26,6 @@ constexpr std::uint32_t kIcrShorthandSelf = 0x1u << kIcrShorthandShift;
 constexpr std::uint32_t kIcrReservedBits = 0xFFF00000u | (0x3u << 16) | (1u << 13);
 }  // namespace
 
-std::uint32_t VirtualApicPage::read32(std::uint32_t offset) const {
-    std::uint32_t v;
-    m_mem.peek(m_address + offset, &v, sizeof v);
-    return v;
-}
-void VirtualApicPage::write32(std::uint32_t offset, std::uint32_t value) {
-    m_mem.poke(m_address + offset, &value, sizeof value);
-}
 std::uint64_t VirtualApicPage::read64(std::uint32_t offset) const {
     return m_mem.peek64(m_address + offset);
 }
@@ -59,12 +51,6 @@ std::optional<std::uint8_t> VirtualApicPage::highest_bit(std::uint32_t base) con
     return std::nullopt;
 }
 
-std::uint8_t rvi(const vmcs::Vmcs& v) {
-    return static_cast<std::uint8_t>(v.hw_read(Field::GuestIntrStatus) & 0xFF);
-}
-std::uint8_t svi(const vmcs::Vmcs& v) {
-    return static_cast<std::uint8_t>((v.hw_read(Field::GuestIntrStatus) >> kSviShift) & 0xFF);
-}
 void set_rvi(vmcs::Vmcs& v, std::uint8_t value) {
     const auto s = v.hw_read(Field::GuestIntrStatus);
     v.hw_write(Field::GuestIntrStatus, (s & 0xFF00) | value);

@@ -3,6 +3,7 @@
 // 30.1-30.2), as plain functions over the page and the guest-interrupt status (RVI/SVI).
 // The processor (logical_processor.cpp) calls them and charges their named costs.
 #include <cstdint>
+#include <cstring>
 #include <optional>
 
 #include "model/memory.hpp"
@@ -40,10 +41,22 @@ inline constexpr unsigned kSviShift = 8;
 class VirtualApicPage {
 public:
     VirtualApicPage(model::PhysicalMemory& mem, std::uint64_t address)
-        : m_mem(mem), m_address(address) {}
+        : m_mem(mem), m_address(address), m_bytes(mem.page_bytes(address)) {}
     std::uint64_t address() const { return m_address; }
-    std::uint32_t read32(std::uint32_t offset) const;
-    void write32(std::uint32_t offset, std::uint32_t value);
+    std::uint32_t read32(std::uint32_t offset) const {
+        std::uint32_t v;
+        if (m_bytes && offset <= model::kPageSize - sizeof v)
+            std::memcpy(&v, m_bytes + offset, sizeof v);
+        else
+            m_mem.peek(m_address + offset, &v, sizeof v);
+        return v;
+    }
+    void write32(std::uint32_t offset, std::uint32_t value) {
+        if (m_bytes && offset <= model::kPageSize - sizeof value)
+            std::memcpy(m_bytes + offset, &value, sizeof value);
+        else
+            m_mem.poke(m_address + offset, &value, sizeof value);
+    }
     std::uint64_t read64(std::uint32_t offset) const;
     void write64(std::uint32_t offset, std::uint64_t value);
 
@@ -57,10 +70,15 @@ public:
 private:
     model::PhysicalMemory& m_mem;
     std::uint64_t m_address;
+    std::uint8_t* m_bytes;  // the page, when it is one page of memory (else peek/poke)
 };
 
-std::uint8_t rvi(const vmcs::Vmcs& v);
-std::uint8_t svi(const vmcs::Vmcs& v);
+inline std::uint8_t rvi(const vmcs::Vmcs& v) {
+    return static_cast<std::uint8_t>(v.hw_read(vmcs::Field::GuestIntrStatus) & 0xFF);
+}
+inline std::uint8_t svi(const vmcs::Vmcs& v) {
+    return static_cast<std::uint8_t>((v.hw_read(vmcs::Field::GuestIntrStatus) >> kSviShift) & 0xFF);
+}
 void set_rvi(vmcs::Vmcs& v, std::uint8_t value);
 void set_svi(vmcs::Vmcs& v, std::uint8_t value);
 

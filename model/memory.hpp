@@ -88,6 +88,13 @@ public:
         }
         poke_slow(address, in, len);
     }
+    // The bytes of the page that starts at `page_address` (made, zeroed, if untouched), for
+    // an agent's own untimed view of one page (the virtual-APIC page); nullptr when the
+    // address is not page-aligned or the page is outside memory. Pages never move.
+    std::uint8_t* page_bytes(std::uint64_t page_address) {
+        if (page_address % kPageSize || page_address >= m_size || kPageSize > m_size - page_address) return nullptr;
+        return page(page_address, true);
+    }
     std::uint64_t peek64(std::uint64_t address) const;
     void poke64(std::uint64_t address, std::uint64_t value);
 

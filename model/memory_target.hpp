@@ -39,8 +39,10 @@ public:
 
     // ---- lines a spin-wait watches (the first call of line_written_event makes a line
     // watched; the others are meaningful for watched lines only).
-    // Notified whenever the line is stored to, at the store's time (the transaction's
-    // annotated delay: the initiator's local offset).
+    // Notified when the line is stored to while a poller waits on it (begin_wait to
+    // end_wait), at the store's time (the transaction's annotated delay: the initiator's
+    // local offset). A poller that starts waiting later has seen the store: it compares
+    // line_write_count() around the evaluation of its condition.
     sc_core::sc_event& line_written_event(std::uint64_t line_address);
     // How many stores the line has seen so far: a poller that reads it before and after
     // evaluating its condition knows whether a store slipped in between.

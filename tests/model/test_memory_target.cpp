@@ -90,23 +90,21 @@ struct PollAndStore : sc_core::sc_module {
     MemoryTarget& target;
     Clock& clock;
     double offset_cycles, second_offset_cycles;
-    bool poller_waits;
     double woke_at = -1, writer_after = -1, writer_after_second = -1;
     bool first_synchronized = true, second_synchronized = false;
     std::uint64_t line = 0x1000;
     SC_HAS_PROCESS(PollAndStore);
-    PollAndStore(sc_core::sc_module_name n, MemoryTarget& t, Clock& c, double offset, bool waits,
+    PollAndStore(sc_core::sc_module_name n, MemoryTarget& t, Clock& c, double offset,
                  double second_offset = -1)
-        : sc_module(n), target(t), clock(c), offset_cycles(offset), second_offset_cycles(second_offset),
-          poller_waits(waits) {
+        : sc_module(n), target(t), clock(c), offset_cycles(offset), second_offset_cycles(second_offset) {
         SC_THREAD(poller);
         SC_THREAD(writer);
     }
     void poller() {
         sc_core::sc_event& written = target.line_written_event(line);
-        if (poller_waits) target.begin_wait(line, target.line_write_count(line));
+        target.begin_wait(line, target.line_write_count(line));
         sc_core::wait(written);
-        if (poller_waits) target.end_wait(line);
+        target.end_wait(line);
         woke_at = clock.to_cycles(sc_core::sc_time_stamp());
     }
     void store(double offset, bool& synchronized) {
@@ -137,9 +135,9 @@ TEST_CASE("a store annotated ahead of SystemC time wakes a poller at the store's
     Clock clock(2.0);
     PhysicalMemory mem(0x10000, &t);
     MemoryTarget target("memory", mem, clock);
-    // Nobody is registered as waiting: the writer keeps running ahead; the store's time
-    // is recorded and the line's event fires then.
-    PollAndStore m("m", target, clock, 400, false);
+    // One store: the writer keeps running ahead; the store's time is recorded and the
+    // line's event fires then.
+    PollAndStore m("m", target, clock, 400);
     m.writer_socket.bind(target.socket);
     sc_core::sc_start();
     CHECK(m.woke_at == Approx(500));       // 100 + the annotated offset
@@ -158,7 +156,7 @@ TEST_CASE("a second store to a polled line before the poller ran synchronizes th
     // The first store (at 100 + 400) wakes the waiting poller then, without a
     // synchronization; the second (at 100 + 600) waits until then, so the poller runs at
     // 500 and sees memory as of the first store.
-    PollAndStore m("m", target, clock, 400, true, 600);
+    PollAndStore m("m", target, clock, 400, 600);
     m.writer_socket.bind(target.socket);
     sc_core::sc_start();
     CHECK_FALSE(m.first_synchronized);
