@@ -9,18 +9,17 @@ namespace vtx::apic {
 
 using model::Cost;
 
-void prepare_interrupt_payload(tlm::tlm_generic_payload& gp, InterruptMessageExtension& ext,
-                               std::uint32_t& data) {
-    data = ext.message.destination;
-    gp.set_command(tlm::TLM_WRITE_COMMAND);
-    gp.set_address(ext.message.destination);
-    gp.set_data_ptr(reinterpret_cast<unsigned char*>(&data));
-    gp.set_data_length(sizeof data);
-    gp.set_streaming_width(sizeof data);
-    gp.set_byte_enable_ptr(nullptr);
-    gp.set_dmi_allowed(false);
-    gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
-    gp.set_extension(&ext);
+void InterruptTransaction::prepare(const InterruptMessage& msg) {
+    m_ext.message = msg;
+    m_data = msg.destination;
+    m_gp.set_command(tlm::TLM_WRITE_COMMAND);
+    m_gp.set_address(msg.destination);
+    m_gp.set_data_ptr(reinterpret_cast<unsigned char*>(&m_data));
+    m_gp.set_data_length(sizeof m_data);
+    m_gp.set_streaming_width(sizeof m_data);
+    m_gp.set_byte_enable_ptr(nullptr);
+    m_gp.set_dmi_allowed(false);
+    m_gp.set_response_status(tlm::TLM_INCOMPLETE_RESPONSE);
 }
 
 InterruptBus::InterruptBus(sc_core::sc_module_name name, const model::CostTable& costs,
@@ -110,13 +109,8 @@ void InterruptBus::deliver(const sc_core::sc_time& when, std::size_t target,
                             const InterruptMessage& msg) {
     // TLM-2.0 loosely timed: hand the copy to the receiver now, annotated with the time
     // until it arrives; the receiver queues it for then.
-    tlm::tlm_generic_payload gp;
-    InterruptMessageExtension ext{msg};
-    std::uint32_t data = 0;
-    prepare_interrupt_payload(gp, ext, data);
     sc_core::sc_time delay = when - sc_core::sc_time_stamp();
-    initiator_socket[static_cast<int>(target)]->b_transport(gp, delay);
-    gp.clear_extension(&ext);
+    m_delivery.perform(initiator_socket[static_cast<int>(target)], msg, delay);
     ++m_deliveries;
 }
 

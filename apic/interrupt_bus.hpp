@@ -51,10 +51,30 @@ struct InterruptMessageExtension : tlm::tlm_extension<InterruptMessageExtension>
     }
 };
 
-// Prepares `gp` to carry `ext` (a write of the 32-bit destination to address = destination).
-// The caller keeps ext and data alive for the call and clears the extension afterwards.
-void prepare_interrupt_payload(tlm::tlm_generic_payload& gp, InterruptMessageExtension& ext,
-                               std::uint32_t& data);
+// The generic payload an initiator (a sending APIC, the bus towards each receiver) reuses
+// for every interrupt message, its extension attached once (constructing a payload
+// allocates its extension array): a write of the 32-bit destination to address =
+// destination, the message in the extension.
+class InterruptTransaction {
+public:
+    InterruptTransaction() { m_gp.set_extension(&m_ext); }
+    ~InterruptTransaction() { m_gp.clear_extension(&m_ext); }
+    InterruptTransaction(const InterruptTransaction&) = delete;
+    InterruptTransaction& operator=(const InterruptTransaction&) = delete;
+
+    // Performs b_transport of `msg` through `socket` (any TLM-2.0 initiator socket or port).
+    template <typename Socket>
+    void perform(Socket&& socket, const InterruptMessage& msg, sc_core::sc_time& delay) {
+        prepare(msg);
+        socket->b_transport(m_gp, delay);
+    }
+
+private:
+    void prepare(const InterruptMessage& msg);
+    tlm::tlm_generic_payload m_gp;
+    InterruptMessageExtension m_ext;
+    std::uint32_t m_data = 0;
+};
 
 // What the interconnect needs to know about each attached APIC when it routes.
 class InterruptBusClient {
@@ -113,6 +133,7 @@ private:
     std::uint64_t m_addressing_generation = 1, m_index_generation = 0;
     const std::vector<std::size_t> m_none;
     sc_core::sc_time m_path_free = sc_core::SC_ZERO_TIME;
+    InterruptTransaction m_delivery;  // the copy handed to each receiver
 
     std::uint64_t m_messages = 0, m_deliveries = 0, m_undeliverable = 0, m_loopbacks = 0;
     double m_busy_cycles = 0, m_queueing_cycles = 0;

@@ -141,15 +141,10 @@ void LocalApic::send_icr(std::uint64_t icr) {
 }
 
 void LocalApic::send_message(const InterruptMessage& msg) {
-    tlm::tlm_generic_payload gp;
-    InterruptMessageExtension ext{msg};
-    std::uint32_t data = 0;
-    prepare_interrupt_payload(gp, ext, data);
     // The message leaves this APIC ApicIcrSend cycles after the ICR write (whose time is
     // the access's annotation after sc_time_stamp()).
     sc_core::sc_time delay = m_annotation + m_clock.to_time(m_costs[Cost::ApicIcrSend]);
-    initiator_socket->b_transport(gp, delay);
-    gp.clear_extension(&ext);
+    m_send.perform(initiator_socket, msg, delay);
     ++m_ipis_sent;
 }
 

@@ -195,6 +195,7 @@ private:
     std::size_t m_bus_index;
 
     sc_core::sc_event m_interrupt_event;
+    InterruptTransaction m_send;  // the payload of every message this APIC sends
     // Messages arrived on the bus, accepted ApicAccept cycles later, earliest first
     // (ties in arrival order). A heap in one vector: no node allocation per message.
     struct Arrival {

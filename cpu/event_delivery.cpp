@@ -31,8 +31,7 @@ bool blocked_by_mov_ss(std::uint64_t interruptibility) { return (interruptibilit
 // ====================================================================================
 // Instruction boundary: event recognition and delivery (SDM 6.9 priorities, 25.2, 29.2)
 // ====================================================================================
-bool LogicalProcessor::event_window(GuestContext& g) {
-    sync_point();
+bool LogicalProcessor::recognize_events(GuestContext& g) {
     vmcs::Vmcs& v = g.vmcs;
     if (g.pending_injection >= 0) {
         const auto vec = static_cast<std::uint8_t>(g.pending_injection);
@@ -47,19 +46,6 @@ bool LogicalProcessor::event_window(GuestContext& g) {
                        v.hw_read(Field::GuestInterruptibilityInfo) | vmcs::kBlockingByNmi);
         deliver_guest_interrupt(g, vec);
         return false;
-    }
-    // The common case, decided first: nothing injected, no signal from the APIC, the guest
-    // active, no window exiting, and no virtual interrupt requested (RVI's priority class 0:
-    // nothing to evaluate). Then there is no event at this boundary.
-    {
-        const vmcs::Vmcs& cv = v;
-        if (!m_tpr_threshold_exit_pending && !m_apic->init_pending() && !m_apic->sipi_pending() &&
-            !m_apic->nmi_pending() && !m_apic->intr_pending() &&
-            static_cast<ActivityState>(cv.hw_read(Field::GuestActivityState)) == ActivityState::Active &&
-            !(cv.hw_read(Field::CpuBasedVmExecControl) &
-              (vmcs::kPrimaryNmiWindowExiting | vmcs::kPrimaryInterruptWindowExiting)) &&
-            (rvi(cv) & 0xF0) == 0 && !user_interrupt_pending(g))
-            return true;
     }
     if (m_tpr_threshold_exit_pending) {
         m_tpr_threshold_exit_pending = false;

@@ -211,13 +211,28 @@ public:
     // Instruction boundary: recognizes and delivers pending events (VM exits, posted-
     // interrupt processing, virtual-interrupt delivery). Returns false if a VM exit
     // happened (the guest thread was suspended and has been resumed since).
-    bool event_window(GuestContext& g);
+    // The common case (nothing injected, no signal from the APIC, the guest active, no
+    // window exiting, no virtual interrupt requested: RVI's priority class 0) is decided
+    // here, inline; anything else goes to recognize_events.
+    bool event_window(GuestContext& g) {
+        sync_point();
+        if (g.pending_injection < 0 && !m_tpr_threshold_exit_pending && !m_apic->init_pending() &&
+            !m_apic->sipi_pending() && !m_apic->nmi_pending() && !m_apic->intr_pending() &&
+            static_cast<vmcs::ActivityState>(g.vmcs.hw_read(vmcs::Field::GuestActivityState)) ==
+                vmcs::ActivityState::Active &&
+            !(g.vmcs.hw_read(vmcs::Field::CpuBasedVmExecControl) &
+              (vmcs::kPrimaryNmiWindowExiting | vmcs::kPrimaryInterruptWindowExiting)) &&
+            (rvi(g.vmcs) & 0xF0) == 0 && !user_interrupt_pending(g))
+            return true;
+        return recognize_events(g);
+    }
 
     // Statistics of this processor.
     std::uint64_t exits(std::uint16_t basic_reason) const;
     std::uint64_t notifications_sent() const { return m_notifications_sent; }
 
 private:
+    bool recognize_events(GuestContext& g);  // event_window's general case
     friend class Platform;
     // VMfail(ErrorNumber): VMfailValid into the current VMCS, or VMfailInvalid without one.
     vmcs::VmxResult vm_fail(vmcs::VmInstructionError e);
