@@ -182,12 +182,20 @@ double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t
 }
 
 namespace {
+// A copy of n bytes, the common sizes with a constant length (no library call).
+inline void copy(void* dst, const void* src, unsigned n) {
+    switch (n) {
+        case 8: std::memcpy(dst, src, 8); break;
+        case 4: std::memcpy(dst, src, 4); break;
+        default: std::memcpy(dst, src, n); break;
+    }
+}
 // Performs `r` on the bytes it addresses (`p`: the first byte of [where, where + span)).
 // One definition of each operation, for the fast and the general path.
-void perform(MemRequest& r, std::uint8_t* p) {
+[[gnu::always_inline]] inline void perform(MemRequest& r, std::uint8_t* p) {
     switch (r.op) {
-        case MemOp::Read: std::memcpy(r.data, p, r.size); break;
-        case MemOp::Write: std::memcpy(p, r.data, r.size); break;
+        case MemOp::Read: copy(r.data, p, r.size); break;
+        case MemOp::Write: copy(p, r.data, r.size); break;
         case MemOp::LockedBts:
         case MemOp::LockedBtr: {
             const std::uint8_t mask = static_cast<std::uint8_t>(1u << (r.operand % 8));
@@ -201,7 +209,7 @@ void perform(MemRequest& r, std::uint8_t* p) {
         case MemOp::LockedAdd:
         case MemOp::LockedCmpxchg: {
             std::uint64_t old = 0;
-            std::memcpy(&old, p, r.size);
+            copy(&old, p, r.size);
             std::uint64_t nv = old;
             if (r.op == MemOp::LockedOr) nv = old | r.operand;
             if (r.op == MemOp::LockedAnd) nv = old & r.operand;
@@ -211,7 +219,7 @@ void perform(MemRequest& r, std::uint8_t* p) {
                 const std::uint64_t mask = r.size == 8 ? ~0ull : 0xFFFFFFFFull;
                 nv = (old == (r.compare & mask)) ? r.operand : old;
             }
-            std::memcpy(p, &nv, r.size);
+            copy(p, &nv, r.size);
             r.result = old;
             break;
         }
