@@ -52,7 +52,7 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
         return;
     }
     const InterruptMessage& msg = ext->message;
-    const sc_core::sc_time enter = sc_core::sc_time_stamp() + delay;
+    const sc_core::sc_time enter = model::sim_now() + delay;
     ++m_messages;
     gp.set_response_status(tlm::TLM_OK_RESPONSE);
 
@@ -82,7 +82,7 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
     const sc_core::sc_time start = std::max(enter, m_path_free);
     m_queueing_cycles += m_clock.to_cycles(start - enter);
     for (std::size_t k = 0; k < targets.size(); ++k)
-        deliver(start + m_clock.to_time(ser * static_cast<double>(k + 1) + latency), targets[k], msg);
+        deliver(start + m_clock.latency_to_time(ser * static_cast<double>(k + 1) + latency), targets[k], msg);
     const double slots = static_cast<double>(std::max<std::size_t>(targets.size(), 1));
     m_path_free = start + m_clock.to_time(ser * slots);
     m_busy_cycles += ser * slots;
@@ -109,7 +109,7 @@ void InterruptBus::deliver(const sc_core::sc_time& when, std::size_t target,
                             const InterruptMessage& msg) {
     // TLM-2.0 loosely timed: hand the copy to the receiver now, annotated with the time
     // until it arrives; the receiver queues it for then.
-    sc_core::sc_time delay = when - sc_core::sc_time_stamp();
+    sc_core::sc_time delay = when - model::sim_now();
     m_delivery.perform(initiator_socket[static_cast<int>(target)], msg, delay);
     ++m_deliveries;
 }

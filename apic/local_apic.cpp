@@ -143,7 +143,7 @@ void LocalApic::send_icr(std::uint64_t icr) {
 void LocalApic::send_message(const InterruptMessage& msg) {
     // The message leaves this APIC ApicIcrSend cycles after the ICR write (whose time is
     // the access's annotation after sc_time_stamp()).
-    sc_core::sc_time delay = m_annotation + m_clock.to_time(m_costs[Cost::ApicIcrSend]);
+    sc_core::sc_time delay = m_annotation + m_clock.latency_to_time(m_costs[Cost::ApicIcrSend]);
     m_send.perform(initiator_socket, msg, delay);
     ++m_ipis_sent;
 }
@@ -158,15 +158,15 @@ void LocalApic::receive(tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {
         return;
     }
     // The message arrives now + delay; the APIC accepts it ApicAccept cycles later.
-    delay += m_clock.to_time(m_costs[Cost::ApicAccept]);
-    const sc_core::sc_time now = sc_core::sc_time_stamp();
+    delay += m_clock.latency_to_time(m_costs[Cost::ApicAccept]);
+    const sc_core::sc_time now = model::sim_now();
     m_arrivals.push(Arrival{now + delay, m_arrival_sequence++, ext->message});
     m_accept_event.notify(m_arrivals.top().at - now);
     gp.set_response_status(tlm::TLM_OK_RESPONSE);
 }
 
 void LocalApic::accept_due() {
-    const sc_core::sc_time now = sc_core::sc_time_stamp();
+    const sc_core::sc_time now = model::sim_now();
     bool signal = false;
     while (!m_arrivals.empty() && m_arrivals.top().at <= now) {
         const InterruptMessage msg = m_arrivals.top().message;
@@ -199,7 +199,7 @@ void LocalApic::record(const InterruptMessage& msg, AcceptOutcome outcome) {
     }
     if (!m_keep_log) return;
     DeliveryRecord rec;
-    rec.cycle = m_clock.ticks_at(sc_core::sc_time_stamp());
+    rec.cycle = m_clock.ticks_at(model::sim_now());
     rec.vector = msg.vector;
     rec.delivery_mode = msg.delivery_mode;
     rec.source_id = msg.source_id;
@@ -302,7 +302,7 @@ void LocalApic::timer_expired() {
     const std::uint32_t mode =
         (m_state.lvt(Lvt::Timer) & kLvtTimerModeMask) >> kLvtTimerModeShift;
     if (mode == kLvtTimerModePeriodic) {
-        m_timer_start = sc_core::sc_time_stamp();
+        m_timer_start = model::sim_now();
         m_state.set_timer_current_count(m_state.timer_initial_count());
         m_timer_event.notify(timer_period());
     } else {

@@ -208,7 +208,7 @@ void LogicalProcessor::catch_up_with_store(GuestContext& g, const sc_core::sc_ti
     // store takes effect later than this processor's present. The loop keeps iterating
     // until then and observes the value at its first iteration boundary after the store
     // (what exact mode sees). In exact mode every store is already in the past.
-    if (stored <= sc_core::sc_time_stamp()) return;
+    if (stored <= model::sim_now()) return;
     const double due = clock().to_cycles(stored) - now_cycles();
     if (due <= 0.0) return;
     const double period = spin_period(pause);

@@ -85,13 +85,13 @@ void LogicalProcessor::sync() {
 
 sc_core::sc_time LogicalProcessor::hand_over() {
     sync_point();
-    const sc_core::sc_time free_at = sc_core::sc_time_stamp() + annotation();
+    const sc_core::sc_time free_at = model::sim_now() + annotation();
     m_local = 0.0;
     return free_at;
 }
 
 void LogicalProcessor::take_over(const sc_core::sc_time& free_at) {
-    const sc_core::sc_time now = sc_core::sc_time_stamp();
+    const sc_core::sc_time now = model::sim_now();
     if (free_at > now) m_local = std::max(m_local, clock().to_cycles(free_at - now));
 }
 
@@ -130,7 +130,7 @@ const sc_core::sc_event_or_list& LogicalProcessor::line_or_interrupt(std::uint64
 }
 
 double LogicalProcessor::now_cycles() const {
-    return clock().to_cycles(sc_core::sc_time_stamp()) + m_local;
+    return clock().to_cycles(model::sim_now()) + m_local;
 }
 
 std::uint64_t LogicalProcessor::tsc() const {

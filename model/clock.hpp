@@ -9,6 +9,10 @@
 
 namespace vtx::model {
 
+// The present SystemC time: what sc_core::sc_time_stamp() returns (its definition), without
+// the library call, for the hot path.
+inline const sc_core::sc_time& sim_now() { return sc_core::sc_get_curr_simcontext()->time_stamp(); }
+
 class Clock {
 public:
     explicit Clock(double ghz = 2.0) : m_ghz(ghz), m_period_ps(1000.0 / ghz) {}

@@ -13,7 +13,7 @@ MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, co
         if (WatchedLine* w = watched(line)) {
             if (m_store_offset_cycles >= 0) m_store_time_offset = m_clock.to_time(m_store_offset_cycles);
             ++w->writes;
-            w->latest = std::max(w->latest, sc_core::sc_time_stamp() + m_store_time_offset);
+            w->latest = std::max(w->latest, sim_now() + m_store_time_offset);
             // Only a registered waiter needs the event: a poller that starts waiting later
             // has seen this store (its count, see begin_wait).
             if (w->waiters > 0) {
