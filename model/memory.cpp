@@ -168,14 +168,12 @@ inline double PhysicalMemory::price_line(Line& line, int agent, bool write) {
     return cycles;
 }
 
-double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t len,
-                                 bool write, bool& observed) {
+double PhysicalMemory::coherence(int agent, std::uint64_t address, std::uint64_t len, bool write) {
     const std::uint64_t first = address / kCacheLineSize;
     const std::uint64_t last = (address + len - 1) / kCacheLineSize;
     double cycles = 0;
     for (std::uint64_t ln = first; ln <= last; ++ln) {
         Line& line = this->line(ln);
-        observed = observed || line.observed;
         if (m_costs) cycles += price_line(line, agent, write);
     }
     return cycles;
@@ -257,8 +255,8 @@ double PhysicalMemory::access(MemRequest& r) {
                 const double cycles = (m_costs ? price_line(line, r.agent, store) : 0.0) + rmw;
                 if (locked) ++m_locked_ops;
                 perform(r, e.bytes.get() + off);
-                if (store && line.observed && m_store_observer)
-                    m_store_observer(where & ~(kCacheLineSize - 1), r.agent);
+                if (store && line.observer && m_store_observer)
+                    m_store_observer(where & ~(kCacheLineSize - 1), r.agent, line.observer);
                 return cycles;
             }
         }
@@ -266,16 +264,14 @@ double PhysicalMemory::access(MemRequest& r) {
     // The general case: across lines or pages, or a page touched for the first time.
     check(where, span);
     if (locked) ++m_locked_ops;
-    bool observed = false;
-    const double cycles = coherence(r.agent, where, span, store, observed) + rmw;
+    const double cycles = coherence(r.agent, where, span, store) + rmw;
     std::uint8_t bytes[64];
     peek(where, bytes, span);
     perform(r, bytes);
     if (store) poke(where, bytes, span);
-    if (store && observed && m_store_observer) {
-        for (std::uint64_t ln = where / kCacheLineSize; ln <= (where + span - 1) / kCacheLineSize;
-             ++ln)
-            m_store_observer(ln * kCacheLineSize, r.agent);
+    if (store && m_store_observer) {
+        for (std::uint64_t ln = where / kCacheLineSize; ln <= (where + span - 1) / kCacheLineSize; ++ln)
+            if (const std::uint32_t tag = line(ln).observer) m_store_observer(ln * kCacheLineSize, r.agent, tag);
     }
     return cycles;
 }

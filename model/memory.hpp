@@ -103,12 +103,24 @@ public:
     std::uint64_t allocate(std::uint64_t bytes, std::uint64_t alignment = kPageSize);
 
     // Called after a store (plain or locked) to a line marked with observe_line, with the
-    // line address and the agent (a store to any other line calls nothing: the common case
-    // costs no call).
-    void set_store_observer(std::function<void(std::uint64_t line, int agent)> fn) {
-        m_store_observer = std::move(fn);
+    // line address, the agent and the line's tag (a store to any other line calls nothing:
+    // the common case costs no call).
+    using StoreObserver = std::function<void(std::uint64_t line, int agent, std::uint32_t tag)>;
+    void set_store_observer(StoreObserver fn) { m_store_observer = std::move(fn); }
+    // Marks the line holding `address` as observed, with the observer's `tag` (not 0: the
+    // observer's handle of what it keeps for the line, so that it finds it without a
+    // look-up).
+    void observe_line(std::uint64_t address, std::uint32_t tag) { line(address / kCacheLineSize).observer = tag; }
+    // The tag of the line holding `address`, 0 when it is not observed (no page or line
+    // state is made).
+    std::uint32_t line_observer(std::uint64_t address) const {
+        if (address >= m_size) return 0;
+        const std::uint64_t pn = address / kPageSize;
+        const PageEntry* chunk = m_chunks[pn >> kChunkBits].get();
+        if (!chunk) return 0;
+        const Line* lines = chunk[pn & (kChunkPages - 1)].lines.get();
+        return lines ? lines[address % kPageSize / kCacheLineSize].observer : 0;
     }
-    void observe_line(std::uint64_t address) { line(address / kCacheLineSize).observed = true; }
 
     // Statistics.
     std::uint64_t line_transfers() const { return m_line_transfers; }
@@ -146,7 +158,7 @@ private:
     struct Line {
         Sharers sharers;                     // agents holding a copy
         int modified_by = kDeviceAgent - 1;  // agent holding it Modified (none)
-        bool observed = false;               // stores call the store observer (observe_line)
+        std::uint32_t observer = 0;          // not 0: stores call the store observer with this tag
     };
     // The bytes at `address` if [address, address + len) lies in memory, within one page,
     // and that page exists; else nullptr.
@@ -166,7 +178,7 @@ private:
     void check(std::uint64_t address, std::uint64_t len) const;
     // Prices the access by the lines' states and updates them; `observed` is set when a
     // line is one the store observer watches.
-    double coherence(int agent, std::uint64_t address, std::uint64_t len, bool write, bool& observed);
+    double coherence(int agent, std::uint64_t address, std::uint64_t len, bool write);
     double price_line(Line& line, int agent, bool write);  // one line (m_costs set)
 
     std::uint64_t m_size;
@@ -185,7 +197,7 @@ private:
     PageEntry& entry(std::uint64_t page_number);  // makes the chunk if needed
     Line& line(std::uint64_t line_number);
     std::uint64_t m_next_free = 0x100000;  // allocator starts above the first MiB
-    std::function<void(std::uint64_t, int)> m_store_observer;
+    StoreObserver m_store_observer;
     std::uint64_t m_line_transfers = 0;
     std::uint64_t m_locked_ops = 0;
 };

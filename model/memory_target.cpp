@@ -9,17 +9,16 @@ namespace vtx::model {
 MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, const Clock& clock)
     : sc_module(name), socket("socket"), m_mem(mem), m_clock(clock) {
     socket.register_b_transport(this, &MemoryTarget::b_transport);
-    m_mem.set_store_observer([this](std::uint64_t line, int) {
-        if (WatchedLine* w = watched(line)) {
-            if (m_store_offset_cycles >= 0) m_store_time_offset = m_clock.to_time(m_store_offset_cycles);
-            ++w->writes;
-            w->latest = std::max(w->latest, sim_now() + m_store_time_offset);
-            // Only a registered waiter needs the event: a poller that starts waiting later
-            // has seen this store (its count, see begin_wait).
-            if (w->waiters > 0) {
-                w->written.notify(m_store_time_offset);
-                w->waiters_woken = true;
-            }
+    m_mem.set_store_observer([this](std::uint64_t, int, std::uint32_t tag) {
+        WatchedLine* w = &m_lines[tag - 1];
+        if (m_store_offset_cycles >= 0) m_store_time_offset = m_clock.to_time(m_store_offset_cycles);
+        ++w->writes;
+        w->latest = std::max(w->latest, sim_now() + m_store_time_offset);
+        // Only a registered waiter needs the event: a poller that starts waiting later
+        // has seen this store (its count, see begin_wait).
+        if (w->waiters > 0) {
+            w->written.notify(m_store_time_offset);
+            w->waiters_woken = true;
         }
     });
 }
@@ -29,13 +28,15 @@ MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) {
 }
 
 const MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) const {
-    if (m_watched.empty()) return nullptr;
-    const std::uint64_t line = line_address & ~(kCacheLineSize - 1);
-    if (line == m_last_line) return m_last_watched;
-    auto it = m_watched.find(line);
-    m_last_line = line;
-    m_last_watched = it == m_watched.end() ? nullptr : const_cast<WatchedLine*>(&it->second);
-    return m_last_watched;
+    const std::uint32_t tag = m_mem.line_observer(line_address);
+    return tag ? &m_lines[tag - 1] : nullptr;
+}
+
+MemoryTarget::WatchedLine& MemoryTarget::watch(std::uint64_t line_address) {
+    if (WatchedLine* w = watched(line_address)) return *w;
+    m_lines.emplace_back();
+    m_mem.observe_line(line_address, static_cast<std::uint32_t>(m_lines.size()));  // its stores reach the observer from now on
+    return m_lines.back();
 }
 
 std::uint64_t MemoryTarget::line_write_count(std::uint64_t line_address) const {
@@ -48,18 +49,10 @@ sc_core::sc_time MemoryTarget::line_store_time(std::uint64_t line_address) const
     return w ? w->latest : sc_core::SC_ZERO_TIME;
 }
 
-sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) {
-    m_last_line = ~std::uint64_t{0};  // the line may be new
-    const auto [it, made] = m_watched.try_emplace(line_address & ~(kCacheLineSize - 1));
-    if (made) m_mem.observe_line(line_address);  // its stores reach the observer from now on
-    return it->second.written;
-}
+sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) { return watch(line_address).written; }
 
 void MemoryTarget::begin_wait(std::uint64_t line_address, std::uint64_t seen_writes) {
-    m_last_line = ~std::uint64_t{0};
-    const auto [it, made] = m_watched.try_emplace(line_address & ~(kCacheLineSize - 1));
-    if (made) m_mem.observe_line(line_address);
-    WatchedLine& w = it->second;
+    WatchedLine& w = watch(line_address);
     if (w.waiters == 0 && w.writes == seen_writes) w.written.cancel();
     ++w.waiters;
 }

@@ -3,7 +3,6 @@
 // the operation (plain or locked) and the initiating agent; plain TLM reads and writes
 // without the extension are accepted as device (uncached) accesses. An access outside
 // memory completes with TLM_ADDRESS_ERROR_RESPONSE, which the initiator reports.
-#include <unordered_map>
 
 #include <systemc>
 #include <tlm>
@@ -83,12 +82,11 @@ private:
     // made directly on PhysicalMemory): when its stores become visible.
     sc_core::sc_time m_store_time_offset = sc_core::SC_ZERO_TIME;
     double m_store_offset_cycles = -1;  // the direct interface's offset (converted when a watched line is stored to)
-    // Node-based: a WatchedLine (and its event) never moves once made.
-    std::unordered_map<std::uint64_t, WatchedLine> m_watched;
-    // The last line looked up, and what it was (nullptr: not watched). Valid until a line
-    // is added (line_written_event / begin_wait clear it).
-    mutable std::uint64_t m_last_line = ~std::uint64_t{0};
-    mutable WatchedLine* m_last_watched = nullptr;
+    // The watched lines, a line's tag in PhysicalMemory (observe_line) being its index + 1:
+    // a store finds its line's record without a look-up. A deque: a WatchedLine (and its
+    // event) never moves once made.
+    std::deque<WatchedLine> m_lines;
+    WatchedLine& watch(std::uint64_t line_address);  // makes the line watched if it is not
 };
 
 // The generic payload an initiator reuses for every memory transaction, its MemOpExtension
