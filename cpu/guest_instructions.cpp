@@ -231,16 +231,16 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
         // must not be slept through, so compare the line's store count around it.
         model::MemoryTarget& memory = lp.m_platform.memory_target();
         std::uint64_t watch_hpa = 0, writes_before = 0;
-        sc_core::sc_event* line_written = nullptr;
+        model::MemoryTarget::WatchedLine* line = nullptr;
         if (watch_gpa) {
             watch_hpa = lp.translate(g, *watch_gpa);
-            line_written = &memory.line_written_event(watch_hpa);  // counting starts here
-            writes_before = memory.line_write_count(watch_hpa);
+            line = &memory.watch(watch_hpa);  // counting starts here
+            writes_before = line->write_count();
         }
-        if (line_written) lp.catch_up_with_store(g, memory.line_store_time(watch_hpa), pause);
+        if (line) lp.catch_up_with_store(g, line->store_time(), pause);
         if (done()) return;
         LogicalProcessor& cur = *g.lp;
-        if (line_written && memory.line_write_count(watch_hpa) != writes_before) continue;
+        if (line && line->write_count() != writes_before) continue;
         const double period = cur.spin_period(pause);
         // Inside an STI / MOV-SS blocking window (the loop right after STI), one iteration
         // retires first: that ends the window, and an interrupt held back by it is taken
@@ -257,10 +257,10 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
             g.instructions += 2;
             continue;
         }
-        if (line_written) {
-            memory.begin_wait(watch_hpa, writes_before);
-            cur.wait_for(cur.line_or_interrupt(watch_hpa & ~(model::kCacheLineSize - 1), *line_written));
-            memory.end_wait(watch_hpa);
+        if (line) {
+            memory.begin_wait(*line, writes_before);
+            cur.wait_for(cur.line_or_interrupt(watch_hpa & ~(model::kCacheLineSize - 1), line->written_event()));
+            memory.end_wait(*line);
         } else {
             cur.wait_for(cur.m_apic->interrupt_event());
         }

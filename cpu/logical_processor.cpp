@@ -25,6 +25,7 @@ LogicalProcessor::LogicalProcessor(sc_core::sc_module_name name, int index, Plat
     : sc_module(name),
       mem_socket("mem_socket"),
       m_index(index),
+      m_tracer(platform.tracer()),
       m_platform(platform),
       m_stat_interrupts_delivered(platform.stats(), "guest.interrupts_delivered",
                                   "interrupts delivered through a guest IDT"),
@@ -66,12 +67,12 @@ void LogicalProcessor::charge(Cost c, double times) { m_local += costs()[c] * ti
 
 void LogicalProcessor::step(Cost c, const char* name, const char* where, const char* flag) {
     const double cost = costs()[c];
-    if (m_platform.tracer().any()) trace(flag, name, where, cost);
+    trace(flag, name, where, cost);
     m_local += cost;
 }
 
-void LogicalProcessor::trace(const char* flag, const char* step, const char* where,
-                             double cost) const {
+void LogicalProcessor::trace_line(const char* flag, const char* step, const char* where,
+                                  double cost) const {
     if (!m_platform.tracer().enabled(flag)) return;  // nothing computed when tracing is off
     m_platform.tracer().line(flag, now_cycles(), m_index, mode_name(), step, where, cost);
 }
@@ -147,7 +148,7 @@ void LogicalProcessor::Port::access(model::MemRequest& req) {
     // The target may have waited the offset out (a second store to a polled line, see
     // MemoryTarget::begin_wait); the latency is charged below.
     if (req.synchronized) m_lp.m_local = 0.0;
-    if (m_lp.m_platform.tracer().any()) {
+    if (m_lp.m_tracer.any()) {
         char what[96];
         std::snprintf(what, sizeof what, "%s 0x%llx", model::mem_op_name(req.op),
                       static_cast<unsigned long long>(req.address));

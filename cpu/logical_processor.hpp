@@ -312,12 +312,17 @@ private:
     void advance_rip(GuestContext& g, unsigned length);
     bool guest_if(GuestContext& g) const;
     const char* mode_name() const { return m_non_root ? "nonroot" : "root"; }
-    void trace(const char* flag, const char* step, const char* where, double cost) const;
+    // A trace line of a named step (nothing computed, no call, when tracing is off).
+    void trace(const char* flag, const char* step, const char* where, double cost) const {
+        if (m_tracer.any()) trace_line(flag, step, where, cost);
+    }
+    void trace_line(const char* flag, const char* step, const char* where, double cost) const;
     void count_exit(std::uint16_t basic);
     void handle_host_interrupts();
     void handler_then_eoi(std::uint8_t vector);
 
     int m_index;
+    const model::Tracer& m_tracer;  // the platform's
     Platform& m_platform;
     std::unique_ptr<apic::LocalApic> m_apic;
     Port m_port{*this};

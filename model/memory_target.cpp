@@ -12,13 +12,13 @@ MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, co
     m_mem.set_store_observer([this](std::uint64_t, int, std::uint32_t tag) {
         WatchedLine* w = &m_lines[tag - 1];
         if (m_store_offset_cycles >= 0) m_store_time_offset = m_clock.to_time(m_store_offset_cycles);
-        ++w->writes;
-        w->latest = std::max(w->latest, sim_now() + m_store_time_offset);
+        ++w->m_writes;
+        w->m_latest = std::max(w->m_latest, sim_now() + m_store_time_offset);
         // Only a registered waiter needs the event: a poller that starts waiting later
         // has seen this store (its count, see begin_wait).
-        if (w->waiters > 0) {
-            w->written.notify(m_store_time_offset);
-            w->waiters_woken = true;
+        if (w->m_waiters > 0) {
+            w->m_written.notify(m_store_time_offset);
+            w->m_waiters_woken = true;
         }
     });
 }
@@ -41,24 +41,31 @@ MemoryTarget::WatchedLine& MemoryTarget::watch(std::uint64_t line_address) {
 
 std::uint64_t MemoryTarget::line_write_count(std::uint64_t line_address) const {
     const WatchedLine* w = watched(line_address);
-    return w ? w->writes : 0;
+    return w ? w->m_writes : 0;
 }
 
 sc_core::sc_time MemoryTarget::line_store_time(std::uint64_t line_address) const {
     const WatchedLine* w = watched(line_address);
-    return w ? w->latest : sc_core::SC_ZERO_TIME;
+    return w ? w->m_latest : sc_core::SC_ZERO_TIME;
 }
 
-sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) { return watch(line_address).written; }
+sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) { return watch(line_address).m_written; }
+
+void MemoryTarget::begin_wait(WatchedLine& w, std::uint64_t seen_writes) {
+    if (w.m_waiters == 0 && w.m_writes == seen_writes) w.m_written.cancel();
+    ++w.m_waiters;
+}
+
+void MemoryTarget::end_wait(WatchedLine& w) {
+    if (w.m_waiters > 0 && --w.m_waiters == 0) w.m_waiters_woken = false;
+}
 
 void MemoryTarget::begin_wait(std::uint64_t line_address, std::uint64_t seen_writes) {
-    WatchedLine& w = watch(line_address);
-    if (w.waiters == 0 && w.writes == seen_writes) w.written.cancel();
-    ++w.waiters;
+    begin_wait(watch(line_address), seen_writes);
 }
 
 void MemoryTarget::end_wait(std::uint64_t line_address) {
-    if (WatchedLine* w = watched(line_address); w && w->waiters > 0 && --w->waiters == 0) w->waiters_woken = false;
+    if (WatchedLine* w = watched(line_address)) end_wait(*w);
 }
 
 double MemoryTarget::transport(MemRequest& req, double offset_cycles) {
@@ -66,7 +73,7 @@ double MemoryTarget::transport(MemRequest& req, double offset_cycles) {
     if (req.op != MemOp::Read && offset_cycles > 0) {
         // A second store to a line whose pollers were woken but have not run: synchronize
         // first (see begin_wait).
-        if (const WatchedLine* w = watched(req.address); w && w->waiters > 0 && w->waiters_woken) {
+        if (const WatchedLine* w = watched(req.address); w && w->m_waiters > 0 && w->m_waiters_woken) {
             wait(m_clock.to_time(offset_cycles));
             offset_cycles = 0;
             req.synchronized = true;
@@ -106,7 +113,7 @@ void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_ti
     if (req->op != MemOp::Read && delay != sc_core::SC_ZERO_TIME) {
         // A second store to a line whose pollers were woken but have not run: synchronize
         // first (see begin_wait).
-        if (const WatchedLine* w = watched(req->address); w && w->waiters > 0 && w->waiters_woken) {
+        if (const WatchedLine* w = watched(req->address); w && w->m_waiters > 0 && w->m_waiters_woken) {
             wait(delay);
             delay = sc_core::SC_ZERO_TIME;
             req->synchronized = true;

@@ -36,8 +36,27 @@ public:
     // MemoryError for an access outside memory.
     double transport(MemRequest& req, double offset_cycles);
 
-    // ---- lines a spin-wait watches (the first call of line_written_event makes a line
-    // watched; the others are meaningful for watched lines only).
+    // ---- lines a spin-wait watches (the first call of watch or line_written_event makes a
+    // line watched; the others are meaningful for watched lines only). A poller keeps the
+    // WatchedLine that watch() returns (it never moves) and asks it, instead of asking by
+    // address each time; the address-based functions below are the same questions.
+    class WatchedLine {
+    public:
+        sc_core::sc_event& written_event() { return m_written; }
+        std::uint64_t write_count() const { return m_writes; }
+        const sc_core::sc_time& store_time() const { return m_latest; }
+
+    private:
+        friend class MemoryTarget;
+        sc_core::sc_event m_written;
+        std::uint64_t m_writes = 0;
+        sc_core::sc_time m_latest = sc_core::SC_ZERO_TIME;
+        unsigned m_waiters = 0;
+        bool m_waiters_woken = false;  // a store woke the waiters; they have not run yet
+    };
+    WatchedLine& watch(std::uint64_t line_address);
+    void begin_wait(WatchedLine& line, std::uint64_t seen_writes);
+    void end_wait(WatchedLine& line);
     // Notified when the line is stored to while a poller waits on it (begin_wait to
     // end_wait), at the store's time (the transaction's annotated delay: the initiator's
     // local offset). A poller that starts waiting later has seen the store: it compares
@@ -65,13 +84,6 @@ public:
     void end_wait(std::uint64_t line_address);
 
 private:
-    struct WatchedLine {
-        sc_core::sc_event written;
-        std::uint64_t writes = 0;
-        sc_core::sc_time latest = sc_core::SC_ZERO_TIME;
-        unsigned waiters = 0;
-        bool waiters_woken = false;  // a store woke the waiters; they have not run yet
-    };
     WatchedLine* watched(std::uint64_t line_address);
     const WatchedLine* watched(std::uint64_t line_address) const;
     void b_transport(int id, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
@@ -86,7 +98,6 @@ private:
     // a store finds its line's record without a look-up. A deque: a WatchedLine (and its
     // event) never moves once made.
     std::deque<WatchedLine> m_lines;
-    WatchedLine& watch(std::uint64_t line_address);  // makes the line watched if it is not
 };
 
 // The generic payload an initiator reuses for every memory transaction, its MemOpExtension
