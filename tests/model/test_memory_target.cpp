@@ -165,3 +165,92 @@ TEST_CASE("a second store to a polled line before the poller ran synchronizes th
     CHECK(m.writer_after_second == Approx(700));
     CHECK(m.woke_at == Approx(500));
 }
+
+namespace {
+// A poller that stores to its own line ahead of SystemC time and then waits on it, or that
+// is woken by something else and waits again; a writer that stores later.
+struct SelfStoreThenPoll : sc_core::sc_module {
+    tlm_utils::simple_initiator_socket<SelfStoreThenPoll> poller_socket{"poller_socket"};
+    tlm_utils::simple_initiator_socket<SelfStoreThenPoll> writer_socket{"writer_socket"};
+    MemoryTarget& target;
+    Clock& clock;
+    bool woken_first_by_other;  // the poller's first wait ends by another event, before the writer's store is due
+    sc_core::sc_event other;
+    double first_woke = -1, second_woke = -1;
+    static constexpr std::uint64_t kLine = 0x1000;
+    SC_HAS_PROCESS(SelfStoreThenPoll);
+    SelfStoreThenPoll(sc_core::sc_module_name n, MemoryTarget& t, Clock& c, bool by_other)
+        : sc_module(n), target(t), clock(c), woken_first_by_other(by_other) {
+        SC_THREAD(poller);
+        SC_THREAD(writer);
+    }
+    template <class Socket>
+    void store(Socket& socket, int agent, double offset) {
+        MemoryTransaction transaction;
+        MemRequest w;
+        w.op = MemOp::Write;
+        w.address = kLine;
+        w.size = 8;
+        w.agent = agent;
+        std::memset(w.data, 0, sizeof w.data);
+        sc_core::sc_time delay = clock.to_time(offset);
+        transaction.perform(socket, w, delay);
+    }
+    double now() const { return clock.to_cycles(sc_core::sc_time_stamp()); }
+    void poller() {
+        MemoryTarget::WatchedLine& line = target.watch(kLine);
+        if (!woken_first_by_other) store(poller_socket, 0, 400);  // takes effect at 400
+        target.begin_wait(line, line.write_count());
+        sc_core::wait(line.written_event() | other);
+        target.end_wait(line);
+        first_woke = now();
+        if (!woken_first_by_other) return;
+        // It has seen the writer's store (made in host order, due at 500): waiting again,
+        // it is woken by the next store, not by the one it has seen.
+        target.begin_wait(line, line.write_count());
+        sc_core::wait(line.written_event());
+        target.end_wait(line);
+        second_woke = now();
+    }
+    void writer() {
+        sc_core::wait(clock.to_time(100));
+        if (woken_first_by_other) {
+            store(writer_socket, 1, 400);  // due at 500, the poller waiting
+            other.notify(clock.to_time(100));  // wakes the poller at 200
+            sc_core::wait(clock.to_time(700));
+            store(writer_socket, 1, 0);  // at 800
+        } else {
+            sc_core::wait(clock.to_time(500));
+            store(writer_socket, 1, 0);  // at 600
+        }
+    }
+};
+}  // namespace
+
+TEST_CASE("a poller's own store made ahead of time does not wake it", "[memory][tlm][decoupled]") {
+    CostTable t = vtx::test::memory_test_costs();
+    Clock clock(2.0);
+    PhysicalMemory mem(0x10000, &t);
+    MemoryTarget target("memory", mem, clock);
+    SelfStoreThenPoll m("m", target, clock, false);
+    m.poller_socket.bind(target.socket);
+    m.writer_socket.bind(target.socket);
+    sc_core::sc_start();
+    // Its store is due at 400 but nobody waited when it was made: the writer's store at
+    // 600 wakes it, not its own.
+    CHECK(m.first_woke == Approx(600));
+    CHECK(target.line_write_count(SelfStoreThenPoll::kLine) == 2);
+}
+
+TEST_CASE("a poller that has seen a store is not woken by it again", "[memory][tlm][decoupled]") {
+    CostTable t = vtx::test::memory_test_costs();
+    Clock clock(2.0);
+    PhysicalMemory mem(0x10000, &t);
+    MemoryTarget target("memory", mem, clock);
+    SelfStoreThenPoll m("m", target, clock, true);
+    m.poller_socket.bind(target.socket);
+    m.writer_socket.bind(target.socket);
+    sc_core::sc_start();
+    CHECK(m.first_woke == Approx(200));   // the other event
+    CHECK(m.second_woke == Approx(800));  // the next store, not the seen one's notification at 500
+}
