@@ -227,30 +227,34 @@ struct SelfStoreThenPoll : sc_core::sc_module {
 };
 }  // namespace
 
-TEST_CASE("a poller's own store made ahead of time does not wake it", "[memory][tlm][decoupled]") {
+namespace {
+struct PollResult {
+    double first_woke, second_woke;
+    std::uint64_t writes;
+};
+PollResult run_self_store_then_poll(bool woken_first_by_other) {
     CostTable t = vtx::test::memory_test_costs();
     Clock clock(2.0);
     PhysicalMemory mem(0x10000, &t);
     MemoryTarget target("memory", mem, clock);
-    SelfStoreThenPoll m("m", target, clock, false);
+    SelfStoreThenPoll m("m", target, clock, woken_first_by_other);
     m.poller_socket.bind(target.socket);
     m.writer_socket.bind(target.socket);
     sc_core::sc_start();
+    return {m.first_woke, m.second_woke, target.line_write_count(SelfStoreThenPoll::kLine)};
+}
+}  // namespace
+
+TEST_CASE("a poller's own store made ahead of time does not wake it", "[memory][tlm][decoupled]") {
+    const PollResult r = run_self_store_then_poll(false);
     // Its store is due at 400 but nobody waited when it was made: the writer's store at
     // 600 wakes it, not its own.
-    CHECK(m.first_woke == Approx(600));
-    CHECK(target.line_write_count(SelfStoreThenPoll::kLine) == 2);
+    CHECK(r.first_woke == Approx(600));
+    CHECK(r.writes == 2);
 }
 
 TEST_CASE("a poller that has seen a store is not woken by it again", "[memory][tlm][decoupled]") {
-    CostTable t = vtx::test::memory_test_costs();
-    Clock clock(2.0);
-    PhysicalMemory mem(0x10000, &t);
-    MemoryTarget target("memory", mem, clock);
-    SelfStoreThenPoll m("m", target, clock, true);
-    m.poller_socket.bind(target.socket);
-    m.writer_socket.bind(target.socket);
-    sc_core::sc_start();
-    CHECK(m.first_woke == Approx(200));   // the other event
-    CHECK(m.second_woke == Approx(800));  // the next store, not the seen one's notification at 500
+    const PollResult r = run_self_store_then_poll(true);
+    CHECK(r.first_woke == Approx(200));   // the other event
+    CHECK(r.second_woke == Approx(800));  // the next store, not the seen one's notification at 500
 }
