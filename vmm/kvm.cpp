@@ -718,6 +718,7 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     spec_ctrl_after_exit(v);
     p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit", "vmx.c vmx_vcpu_run", "kvm");
     v.m_mode = VcpuMode::OutsideGuestMode;
+    ++v.m_guest_mode_exits;
     if (v.m_guest_mode_waiters) v.m_left_guest_mode.notify(p.annotation());
     switch (r.outcome) {
         case cpu::EntryOutcome::GuestFinished:
@@ -1041,14 +1042,14 @@ void Kvm::kvm_apic_set_xapic_id(Vcpu& v, std::uint8_t id) {
     // kvm_make_all_cpus_request(KVM_REQ_APICV_UPDATE): kick every vCPU so that each one
     // refreshes its controls (IPIv off) before it runs again, and, a KVM_REQUEST_WAIT
     // request, wait until the kicked ones were taken out of guest mode.
-    std::vector<Vcpu*> kicked;
+    std::vector<std::pair<Vcpu*, std::uint64_t>> kicked;  // and its guest-mode exits then
     for (auto& t : v.vm().vcpus()) {
         if (t.get() == &v) continue;
         p.sync_for_shared_state();
-        if (t->m_mode == VcpuMode::InGuestMode) kicked.push_back(t.get());
+        if (t->m_mode == VcpuMode::InGuestMode) kicked.emplace_back(t.get(), t->m_guest_mode_exits);
         kvm_vcpu_kick(source(v), *t);
     }
-    for (Vcpu* t : kicked) wait_out_of_guest_mode(v, *t);
+    for (auto [t, exits] : kicked) wait_out_of_guest_mode(v, *t, exits);
 }
 
 void Kvm::kvm_x2apic_icr_write(Vcpu& v, std::uint64_t icr) {
@@ -1509,14 +1510,16 @@ void Kvm::kvm_vcpu_block(Vcpu& v) {
     v.m_blocked = false;  // finish_rcuwait
 }
 
-void Kvm::wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target) {
+void Kvm::wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target, std::uint64_t exits_at_kick) {
     // smp_call_function_many(..., wait): the kicking CPU spins until the kick's IPI was
-    // taken, which in guest mode means a VM exit.
+    // taken, which in guest mode means a VM exit. Taken once is enough: the target may have
+    // entered the guest again by the time the waiter looks (it was waiting forever then).
     LogicalProcessor& p = lp(waiter);
     p.step(Cost::KvmSendIpiMask, "kvm_make_all_cpus_request: wait for the kicked vCPU", "kvm_main.c", "kvm");
     p.sync();
     ++target.m_guest_mode_waiters;
-    while (target.m_mode == VcpuMode::InGuestMode) p.wait_for(target.m_left_guest_mode);
+    while (target.m_mode == VcpuMode::InGuestMode && target.m_guest_mode_exits == exits_at_kick)
+        p.wait_for(target.m_left_guest_mode);
     --target.m_guest_mode_waiters;
 }
 

@@ -160,6 +160,7 @@ private:
     sc_core::sc_event m_wake_event;
     sc_core::sc_event m_left_guest_mode;  // notified when m_mode leaves IN_GUEST_MODE ...
     unsigned m_guest_mode_waiters = 0;    // ... while someone waits for it
+    std::uint64_t m_guest_mode_exits = 0;  // times m_mode left IN_GUEST_MODE (a kick's waiter compares it)
     std::map<std::uint16_t, std::uint64_t> m_exits;
     std::unique_ptr<NestedVmx> m_nested;
 };
@@ -382,7 +383,9 @@ private:
     // SimulationError.
     [[noreturn]] void entry_failed(const Vcpu& v, const std::string& what) const;
     // The wait of a KVM_REQUEST_WAIT request: until `target` has left guest mode.
-    void wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target);
+    // Waits until `target` has left guest mode since the kick that saw it there
+    // (`exits_at_kick`: its m_guest_mode_exits then).
+    void wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target, std::uint64_t exits_at_kick);
     // vmx.c __vmx_interrupt_blocked() on the vCPU's loaded VMCS.
     static bool vmx_interrupt_blocked(const vmcs::Vmcs& vmcs);
     void pi_wakeup_handler(unsigned pcpu);

@@ -446,6 +446,7 @@ int Kvm::nested_vcpu_run_l2(Vcpu& v) {
     n.run_pending = false;
     p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit (vmcs02)", "vmx.c vmx_vcpu_run", "kvm");
     v.m_mode = VcpuMode::OutsideGuestMode;
+    ++v.m_guest_mode_exits;
     if (v.m_guest_mode_waiters) v.m_left_guest_mode.notify(p.annotation());
     switch (r.outcome) {
         case cpu::EntryOutcome::GuestFinished:

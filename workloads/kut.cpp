@@ -18,7 +18,7 @@ void Lib::apic_write(std::uint32_t reg, std::uint32_t value) {
 
 std::uint32_t Lib::apic_id() {
     const std::uint32_t id = apic_read(kApicId);
-    return m_x2apic ? id : id >> 24;
+    return m_x2apic ? id : id >> kXapicIdShift;
 }
 
 PassResult do_test(cpu::GuestCpu& g, std::uint64_t goal, const std::function<void()>& start_pass,

@@ -27,6 +27,7 @@ inline constexpr std::uint32_t kApicId = 0x20, kApicTaskPri = 0x80, kApicLdr = 0
 inline constexpr std::uint32_t kApicDfrFlat = 0xFFFFFFFF;  // DFR model 1111b (flat)
 inline constexpr std::uint32_t kApicDfrCluster = 0x0FFFFFFF;  // DFR model 0000b (cluster)
 inline constexpr unsigned kXapicLdrShift = 24;             // xAPIC logical ID in LDR bits 31:24
+inline constexpr unsigned kXapicIdShift = 24;              // xAPIC ID in the ID register's bits 31:24
 inline constexpr std::uint32_t kX2apicMsrBase = 0x800;
 inline constexpr std::uint32_t kX2apicSelfIpiMsr = 0x83F;  // x2APIC SELF IPI
 

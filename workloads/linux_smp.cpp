@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cpu/platform.hpp"
+#include "model/error.hpp"
 #include "pid/layout.hpp"
 #include "workloads/kut.hpp"
 
@@ -90,7 +91,49 @@ bool Kernel::queue_csd(cpu::GuestCpu& g, unsigned target, std::uint64_t csd, std
 // (fence, WRMSR ICR) or the xAPIC physflat path (wait for ICR idle, ICR2, ICR).
 void Kernel::send_ipi(cpu::GuestCpu& g, unsigned target, std::uint8_t vector) {
     count_sent(target, vector);
-    kut::Lib(g, m_x2apic).apic_icr_write(prepare_icr(vector), target);
+    if (!m_apicid) {
+        kut::Lib(g, m_x2apic).apic_icr_write(prepare_icr(vector), target);
+        return;
+    }
+    apicid_read_lock(g);
+    const auto id = static_cast<std::uint32_t>(g.load64(apicid(target)));
+    kut::Lib(g, m_x2apic).apic_icr_write(prepare_icr(vector), id);
+    apicid_read_unlock(g);
+}
+
+// ---- dynamic APIC IDs: a reader count with a writer bit (bit 63), taken with LOCK XADD /
+// LOCK CMPXCHG as a simple rwlock; readers back off while a writer holds or waits.
+namespace {
+constexpr unsigned kWriterBitNumber = 63;
+constexpr std::uint64_t kWriterBit = std::uint64_t{1} << kWriterBitNumber;
+}  // namespace
+
+void Kernel::enable_dynamic_apic_ids() {
+    if (m_x2apic) throw model::ConfigError("dynamic APIC IDs need xAPIC mode: the x2APIC ID is read-only");
+    m_apicid = m_vm.alloc_guest(8 * std::uint64_t{m_cpus}, 64);
+    m_apicid_lock = m_vm.alloc_guest(64, 64);
+    auto& mem = m_vm.kvm().platform().memory();
+    for (unsigned c = 0; c < m_cpus; ++c) mem.poke64(m_vm.gpa_to_hpa(apicid(c)), c);
+}
+
+void Kernel::apicid_read_lock(cpu::GuestCpu& g) {
+    for (;;) {
+        if ((g.lock_add(m_apicid_lock, 1) & kWriterBit) == 0) return;
+        g.lock_add(m_apicid_lock, ~std::uint64_t{0});  // a writer: back off until it is done
+        g.spin_until([&] { return (g.load64(m_apicid_lock) & kWriterBit) == 0; }, m_apicid_lock);
+    }
+}
+
+void Kernel::apicid_read_unlock(cpu::GuestCpu& g) { g.lock_add(m_apicid_lock, ~std::uint64_t{0}); }
+
+void Kernel::change_apic_id(cpu::GuestCpu& g, unsigned self, std::uint32_t new_id) {
+    // write_lock: take the writer bit, then wait for the readers to leave.
+    while (g.lock_cmpxchg(m_apicid_lock, 0, kWriterBit) != 0)
+        g.spin_until([&] { return g.load64(m_apicid_lock) == 0; }, m_apicid_lock, true);
+    kut::Lib(g, m_x2apic).apic_write(kut::kApicId, new_id << kut::kXapicIdShift);
+    g.store64(apicid(self), new_id);
+    g.lock_btr(m_apicid_lock, kWriterBitNumber);  // write_unlock: clear the writer bit
+    ++m_id_changes;
 }
 
 // arch_send_call_function_ipi_mask -> apic->send_IPI_mask: x2APIC physical writes the ICR

@@ -67,6 +67,18 @@ public:
     // queued on it. Its handler (smp_reschedule_interrupt) acknowledges and counts it.
     void send_reschedule(cpu::GuestCpu& g, unsigned target);
 
+    // ---- APIC IDs that change at run time (xAPIC only): a stress of the VMM, not something
+    // Linux does (it reads a CPU's APIC ID from x86_cpu_to_apicid, set once at boot). With
+    // it, a CPU's APIC ID lives in a guest table (initially the CPU's number); a sender
+    // reads the target's entry under the read side of a guest rwlock and writes the ICR
+    // before releasing it; change_apic_id writes the CPU's xAPIC ID register and its table
+    // entry under the write side. So no IPI is addressed to an ID that has stopped being
+    // its target's: every IPI must still reach its CPU, through a VMM that sees the IDs
+    // move (KVM: a new APIC map, and APICv inhibited for the VM, APIC_ID_MODIFIED).
+    void enable_dynamic_apic_ids();
+    void change_apic_id(cpu::GuestCpu& g, unsigned self, std::uint32_t new_id);
+    std::uint64_t apic_id_changes() const { return m_id_changes; }
+
     // The per-CPU interrupt statistics the handlers keep in guest memory (irq_call_count,
     // irq_resched_count).
     std::uint64_t irq_call_count(unsigned cpu) const;
@@ -98,8 +110,14 @@ private:
     void interrupt(cpu::GuestCpu& g, unsigned self);  // smp_call_function{,_single}_interrupt
     void flush_queue(cpu::GuestCpu& g, unsigned self);  // flush_smp_call_function_queue
 
+    std::uint64_t apicid(unsigned cpu) const { return m_apicid + 8 * std::uint64_t{cpu}; }  // x86_cpu_to_apicid
+    void apicid_read_lock(cpu::GuestCpu& g);
+    void apicid_read_unlock(cpu::GuestCpu& g);
+
     vmm::Vm& m_vm;
     unsigned m_cpus;
+    std::uint64_t m_apicid = 0, m_apicid_lock = 0;  // dynamic APIC IDs: the table and its rwlock
+    std::uint64_t m_id_changes = 0;
     bool m_x2apic;
     unsigned m_callers_many;
     std::uint64_t m_percpu = 0, m_cfd = 0;

@@ -24,6 +24,12 @@
 // drains the whole queue per interrupt, so no call IPI can coalesce: each target's handler
 // count (irq_call_count, kept by the guest) must equal the call IPIs sent to it. Reschedule
 // IPIs may coalesce (received <= sent), and KVM can only have coalesced those.
+//
+// `random_ipi --set workload.id_change_percent=P` (xAPIC, at most 127 vCPUs): after a step, a
+// vCPU changes its own xAPIC ID with probability P %, between its number and its number +
+// 128 (linux_smp's dynamic APIC IDs: senders look the ID up under a guest rwlock), a stress
+// of the VMM's APIC map and of its APICv inhibit; the checks above are unchanged (every
+// call still reaches its CPU exactly once).
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +44,7 @@ namespace {
 
 constexpr std::uint64_t kLine = 64;
 constexpr std::uint64_t kMaxComputeCycles = 20000;
+constexpr unsigned kIdToggle = 128;  // id_change_percent: a vCPU's xAPIC ID is its number, or its number + 128
 
 // splitmix64's finalizer: a call id's contribution to the target's digest.
 std::uint64_t mix(std::uint64_t x) {
@@ -60,14 +67,25 @@ public:
         if (m_overcommit) {
             check_params(m_name, cfg, {"ipis"});
         } else {
-            check_params(m_name, cfg, {"ipis", "burst", "halt_percent"});
+            check_params(m_name, cfg, {"ipis", "burst", "halt_percent", "id_change_percent"});
         }
         for (const auto& [key, value] : cfg.params) {
             if (key == "ipis") m_ipis = parse_param(m_name, key, value, 1, 1u << 20);
             if (key == "burst") m_burst = parse_param(m_name, key, value, 1, 16);
             if (key == "halt_percent") m_halt_percent = parse_param(m_name, key, value, 0, 100);
+            if (key == "id_change_percent") m_id_change_percent = parse_param(m_name, key, value, 0, 100);
+        }
+        if (m_id_change_percent > 0) {
+            if (cfg.x2apic)
+                throw model::ConfigError(m_name + ": workload.id_change_percent needs xAPIC mode (--apic xapic): the x2APIC "
+                                         "ID register is read-only (SDM 11.12.5.1)");
+            if (m_n > kIdToggle - 1)
+                throw model::ConfigError(m_name + ": workload.id_change_percent runs on at most " +
+                                         std::to_string(kIdToggle - 1) + " vCPUs (each toggles between its number and "
+                                         "its number + 128; 255 is the broadcast ID), not --vcpus " + std::to_string(m_n));
         }
         m_kernel = std::make_unique<linux_smp::Kernel>(vm, m_n, cfg.x2apic);
+        if (m_id_change_percent > 0) m_kernel->enable_dynamic_apic_ids();
         m_record = m_kernel->add_function([this](cpu::GuestCpu& g, unsigned self, std::uint64_t id) {
             g.store64(handled(self), g.load64(handled(self)) + 1);
             g.store64(digest(self), g.load64(digest(self)) + mix(id));
@@ -135,7 +153,9 @@ public:
                   "target), " + std::to_string(handled_ipis) + " of " + std::to_string(ipis) + " call IPIs handled; " +
                   std::to_string(resched_handled) + " of " + std::to_string(resched) + " reschedule IPIs handled (" +
                   std::to_string(coalesced) + " coalesced by KVM); " + std::to_string(m_halts) + " halts, " +
-                  std::to_string(preemptions) + " preemptions" + (bad ? ";" + off : "");
+                  std::to_string(preemptions) + " preemptions" +
+                  (m_id_change_percent > 0 ? ", " + std::to_string(m_kernel->apic_id_changes()) + " xAPIC ID changes" : "") +
+                  (bad ? ";" + off : "");
         r.iterations = r.total_iterations = calls;
         r.cycles_per_iteration = m_cycles;
         r.values["calls"] = static_cast<double>(calls);
@@ -144,6 +164,7 @@ public:
         r.values["coalesced"] = static_cast<double>(coalesced);
         r.values["halts"] = static_cast<double>(m_halts);
         r.values["preemptions"] = static_cast<double>(preemptions);
+        if (m_id_change_percent > 0) r.values["apic_id_changes"] = static_cast<double>(m_kernel->apic_id_changes());
         return r;
     }
 
@@ -154,6 +175,7 @@ private:
         std::uint8_t count = 1;
         bool halt = false;
         unsigned waker = 0;  // who wakes this vCPU after the step (halt), a lower-numbered vCPU
+        bool change_id = false;  // id_change_percent: toggle this vCPU's xAPIC ID after the step
     };
     static std::uint64_t call_id(unsigned sender, std::uint64_t seq) { return (std::uint64_t{sender} << 32) | seq; }
     Step draw_step(model::SplitMix64& plan, unsigned s) const {
@@ -164,6 +186,8 @@ private:
         st.compute = static_cast<std::uint32_t>(plan.below(kMaxComputeCycles));
         st.halt = s != 0 && plan.below(100) < m_halt_percent;
         if (st.halt) st.waker = static_cast<unsigned>(plan.below(s));
+        // Drawn only when enabled: other plans stay as they were.
+        if (m_id_change_percent > 0) st.change_id = plan.below(100) < m_id_change_percent;
         return st;
     }
     // Per target, one line: calls run, digest.
@@ -242,11 +266,16 @@ private:
         const std::uint64_t t1 = g.rdtsc();
         std::uint64_t seq = 0;
         model::SplitMix64 plan(m_plan_seed[self]);
+        bool id_toggled = false;
         for (std::uint64_t k = 0; k < m_ipis; ++k) {
             const Step st = draw_step(plan, self);
             for (unsigned c = 0; c < st.count; ++c)
                 m_kernel->call_single(g, self, st.target, m_record, call_id(self, seq++), m_burst == 1);
             g.compute(st.compute);
+            if (st.change_id) {
+                id_toggled = !id_toggled;
+                m_kernel->change_apic_id(g, self, id_toggled ? self + kIdToggle : self);
+            }
             wake_sleepers(g, self);
             if (st.halt) sleep(g, self, st.waker);
         }
@@ -258,7 +287,7 @@ private:
     bool m_overcommit;
     std::string m_name;
     unsigned m_n = 4;
-    std::uint64_t m_ipis = 30, m_burst = 1, m_halt_percent = 25;
+    std::uint64_t m_ipis = 30, m_burst = 1, m_halt_percent = 25, m_id_change_percent = 0;
     std::unique_ptr<linux_smp::Kernel> m_kernel;
     std::uint64_t m_record = 0;
     std::vector<std::uint64_t> m_plan_seed;
