@@ -577,7 +577,14 @@ void Kvm::migration_stressor(HostThreadContext& h) {
         host_sleep_until(h, at);
         Vcpu& v = *all[rng.below(all.size())];
         const auto to = static_cast<unsigned>((v.m_pcpu + 1 + rng.below(cpus - 1)) % cpus);
-        host_run_on_vcpu(h, v, [this, to](Vcpu& w) { userspace_migrate(w, to); });
+        const bool pending = v.m_migrate_to.has_value();
+        v.m_migrate_to = to;  // the latest affinity wins (see Vcpu::m_migrate_to)
+        if (pending) continue;
+        host_run_on_vcpu(h, v, [this](Vcpu& w) {
+            const unsigned dest = *w.m_migrate_to;
+            w.m_migrate_to.reset();
+            userspace_migrate(w, dest);
+        });
     }
 }
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -148,6 +149,11 @@ private:
     // Work a userspace thread asked this vCPU thread to do (QEMU's run_on_cpu, a signal):
     // KVM_RUN returns to userspace, runs it, and is called again.
     std::vector<std::function<void(Vcpu&)>> m_userspace_work;
+    // kvm.migrate_every: the CPU a pending migration moves the thread to. sched_setaffinity
+    // replaces the mask, so a thread asked to move again before it moved moves once, to the
+    // latest CPU (queuing each move made a thread that waited for its turn on one CPU wait
+    // again on every CPU it was sent through).
+    std::optional<unsigned> m_migrate_to;
     bool m_pending_gp = false;      // a #GP queued by kvm_inject_gp
     bool m_preempted = false;
     std::uint32_t m_map_apic_id = 0;
