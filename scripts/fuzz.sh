@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target (sim/fuzz_targets.hpp) for a bounded time: profile, scenario,
-# set, vmentry. Builds with clang into build-fuzz/ (-DVTXSIM_FUZZ=ON: ASan + UBSan + libFuzzer),
+# set, vmentry, apic. Builds with clang into build-fuzz/ (-DVTXSIM_FUZZ=ON: ASan + UBSan + libFuzzer),
 # starts from tests/corpus/TARGET/ (and what earlier runs found, in build-fuzz/corpus/),
 # and keeps any crash in tests/corpus/TARGET/ so that the normal suite replays it.
 # Usage: bash scripts/fuzz.sh [SECONDS_PER_TARGET (default 60)] [TARGET...]
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(profile scenario set vmentry)
+[ ${#targets[@]} -gt 0 ] || targets=(profile scenario set vmentry apic)
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ is needed (apt-get install clang)" >&2; exit 2; }
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DVTXSIM_FUZZ=ON -DVTX_WERROR=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 for t in "${targets[@]}"; do cmake --build build-fuzz --target "fuzz_$t" -j2 >/dev/null; done

@@ -6,7 +6,16 @@
 #include <sstream>
 #include <vector>
 
+#include "apic/apic_state.hpp"
+#include "apic/destination.hpp"
+#include "apic/icr.hpp"
+#include "apic/interrupt_message.hpp"
+#include "apic/registers.hpp"
+#include "cpu/virtual_apic.hpp"
 #include "model/error.hpp"
+#include "model/memory.hpp"
+#include "pid/descriptor.hpp"
+#include "pid/layout.hpp"
 #include "model/profile.hpp"
 #include "sim/options.hpp"
 #include "sim/scenario_file.hpp"
@@ -196,7 +205,165 @@ void fuzz_vmentry(const std::uint8_t* data, std::size_t size) {
     }
 }
 
+namespace {
+
+[[noreturn]] void apic_finding(const char* what) {
+    std::fprintf(stderr, "fuzz_apic: %s\n", what);
+    std::abort();
+}
+
+// The input as a stream of bytes (zeros past its end).
+class Bytes {
+public:
+    Bytes(const std::uint8_t* data, std::size_t size) : m_data(data), m_size(size) {}
+    bool done() const { return m_pos >= m_size; }
+    std::uint8_t u8() { return m_pos < m_size ? m_data[m_pos++] : 0; }
+    std::uint32_t u32() {
+        std::uint32_t v = 0;
+        for (int i = 0; i < 4; ++i) v |= std::uint32_t{u8()} << (8 * i);
+        return v;
+    }
+    std::uint64_t u64() { return std::uint64_t{u32()} | (std::uint64_t{u32()} << 32); }
+
+private:
+    const std::uint8_t* m_data;
+    std::size_t m_size;
+    std::size_t m_pos = 0;
+};
+
+// The xAPIC register offsets (and some reserved ones) an op picks from.
+constexpr std::array<std::uint32_t, 24> kApicOffsets = {
+    apic::kApicOffsetId,        apic::kApicOffsetVersion,   apic::kApicOffsetTpr,       apic::kApicOffsetApr,
+    apic::kApicOffsetPpr,       apic::kApicOffsetEoi,       apic::kApicOffsetRrd,       apic::kApicOffsetLdr,
+    apic::kApicOffsetDfr,       apic::kApicOffsetSvr,       apic::kApicOffsetIsr0 + 0x10, apic::kApicOffsetTmr0,
+    apic::kApicOffsetIrr0 + 0x70, apic::kApicOffsetEsr,     apic::kApicOffsetLvtCmci,   apic::kApicOffsetIcrLo,
+    apic::kApicOffsetIcrHi,     apic::kApicOffsetLvtTimer,  apic::kApicOffsetLvtLint0,  apic::kApicOffsetLvtError,
+    apic::kApicOffsetTimerInitialCount, apic::kApicOffsetTimerDivide, apic::kApicOffsetSelfIpi, 0x040 /* reserved */};
+
+void check_invariants(const apic::ApicState& a, std::uint32_t initial_id) {
+    if (a.x2apic_id() != initial_id) apic_finding("the x2APIC ID changed");
+    if (a.x2apic_mode() && a.ldr() != apic::x2apic_ldr_of(a.x2apic_id()))
+        apic_finding("x2APIC LDR not derived from the x2APIC ID");
+    const std::uint8_t isrv = a.highest_isr().value_or(0);
+    const std::uint8_t tpr = a.tpr();
+    const std::uint8_t ppr = (tpr >> 4) >= (isrv >> 4) ? tpr : static_cast<std::uint8_t>(isrv & 0xF0);
+    if (a.ppr() != ppr) apic_finding("PPR is not max(TPR, ISRV & F0H) (SDM 11.8.3.1)");
+}
+
+}  // namespace
+
+void fuzz_apic(const std::uint8_t* data, std::size_t size) {
+    Bytes in(data, size);
+    const std::uint8_t config = in.u8();
+    const unsigned n = 2 + (config & 7) % 7;  // 2..8 APICs
+    const bool x2apic = config & 0x08;
+    const bool ipiv = config & 0x10;
+    try {
+        std::vector<apic::ApicState> apics;
+        for (unsigned i = 0; i < n; ++i) apics.emplace_back(i, i == 0);
+        if (x2apic)
+            for (auto& a : apics)
+                if (!a.write_apic_base(a.apic_base() | apic::kApicBaseX2ApicEnable).ok())
+                    apic_finding("xAPIC -> x2APIC refused");
+        for (auto& a : apics) a.write_mmio(apic::kApicOffsetSvr, 0x1FF), a.write_msr(apic::kX2ApicMsrSvr, 0x1FF);
+        // IPIv's posted-interrupt descriptors, one per APIC (NV 0xF2, NDST = the APIC's ID).
+        model::PhysicalMemory mem(0x10000, nullptr);
+        model::DirectMemoryPort port(mem, 0);
+        std::vector<pid::PostedInterruptDescriptor> pids;
+        for (unsigned i = 0; i < n; ++i) {
+            pids.emplace_back(port, 0x1000 + i * pid::kPidBytes);
+            pids.back().initialize(0xF2, i);
+        }
+        // Routes a message the APIC `src` sends and has the targets accept it.
+        auto route = [&](const apic::InterruptMessage& msg, std::size_t src) {
+            std::vector<apic::DestinationView> views;
+            for (const auto& a : apics) views.push_back(a.destination_view());
+            for (const std::size_t t : apic::resolve_destinations(msg, views, src)) {
+                if (t >= n) apic_finding("a destination beyond the APICs");
+                (void)apics[t].accept(msg);
+            }
+        };
+        for (int ops = 0; ops < 256 && !in.done(); ++ops) {
+            const std::uint8_t op = in.u8();
+            const std::size_t who = in.u8() % n;
+            apic::ApicState& a = apics[who];
+            const std::uint32_t off = kApicOffsets[in.u8() % kApicOffsets.size()];
+            const std::uint64_t value = in.u64();
+            apic::WriteResult w;
+            bool x2apic_icr_write = false;
+            switch (op % 8) {
+                case 0: (void)a.read_mmio(off); break;
+                case 1: w = a.write_mmio(off, static_cast<std::uint32_t>(value)); break;
+                case 2: (void)a.read_msr(apic::x2apic_msr_of(off)); break;
+                case 3:
+                    x2apic_icr_write = a.x2apic_mode() && off == apic::kApicOffsetIcrLo;
+                    if (x2apic_icr_write && ipiv && cpu::icr_qualifies_for_ipiv(static_cast<std::uint32_t>(value))) {
+                        // IPIv: what it virtualizes must be a fixed, physical, edge IPI without
+                        // shorthand, which reaches at most one APIC; it posts instead of sending.
+                        const apic::Icr f = apic::decode_icr(value, true);
+                        if (f.delivery_mode != apic::DeliveryMode::Fixed ||
+                            f.destination_mode != apic::DestinationMode::Physical ||
+                            f.shorthand != apic::Shorthand::None || f.trigger_mode != apic::TriggerMode::Edge)
+                            apic_finding("IPIv qualified an ICR that is not fixed, physical, edge, no shorthand");
+                        std::vector<apic::DestinationView> views;
+                        for (const auto& x : apics) views.push_back(x.destination_view());
+                        const auto targets = apic::resolve_destinations(
+                            apic::message_from_icr(f, true, a.apic_id()), views, who);
+                        if (targets.size() > 1) apic_finding("an IPIv-qualifying ICR reached more than one APIC");
+                        if (f.destination < n && f.vector >= 16) {
+                            auto& d = pids[f.destination];
+                            const bool on_before = d.on(), sn = d.sn();
+                            d.ipiv_set_pir(f.vector);
+                            const pid::IpivNotification note = d.ipiv_update_notification();
+                            if (!d.pir_bit(f.vector)) apic_finding("IPIv step 5 left the PIR bit clear");
+                            // Step 6: ON := 1 and notify iff ON = 0 and SN = 0; else no change.
+                            if (note.send_notify != (!on_before && !sn) || d.on() != (on_before || !sn))
+                                apic_finding("IPIv step 6: ON / SendNotify not as the SDM says");
+                        }
+                        break;
+                    }
+                    w = a.write_msr(apic::x2apic_msr_of(off), value);
+                    break;
+                case 4: w = a.write_apic_base(value); break;
+                case 5: {
+                    const bool deliverable = a.has_deliverable_interrupt();
+                    const auto irr = a.highest_irr();
+                    const std::uint8_t v = a.acknowledge();
+                    if (deliverable && (!irr || v != *irr || !a.isr().test(v)))
+                        apic_finding("INTA did not move the highest IRR vector to the ISR");
+                    if (!deliverable && v != a.spurious_vector()) apic_finding("INTA without an interrupt is not spurious");
+                    break;
+                }
+                case 6: {
+                    const auto isr = a.highest_isr();
+                    const auto e = a.eoi();
+                    if (isr.has_value() != e.has_value() || (e && (e->vector != *isr || a.isr().test(*isr))))
+                        apic_finding("EOI did not clear the highest ISR bit");
+                    break;
+                }
+                case 7: {  // PID reset by the VMM (SN set or cleared: a preempted or running vCPU)
+                    auto& d = pids[who];
+                    if (value & 1) d.set_sn(); else d.clear_sn();
+                    if (value & 2) d.initialize(0xF2, static_cast<std::uint32_t>(who));
+                    break;
+                }
+            }
+            if (w.send_icr) {
+                const apic::Icr f = apic::decode_icr(*w.send_icr, a.x2apic_mode());
+                if (apic::check_icr(f) == apic::IcrCheck::Valid)
+                    route(apic::message_from_icr(f, a.x2apic_mode(), a.apic_id()), who);
+            }
+            if (w.self_ipi) route(apic::self_ipi_message(*w.self_ipi, a.apic_id()), who);
+            for (unsigned i = 0; i < n; ++i) check_invariants(apics[i], i);
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "fuzz_apic: %s\n", e.what());
+        apic_finding("an APIC access threw");
+    }
+}
+
 FuzzTarget fuzz_target(const std::string& name) {
+    if (name == "apic") return fuzz_apic;
     if (name == "profile") return fuzz_profile;
     if (name == "scenario") return fuzz_scenario;
     if (name == "set") return fuzz_set;

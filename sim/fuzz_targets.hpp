@@ -25,7 +25,21 @@ void fuzz_set(const std::uint8_t* data, std::size_t size);
 // Violations abort (std::abort): libFuzzer keeps the input.
 void fuzz_vmentry(const std::uint8_t* data, std::size_t size);
 
-// The targets by name ("profile", "scenario", "set", "vmentry"); nullptr for another name.
+// Random guest APIC register traffic, in plain C++ (the APIC state and the IPI
+// virtualization rules are value types: no simulation per input, so millions of inputs a
+// minute): 2-8 local APICs in xAPIC or x2APIC mode, and a program of xAPIC MMIO and x2APIC
+// MSR reads and writes (ICR, SELF IPI, EOI, TPR, ID, LDR, DFR, SVR, LVTs, reserved
+// offsets), IA32_APIC_BASE writes, INTAs and EOIs; ICRs the APIC sends are routed to their
+// destinations and accepted there; with "IPIv on", a qualifying x2APIC ICR write is posted
+// to the target's PID instead (PIR, ON, SN). Every access must give an architectural
+// answer (a value, #GP, or "not claimed"), never throw; after each, the APICs must keep the
+// architecture's invariants (the x2APIC ID and derived LDR, PPR from TPR and ISRV, INTA
+// and EOI moving the right bits, an IPIv-qualifying ICR being a fixed physical edge one
+// without shorthand that reaches at most one APIC, a PIR bit set and ON/notify as IPIv's
+// step 6 says). Violations abort.
+void fuzz_apic(const std::uint8_t* data, std::size_t size);
+
+// The targets by name ("profile", "scenario", "set", "vmentry", "apic"); nullptr for another name.
 using FuzzTarget = void (*)(const std::uint8_t*, std::size_t);
 FuzzTarget fuzz_target(const std::string& name);
 

@@ -31,3 +31,6 @@ TEST_CASE("fuzz corpus: --set lines apply or give one ConfigError", "[fuzz]") { 
 TEST_CASE("fuzz corpus: VMCS contents give architectural answers through VMWRITE and VM entry's checks", "[fuzz]") {
     CHECK(replay("vmentry") > 0);
 }
+TEST_CASE("fuzz corpus: guest APIC register traffic gives architectural answers, IPIv on and off", "[fuzz]") {
+    CHECK(replay("apic") > 0);
+}
