@@ -1,5 +1,6 @@
 #include "sim/fuzz_targets.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -290,15 +291,21 @@ void fuzz_apic(const std::uint8_t* data, std::size_t size) {
             const std::uint32_t off = kApicOffsets[in.u8() % kApicOffsets.size()];
             const std::uint64_t value = in.u64();
             apic::WriteResult w;
-            bool x2apic_icr_write = false;
             switch (op % 8) {
                 case 0: (void)a.read_mmio(off); break;
                 case 1: w = a.write_mmio(off, static_cast<std::uint32_t>(value)); break;
                 case 2: (void)a.read_msr(apic::x2apic_msr_of(off)); break;
-                case 3:
-                    x2apic_icr_write = a.x2apic_mode() && off == apic::kApicOffsetIcrLo;
-                    if (x2apic_icr_write && ipiv && cpu::icr_qualifies_for_ipiv(static_cast<std::uint32_t>(value))) {
-                        // IPIv: what it virtualizes must be a fixed, physical, edge IPI without
+                case 3: {
+                    // (A reserved bit set: the WRMSR's #GP comes first, below.)
+                    const bool x2apic_icr_write = a.x2apic_mode() && off == apic::kApicOffsetIcrLo &&
+                                                  (value & apic::kX2ApicIcrReservedBits) == 0;
+                    // IPIv (SDM 30.1.6): a qualifying ICR whose destination is within the
+                    // PID-pointer table (last index n - 1 here) is posted; one beyond it (the
+                    // broadcast ID FFFFFFFFH among them) is an APIC-write exit, and the VMM
+                    // sends it as the APIC would (the write below).
+                    if (x2apic_icr_write && ipiv && cpu::icr_qualifies_for_ipiv(static_cast<std::uint32_t>(value)) &&
+                        (value & 0xFF) >= 16 && (value >> 32) < n) {  // steps 1-2: else an APIC-write exit
+                        // What it virtualizes must be a fixed, physical, edge IPI without
                         // shorthand, which reaches at most one APIC; it posts instead of sending.
                         const apic::Icr f = apic::decode_icr(value, true);
                         if (f.delivery_mode != apic::DeliveryMode::Fixed ||
@@ -309,8 +316,13 @@ void fuzz_apic(const std::uint8_t* data, std::size_t size) {
                         for (const auto& x : apics) views.push_back(x.destination_view());
                         const auto targets = apic::resolve_destinations(
                             apic::message_from_icr(f, true, a.apic_id()), views, who);
-                        if (targets.size() > 1) apic_finding("an IPIv-qualifying ICR reached more than one APIC");
-                        if (f.destination < n && f.vector >= 16) {
+                        // (x2APIC IDs are unique; an APIC switched back to xAPIC mode may have
+                        // taken any xAPIC ID, a mixed system being undefined.)
+                        const bool all_x2apic = std::all_of(apics.begin(), apics.end(),
+                                                            [](const apic::ApicState& x) { return x.x2apic_mode(); });
+                        if (all_x2apic && targets.size() > 1)
+                            apic_finding("an IPIv-qualifying ICR reached more than one APIC");
+                        {
                             auto& d = pids[f.destination];
                             const bool on_before = d.on(), sn = d.sn();
                             d.ipiv_set_pir(f.vector);
@@ -324,6 +336,7 @@ void fuzz_apic(const std::uint8_t* data, std::size_t size) {
                     }
                     w = a.write_msr(apic::x2apic_msr_of(off), value);
                     break;
+                }
                 case 4: w = a.write_apic_base(value); break;
                 case 5: {
                     const bool deliverable = a.has_deliverable_interrupt();
