@@ -55,9 +55,8 @@ std::uint8_t* PhysicalMemory::page(std::uint64_t address, bool create) {
 }
 
 const std::uint8_t* PhysicalMemory::page(std::uint64_t address) const {
-    const std::uint64_t pn = address / kPageSize;
-    const PageEntry* chunk = m_chunks[pn >> kChunkBits].get();
-    return chunk ? chunk[pn & (kChunkPages - 1)].bytes.get() : nullptr;
+    const PageEntry* e = existing_entry(address / kPageSize);
+    return e ? e->bytes.get() : nullptr;
 }
 
 void PhysicalMemory::peek_slow(std::uint64_t address, void* out, std::uint64_t len) const {
@@ -159,7 +158,7 @@ inline double PhysicalMemory::price_line(Line& line, int agent, bool write) {
         cycles = c[Cost::MemL1Hit];
     }
     if (write) {
-        if (!mine || line.sharers.any_but(agent)) line.sharers.only(agent);
+        line.sharers.only(agent);
         line.modified_by = agent;
     } else {
         if (line.modified_by >= 0 && !mine) line.modified_by = -2;
@@ -246,19 +245,16 @@ double PhysicalMemory::access(MemRequest& r) {
     const double rmw = locked && m_costs ? (*m_costs)[Cost::MemLockedRmw] : 0.0;
     // The common case: within one line of a page that exists (and has its lines' state).
     if (where < m_size && span <= m_size - where && where % kCacheLineSize + span <= kCacheLineSize) {
-        const std::uint64_t pn = where / kPageSize;
-        if (PageEntry* chunk = m_chunks[pn >> kChunkBits].get()) {
-            PageEntry& e = chunk[pn & (kChunkPages - 1)];
-            if (e.bytes && e.lines) {
-                const std::uint64_t off = where % kPageSize;
-                Line& line = e.lines[off / kCacheLineSize];
-                const double cycles = (m_costs ? price_line(line, r.agent, store) : 0.0) + rmw;
-                if (locked) ++m_locked_ops;
-                perform(r, e.bytes.get() + off);
-                if (store && line.observer && m_store_observer)
-                    m_store_observer(where & ~(kCacheLineSize - 1), r.agent, line.observer);
-                return cycles;
-            }
+        PageEntry* e = existing_entry(where / kPageSize);
+        if (e && e->bytes && e->lines) {
+            const std::uint64_t off = where % kPageSize;
+            Line& line = e->lines[off / kCacheLineSize];
+            const double cycles = (m_costs ? price_line(line, r.agent, store) : 0.0) + rmw;
+            if (locked) ++m_locked_ops;
+            perform(r, e->bytes.get() + off);
+            if (store && line.observer && m_store_observer)
+                m_store_observer(where & ~(kCacheLineSize - 1), r.agent, line.observer);
+            return cycles;
         }
     }
     // The general case: across lines or pages, or a page touched for the first time.

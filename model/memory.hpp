@@ -114,12 +114,8 @@ public:
     // The tag of the line holding `address`, 0 when it is not observed (no page or line
     // state is made).
     std::uint32_t line_observer(std::uint64_t address) const {
-        if (address >= m_size) return 0;
-        const std::uint64_t pn = address / kPageSize;
-        const PageEntry* chunk = m_chunks[pn >> kChunkBits].get();
-        if (!chunk) return 0;
-        const Line* lines = chunk[pn & (kChunkPages - 1)].lines.get();
-        return lines ? lines[address % kPageSize / kCacheLineSize].observer : 0;
+        const PageEntry* e = address < m_size ? existing_entry(address / kPageSize) : nullptr;
+        return e && e->lines ? e->lines[address % kPageSize / kCacheLineSize].observer : 0;
     }
 
     // Statistics.
@@ -165,11 +161,8 @@ private:
     const std::uint8_t* cached_within_page(std::uint64_t address, std::uint64_t len) const {
         const std::uint64_t off = address % kPageSize;
         if (len == 0 || off + len > kPageSize || address >= m_size || len > m_size - address) return nullptr;
-        const std::uint64_t pn = address / kPageSize;
-        const PageEntry* chunk = m_chunks[pn >> kChunkBits].get();
-        if (!chunk) return nullptr;
-        const std::uint8_t* p = chunk[pn & (kChunkPages - 1)].bytes.get();
-        return p ? p + off : nullptr;
+        const PageEntry* e = existing_entry(address / kPageSize);
+        return e && e->bytes ? e->bytes.get() + off : nullptr;
     }
     void peek_slow(std::uint64_t address, void* out, std::uint64_t len) const;
     void poke_slow(std::uint64_t address, const void* in, std::uint64_t len);
@@ -195,6 +188,11 @@ private:
     static constexpr std::uint64_t kChunkPages = std::uint64_t{1} << kChunkBits;
     std::vector<std::unique_ptr<PageEntry[]>> m_chunks;
     PageEntry& entry(std::uint64_t page_number);  // makes the chunk if needed
+    // The entry of a page number below size() / kPageSize if its chunk exists (else nullptr).
+    PageEntry* existing_entry(std::uint64_t page_number) const {
+        PageEntry* chunk = m_chunks[page_number >> kChunkBits].get();
+        return chunk ? &chunk[page_number & (kChunkPages - 1)] : nullptr;
+    }
     Line& line(std::uint64_t line_number);
     std::uint64_t m_next_free = 0x100000;  // allocator starts above the first MiB
     StoreObserver m_store_observer;

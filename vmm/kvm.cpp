@@ -724,9 +724,7 @@ int Kvm::vcpu_enter_guest(Vcpu& v) {
     const cpu::EntryResult r = v.m_launched ? p.vmresume() : p.vmlaunch();
     spec_ctrl_after_exit(v);
     p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit", "vmx.c vmx_vcpu_run", "kvm");
-    v.m_mode = VcpuMode::OutsideGuestMode;
-    ++v.m_guest_mode_exits;
-    if (v.m_guest_mode_waiters) v.m_left_guest_mode.notify(p.annotation());
+    leave_guest_mode(v);
     switch (r.outcome) {
         case cpu::EntryOutcome::GuestFinished:
             p.local_irq_enable();
@@ -1515,6 +1513,12 @@ void Kvm::kvm_vcpu_block(Vcpu& v) {
         vcpu_load(v);
     }
     v.m_blocked = false;  // finish_rcuwait
+}
+
+void Kvm::leave_guest_mode(Vcpu& v) {
+    v.m_mode = VcpuMode::OutsideGuestMode;
+    ++v.m_guest_mode_exits;
+    if (v.m_guest_mode_waiters) v.m_left_guest_mode.notify(lp(v).annotation());
 }
 
 void Kvm::wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target, std::uint64_t exits_at_kick) {

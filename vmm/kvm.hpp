@@ -389,6 +389,8 @@ private:
     // SimulationError.
     [[noreturn]] void entry_failed(const Vcpu& v, const std::string& what) const;
     // The wait of a KVM_REQUEST_WAIT request: until `target` has left guest mode.
+    // After a VM exit: OUTSIDE_GUEST_MODE, counted, and a kick's waiter told.
+    void leave_guest_mode(Vcpu& v);
     // Waits until `target` has left guest mode since the kick that saw it there
     // (`exits_at_kick`: its m_guest_mode_exits then).
     void wait_out_of_guest_mode(Vcpu& waiter, Vcpu& target, std::uint64_t exits_at_kick);

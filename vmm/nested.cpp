@@ -445,9 +445,7 @@ int Kvm::nested_vcpu_run_l2(Vcpu& v) {
     spec_ctrl_after_exit(v);
     n.run_pending = false;
     p.step(Cost::KvmVmxVcpuRunPost, "vmx_vcpu_run: after VM exit (vmcs02)", "vmx.c vmx_vcpu_run", "kvm");
-    v.m_mode = VcpuMode::OutsideGuestMode;
-    ++v.m_guest_mode_exits;
-    if (v.m_guest_mode_waiters) v.m_left_guest_mode.notify(p.annotation());
+    leave_guest_mode(v);
     switch (r.outcome) {
         case cpu::EntryOutcome::GuestFinished:
             throw cpu::SimulationError(n.vmcs02.name + ": an L2 program returned (L2 programs end with a VM "
