@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdio>
 #include <sstream>
+#include <functional>
 #include <stdexcept>
 
 #include <systemc>
 
+#include "model/rng.hpp"
 #include "sim/child_process.hpp"
 
 namespace vtx::sim {
@@ -44,6 +46,65 @@ struct PingPong : sc_core::sc_module {
     }
 };
 
+// The floor at scale: `threads` SystemC threads, each calling random other threads in turn
+// (a timed notification to the callee, a timed notification back), serving the calls made
+// to it while it waits for its own: random_ipi's shape with nothing simulated. Same stack
+// size as the simulation's threads (SystemC's default, 256 KiB).
+struct RandomCalls : sc_core::sc_module {
+    struct Node {
+        sc_core::sc_event call, reply;
+        std::vector<unsigned> callers;
+        bool replied = false;
+    };
+    std::vector<Node> nodes;
+    long calls_each;
+    long done = 0;
+    SC_HAS_PROCESS(RandomCalls);
+    RandomCalls(sc_core::sc_module_name name, unsigned threads, long calls)
+        : sc_module(name), nodes(threads), calls_each(calls) {
+        for (unsigned i = 0; i < threads; ++i)
+            sc_core::sc_spawn([this, i] { body(i); }, sc_core::sc_gen_unique_name("caller"));
+    }
+    void body(unsigned self) {
+        model::SplitMix64 rng(self);
+        Node& me = nodes[self];
+        const auto n = static_cast<std::uint64_t>(nodes.size());
+        for (long c = 0; c < calls_each; ++c) {
+            const auto callee = static_cast<unsigned>((self + 1 + rng.below(n - 1)) % n);
+            nodes[callee].callers.push_back(self);
+            nodes[callee].call.notify(sc_core::sc_time(1000, sc_core::SC_NS));
+            me.replied = false;
+            while (!me.replied) {
+                sc_core::wait(me.call | me.reply);
+                serve(me);
+            }
+            ++done;
+        }
+        for (;;) {
+            sc_core::wait(me.call);
+            serve(me);
+        }
+    }
+    void serve(Node& me) {
+        for (unsigned caller : me.callers) {
+            nodes[caller].replied = true;
+            nodes[caller].reply.notify(sc_core::sc_time(1000, sc_core::SC_NS));
+        }
+        me.callers.clear();
+    }
+};
+
+double random_calls_in_process(unsigned threads, long calls) {
+    sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
+    RandomCalls r("floor", threads, std::max<long>(1, calls / threads));
+    sc_core::sc_start(sc_core::sc_time(1, sc_core::SC_NS));  // the threads' creation and first calls
+    const long started = r.done;
+    const auto t0 = std::chrono::steady_clock::now();
+    sc_core::sc_start();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return r.done > started ? s * 1e9 / static_cast<double>(r.done - started) : 0.0;
+}
+
 double floor_in_process(long round_trips) {
     sc_core::sc_report_handler::set_actions("/OSCI/SystemC", sc_core::SC_INFO, sc_core::SC_DO_NOTHING);
     PingPong p("floor", round_trips);
@@ -63,9 +124,9 @@ std::string mode_name(double quantum) {
 
 }  // namespace
 
-double measure_floor_ns(long round_trips) {
-    const Child child =
-        spawn_child([round_trips](int fd) { write_all(fd, std::to_string(floor_in_process(round_trips))); });
+namespace {
+double measure_in_child(std::function<double()> measure) {
+    const Child child = spawn_child([&measure](int fd) { write_all(fd, std::to_string(measure())); });
     std::string data;
     char buf[256];
     for (ssize_t n; (n = ::read(child.fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR);)
@@ -73,6 +134,15 @@ double measure_floor_ns(long round_trips) {
     reap(child);
     if (data.empty()) throw std::runtime_error("the floor measurement ended without a result");
     return std::stod(data);
+}
+}  // namespace
+
+double measure_floor_ns(long round_trips) {
+    return measure_in_child([round_trips] { return floor_in_process(round_trips); });
+}
+
+double measure_scale_floor_ns(unsigned threads, long calls) {
+    return measure_in_child([threads, calls] { return random_calls_in_process(threads, calls); });
 }
 
 BenchReport run_bench(const RunSpec& base, const std::vector<IpiConfig>& configs,
@@ -186,6 +256,7 @@ ScaleReport run_scale_bench(const RunSpec& base, const std::vector<unsigned>& si
         row.start_ipis = value(outs[0], "ipis") + value(outs[0], "reschedule_ipis");
         row.start_host_seconds = outs[0].host_seconds;
         row.peak_rss_kib = o.peak_rss_kib;
+        row.floor_ns_per_call = measure_scale_floor_ns(n, static_cast<long>(calls));
         report.rows.push_back(row);
     }
     return report;
@@ -195,19 +266,23 @@ std::string ScaleReport::text() const {
     std::ostringstream os;
     char line[256];
     const double base = rows.empty() ? 0 : rows.front().ns_per_ipi();
-    std::snprintf(line, sizeof line, "%7s %10s %10s %9s %9s %10s %10s %10s %10s\n", "vCPUs", "calls", "IPIs", "ns/IPI",
-                  "vs first", "ns/call", "start s", "peak MiB", "KiB/vCPU");
+    const double floor_base = rows.empty() ? 0 : rows.front().floor_ns_per_call;
+    std::snprintf(line, sizeof line, "%7s %10s %10s %9s %9s %10s %10s %9s %10s %10s %10s %10s\n", "vCPUs", "calls",
+                  "IPIs", "ns/IPI", "vs first", "ns/call", "floor ns", "vs first", "call/floor", "start s",
+                  "peak MiB", "KiB/vCPU");
     os << line;
     for (const ScaleRow& r : rows) {
-        std::snprintf(line, sizeof line, "%7u %10.0f %10.0f %9.0f %8.2fx %10.0f %10.2f %10.1f %10.1f\n", r.vcpus,
-                      r.calls, r.ipis, r.ns_per_ipi(), base > 0 ? r.ns_per_ipi() / base : 0, r.ns_per_call(),
+        std::snprintf(line, sizeof line, "%7u %10.0f %10.0f %9.0f %8.2fx %10.0f %10.0f %8.2fx %9.1fx %10.2f %10.1f %10.1f\n",
+                      r.vcpus, r.calls, r.ipis, r.ns_per_ipi(), base > 0 ? r.ns_per_ipi() / base : 0, r.ns_per_call(),
+                      r.floor_ns_per_call, floor_base > 0 ? r.floor_ns_per_call / floor_base : 0, r.call_floor_ratio(),
                       r.setup_host_seconds + r.start_host_seconds, r.peak_rss_kib / 1024, r.kib_per_vcpu());
         os << line;
     }
     os << "random_ipi, x2APIC: waiting calls (smp_call_function_single) to random other vCPUs, no idling, a CPU "
           "per vCPU. ns/IPI and ns/call: marginal host time (the run minus a one-call-per-vCPU run) per IPI sent and "
           "per call (concurrent callers share a target's IPI); start: set-up and the one-call run; peak: the run's "
-          "peak RSS (with the process's ~10 MiB base).\n";
+          "peak RSS (with the process's ~10 MiB base). floor ns: the SystemC floor at the same size, as many threads "
+          "calling random others with nothing simulated (host ns per call); call/floor: ns/call over it.\n";
     std::snprintf(line, sizeof line, "SystemC floor %.1f ns per round trip\n", floor_ns);
     os << line;
     return os.str();
@@ -225,7 +300,9 @@ nlohmann::json ScaleReport::to_json() const {
                           {"ns_per_call", r.ns_per_call()},
                           {"start_host_seconds", r.setup_host_seconds + r.start_host_seconds},
                           {"peak_rss_kib", r.peak_rss_kib},
-                          {"kib_per_vcpu", r.kib_per_vcpu()}});
+                          {"kib_per_vcpu", r.kib_per_vcpu()},
+                          {"floor_ns_per_call", r.floor_ns_per_call},
+                          {"call_floor_ratio", r.call_floor_ratio()}});
     return {{"floor_ns", floor_ns}, {"scale", rows_j}};
 }
 

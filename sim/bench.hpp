@@ -17,6 +17,13 @@ namespace vtx::sim {
 // process); returns host ns per round trip.
 double measure_floor_ns(long round_trips);
 
+// The floor at scale: `threads` SystemC threads that call random other threads (a timed
+// notification there, one back), each serving the calls made to it while it waits for its
+// own, `calls` calls in all: random_ipi's traffic with nothing simulated, what any model
+// with a thread per vCPU pays at that size. Host ns per call (the threads' creation and
+// first calls not counted), measured in a child process.
+double measure_scale_floor_ns(unsigned threads, long calls);
+
 struct BenchRow {
     const char* label = "";  // the configuration's name (IpiConfig::label)
     bool x2apic = true;
@@ -46,13 +53,15 @@ BenchReport run_bench(const RunSpec& base, const std::vector<IpiConfig>& configs
 // simulated IPI and peak host memory per vCPU, each run in its own process. Starting 4096
 // vCPUs (their threads, VMCS set-up, first entries) takes host time of its own: a second
 // run with one call per vCPU measures it, and the time per IPI is the difference over the
-// difference in IPIs (the marginal cost, what a long run pays).
+// difference in IPIs (the marginal cost, what a long run pays). Beside each size, the floor
+// at that size (measure_scale_floor_ns): how much of the growth SystemC itself pays.
 struct ScaleRow {
     unsigned vcpus = 0;
     double calls = 0, ipis = 0;
     double host_seconds = 0, setup_host_seconds = 0;
     double start_calls = 0, start_ipis = 0, start_host_seconds = 0;  // the one-call-per-vCPU run
     double peak_rss_kib = 0;
+    double floor_ns_per_call = 0;  // measure_scale_floor_ns at this size
     double ns_per_ipi() const {
         return ipis > start_ipis ? 1e9 * (host_seconds - start_host_seconds) / (ipis - start_ipis) : 0;
     }
@@ -60,6 +69,7 @@ struct ScaleRow {
         return calls > start_calls ? 1e9 * (host_seconds - start_host_seconds) / (calls - start_calls) : 0;
     }
     double kib_per_vcpu() const { return vcpus ? peak_rss_kib / vcpus : 0; }
+    double call_floor_ratio() const { return floor_ns_per_call > 0 ? ns_per_call() / floor_ns_per_call : 0; }
 };
 
 struct ScaleReport {

@@ -304,6 +304,8 @@ TEST_CASE("bench --scale: host time per IPI and memory per vCPU at each size", "
         CHECK(row["ipis"].get<double>() > 0);
         CHECK(row["peak_rss_kib"].get<double>() > 0);
         CHECK(row["kib_per_vcpu"].get<double>() > 0);
+        CHECK(row["floor_ns_per_call"].get<double>() > 0);  // the floor at that size, measured beside it
+        CHECK(row["call_floor_ratio"].get<double>() > 0);
     }
     CHECK(j["floor_ns"].get<double>() > 0);
 }
