@@ -189,7 +189,7 @@ inline void copy(void* dst, const void* src, unsigned n) {
 }
 // Performs `r` on the bytes it addresses (`p`: the first byte of [where, where + span)).
 // One definition of each operation, for the fast and the general path.
-[[gnu::always_inline]] inline void perform(MemRequest& r, std::uint8_t* p) {
+[[gnu::always_inline]] inline void perform_op(MemRequest& r, std::uint8_t* p) {
     switch (r.op) {
         case MemOp::Read: copy(r.data, p, r.size); break;
         case MemOp::Write: copy(p, r.data, r.size); break;
@@ -228,7 +228,26 @@ inline void copy(void* dst, const void* src, unsigned n) {
 }
 }  // namespace
 
+double PhysicalMemory::perform(MemRequest& r, const Located& at) {
+    const bool locked = is_locked(r.op);
+    const double rmw = locked && m_costs ? (*m_costs)[Cost::MemLockedRmw] : 0.0;
+    const double cycles = (m_costs ? price_line(*at.line, r.agent, r.op != MemOp::Read) : 0.0) + rmw;
+    if (locked) ++m_locked_ops;
+    perform_op(r, at.bytes);
+    return cycles;
+}
+
 double PhysicalMemory::access(MemRequest& r) {
+    // The common case: within one line of a page that exists (and has its lines' state).
+    if (Located at; locate(r, at)) {
+        const double cycles = perform(r, at);
+        if (r.op != MemOp::Read && at.line->observer && m_store_observer) {
+            const std::uint64_t where = r.op == MemOp::LockedBts || r.op == MemOp::LockedBtr ? r.address + r.operand / 8
+                                                                                                : r.address;
+            m_store_observer(where & ~(kCacheLineSize - 1), r.agent, at.line->observer);
+        }
+        return cycles;
+    }
     const bool locked = is_locked(r.op);
     std::uint64_t span = r.size;
     std::uint64_t where = r.address;
@@ -243,27 +262,13 @@ double PhysicalMemory::access(MemRequest& r) {
     }
     const bool store = r.op != MemOp::Read;
     const double rmw = locked && m_costs ? (*m_costs)[Cost::MemLockedRmw] : 0.0;
-    // The common case: within one line of a page that exists (and has its lines' state).
-    if (where < m_size && span <= m_size - where && where % kCacheLineSize + span <= kCacheLineSize) {
-        PageEntry* e = existing_entry(where / kPageSize);
-        if (e && e->bytes && e->lines) {
-            const std::uint64_t off = where % kPageSize;
-            Line& line = e->lines[off / kCacheLineSize];
-            const double cycles = (m_costs ? price_line(line, r.agent, store) : 0.0) + rmw;
-            if (locked) ++m_locked_ops;
-            perform(r, e->bytes.get() + off);
-            if (store && line.observer && m_store_observer)
-                m_store_observer(where & ~(kCacheLineSize - 1), r.agent, line.observer);
-            return cycles;
-        }
-    }
     // The general case: across lines or pages, or a page touched for the first time.
     check(where, span);
     if (locked) ++m_locked_ops;
     const double cycles = coherence(r.agent, where, span, store) + rmw;
     std::uint8_t bytes[64];
     peek(where, bytes, span);
-    perform(r, bytes);
+    perform_op(r, bytes);
     if (store) poke(where, bytes, span);
     if (store && m_store_observer) {
         for (std::uint64_t ln = where / kCacheLineSize; ln <= (where + span - 1) / kCacheLineSize; ++ln)

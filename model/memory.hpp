@@ -122,7 +122,6 @@ public:
     std::uint64_t line_transfers() const { return m_line_transfers; }
     std::uint64_t locked_operations() const { return m_locked_ops; }
 
-private:
     // The agents holding a copy of a line: inline while at most two do, a bitmap once
     // more do (a line every vCPU reads, at 4096 vCPUs), so that each question is O(1) and a
     // line's state is 24 bytes (a page's 64 lines: 1.5 KiB).
@@ -156,6 +155,45 @@ private:
         int modified_by = kDeviceAgent - 1;  // agent holding it Modified (none)
         std::uint32_t observer = 0;          // not 0: stores call the store observer with this tag
     };
+
+    // access() in two steps, for the initiator that handles stores to observed lines itself
+    // (the memory target acts on a watched line before a store as well as after it):
+    // locate() finds where a well-formed access within one line of a page that exists takes
+    // place (false for any other access: call access(), which also reports what is wrong);
+    // perform() then prices and performs it there as access() does, without calling the store
+    // observer. The common case of every simulated access, one page-table walk.
+    struct Located {
+        std::uint8_t* bytes = nullptr;  // the first byte the access touches
+        Line* line = nullptr;           // its line's coherence state (line->observer: its tag)
+    };
+    bool locate(const MemRequest& r, Located& at) const {
+        std::uint64_t where = r.address;
+        std::uint64_t span = r.size;
+        switch (r.op) {
+            case MemOp::LockedBts:
+            case MemOp::LockedBtr:
+                where = r.address + r.operand / 8;
+                span = 1;
+                break;
+            case MemOp::Read:
+            case MemOp::Write:
+            case MemOp::LockedFetchAndClear:
+                if (span == 0 || span > sizeof r.data) return false;
+                break;
+            default:
+                if (span != 4 && span != 8) return false;
+        }
+        if (where >= m_size || span > m_size - where || where % kCacheLineSize + span > kCacheLineSize) return false;
+        const PageEntry* e = existing_entry(where / kPageSize);
+        if (!e || !e->bytes || !e->lines) return false;
+        const std::uint64_t off = where % kPageSize;
+        at.bytes = e->bytes.get() + off;
+        at.line = &e->lines[off / kCacheLineSize];
+        return true;
+    }
+    double perform(MemRequest& r, const Located& at);
+
+private:
     // The bytes at `address` if [address, address + len) lies in memory, within one page,
     // and that page exists; else nullptr.
     const std::uint8_t* cached_within_page(std::uint64_t address, std::uint64_t len) const {

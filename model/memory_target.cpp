@@ -9,18 +9,21 @@ namespace vtx::model {
 MemoryTarget::MemoryTarget(sc_core::sc_module_name name, PhysicalMemory& mem, const Clock& clock)
     : sc_module(name), socket("socket"), m_mem(mem), m_clock(clock) {
     socket.register_b_transport(this, &MemoryTarget::b_transport);
-    m_mem.set_store_observer([this](std::uint64_t, int, std::uint32_t tag) {
-        WatchedLine* w = &m_lines[tag - 1];
-        if (m_store_offset_cycles >= 0) m_store_time_offset = m_clock.to_time(m_store_offset_cycles);
-        ++w->m_writes;
-        w->m_latest = std::max(w->m_latest, sim_now() + m_store_time_offset);
-        // Only a registered waiter needs the event: a poller that starts waiting later
-        // has seen this store (its count, see begin_wait).
-        if (w->m_waiters > 0) {
-            w->m_written.notify(m_store_time_offset);
-            w->m_waiters_woken = true;
-        }
-    });
+    // The stores of the socket's transactions and of untimed accesses (the direct interface
+    // handles its own, see transport).
+    m_mem.set_store_observer(
+        [this](std::uint64_t, int, std::uint32_t tag) { stored(m_lines[tag - 1], m_store_time_offset); });
+}
+
+void MemoryTarget::stored(WatchedLine& w, const sc_core::sc_time& offset) {
+    ++w.m_writes;
+    w.m_latest = std::max(w.m_latest, sim_now() + offset);
+    // Only a registered waiter needs the event: a poller that starts waiting later
+    // has seen this store (its count, see begin_wait).
+    if (w.m_waiters > 0) {
+        w.m_written.notify(offset);
+        w.m_waiters_woken = true;
+    }
 }
 
 MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) {
@@ -70,29 +73,46 @@ void MemoryTarget::end_wait(std::uint64_t line_address) {
 
 double MemoryTarget::transport(MemRequest& req, double offset_cycles) {
     req.synchronized = false;
-    if (req.op != MemOp::Read && offset_cycles > 0) {
+    PhysicalMemory::Located at;
+    if (!m_mem.locate(req, at)) {
+        // Across lines or pages, a page's first access, or malformed (MemoryError): through
+        // the socket's path, with the offset as its annotated delay.
+        sc_core::sc_time delay = offset_cycles > 0 ? m_clock.to_time(offset_cycles) : sc_core::SC_ZERO_TIME;
+        req.latency = access_annotated(req, delay);
+        return req.latency;
+    }
+    WatchedLine* w = req.op != MemOp::Read && at.line->observer ? &m_lines[at.line->observer - 1] : nullptr;
+    // A second store to a line whose pollers were woken but have not run: synchronize
+    // first (see begin_wait).
+    if (w && offset_cycles > 0 && w->m_waiters > 0 && w->m_waiters_woken) {
+        wait(m_clock.to_time(offset_cycles));
+        offset_cycles = 0;
+        req.synchronized = true;
+    }
+    req.latency = m_mem.perform(req, at);
+    if (w) stored(*w, offset_cycles > 0 ? m_clock.to_time(offset_cycles) : sc_core::SC_ZERO_TIME);
+    return req.latency;
+}
+
+double MemoryTarget::access_annotated(MemRequest& req, sc_core::sc_time& delay) {
+    if (req.op != MemOp::Read && delay != sc_core::SC_ZERO_TIME) {
         // A second store to a line whose pollers were woken but have not run: synchronize
         // first (see begin_wait).
         if (const WatchedLine* w = watched(req.address); w && w->m_waiters > 0 && w->m_waiters_woken) {
-            wait(m_clock.to_time(offset_cycles));
-            offset_cycles = 0;
+            wait(delay);
+            delay = sc_core::SC_ZERO_TIME;
             req.synchronized = true;
         }
     }
-    m_store_offset_cycles = offset_cycles > 0 ? offset_cycles : -1;
-    m_store_time_offset = sc_core::SC_ZERO_TIME;
-    double cycles;
+    m_store_time_offset = delay;
     try {
-        cycles = m_mem.access(req);
+        const double cycles = m_mem.access(req);
+        m_store_time_offset = sc_core::SC_ZERO_TIME;
+        return cycles;
     } catch (...) {
-        m_store_offset_cycles = -1;
         m_store_time_offset = sc_core::SC_ZERO_TIME;
         throw;
     }
-    m_store_offset_cycles = -1;
-    m_store_time_offset = sc_core::SC_ZERO_TIME;
-    req.latency = cycles;
-    return cycles;
 }
 
 void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay) {
@@ -110,23 +130,11 @@ void MemoryTarget::b_transport(int, tlm::tlm_generic_payload& gp, sc_core::sc_ti
         plain.size = gp.get_data_length();
         if (gp.is_write()) std::memcpy(plain.data, gp.get_data_ptr(), plain.size);
     }
-    if (req->op != MemOp::Read && delay != sc_core::SC_ZERO_TIME) {
-        // A second store to a line whose pollers were woken but have not run: synchronize
-        // first (see begin_wait).
-        if (const WatchedLine* w = watched(req->address); w && w->m_waiters > 0 && w->m_waiters_woken) {
-            wait(delay);
-            delay = sc_core::SC_ZERO_TIME;
-            req->synchronized = true;
-        }
-    }
     try {
-        m_store_time_offset = delay;
-        const double cycles = m_mem.access(*req);
-        m_store_time_offset = sc_core::SC_ZERO_TIME;
+        const double cycles = access_annotated(*req, delay);
         req->latency = cycles;
         delay += m_clock.latency_to_time(cycles);
     } catch (const MemoryError&) {
-        m_store_time_offset = sc_core::SC_ZERO_TIME;
         gp.set_response_status(tlm::TLM_ADDRESS_ERROR_RESPONSE);
         return;
     }

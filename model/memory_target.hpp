@@ -87,13 +87,17 @@ private:
     WatchedLine* watched(std::uint64_t line_address);
     const WatchedLine* watched(std::uint64_t line_address) const;
     void b_transport(int id, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
+    // Performs `req` with the initiator's annotated delay (synchronizing first for a second
+    // store to a woken line, see begin_wait), returns its latency in cycles.
+    double access_annotated(MemRequest& req, sc_core::sc_time& delay);
+    // A store to a watched line, taking effect `offset` after SystemC's present.
+    void stored(WatchedLine& w, const sc_core::sc_time& offset);
 
     PhysicalMemory& m_mem;
     const Clock& m_clock;
-    // The annotated delay of the transaction being performed (zero for untimed accesses
-    // made directly on PhysicalMemory): when its stores become visible.
+    // The annotated delay of the socket transaction being performed (zero for untimed
+    // accesses made directly on PhysicalMemory): when its stores become visible.
     sc_core::sc_time m_store_time_offset = sc_core::SC_ZERO_TIME;
-    double m_store_offset_cycles = -1;  // the direct interface's offset (converted when a watched line is stored to)
     // The watched lines, a line's tag in PhysicalMemory (observe_line) being its index + 1:
     // a store finds its line's record without a look-up. A deque: a WatchedLine (and its
     // event) never moves once made.
