@@ -191,7 +191,7 @@ bool LogicalProcessor::exec_mmio_write(GuestContext& g, std::uint64_t gpa, unsig
     return exec_memory(g, req);
 }
 
-bool LogicalProcessor::exec_memory(GuestContext& g, model::MemRequest& req) {
+[[gnu::flatten]] bool LogicalProcessor::exec_memory(GuestContext& g, model::MemRequest& req) {
     req.address = translate(g, req.address);
     m_port.access(req);
     advance_rip(g, kLenMemory);

@@ -139,7 +139,7 @@ std::uint64_t LogicalProcessor::tsc() const {
     return static_cast<std::uint64_t>(now_cycles() * ratio);
 }
 
-void LogicalProcessor::Port::access(model::MemRequest& req) {
+[[gnu::flatten]] void LogicalProcessor::Port::access(model::MemRequest& req) {
     m_lp.sync_point();
     req.agent = m_lp.m_index;
     // The memory target's direct interface (DMI-like: no generic payload, no socket
