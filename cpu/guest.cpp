@@ -229,6 +229,16 @@ void GuestCpu::spin_until(const std::function<bool()>& done, std::optional<std::
     m_ctx.lp->exec_spin(m_ctx, done, watch_gpa, pause);
 }
 
+void GuestCpu::spin_until_value(std::uint64_t gpa, unsigned size, std::function<bool(std::uint64_t)> satisfied,
+                                bool pause) {
+    if (size != 4 && size != 8)
+        throw SimulationError(m_ctx.name + ": spin_until_value: a " + std::to_string(size) +
+                              "-byte load (4 or 8 bytes)");
+    const LogicalProcessor::SpinValue value{size, std::move(satisfied)};
+    m_ctx.lp->exec_spin(
+        m_ctx, [&] { return value.satisfied(size == 8 ? load64(gpa) : load32(gpa)); }, gpa, pause, false, &value);
+}
+
 void GuestCpu::idle_loop() {
     for (;;) m_ctx.lp->exec_spin(m_ctx, [] { return false; }, std::nullopt, true, true);
 }
@@ -238,7 +248,7 @@ void GuestCpu::mfence() {
 }
 
 void GuestCpu::spin_lock(std::uint64_t gpa) {
-    while (xchg(gpa, 1) != 0) spin_until([&] { return load64(gpa) == 0; }, gpa, true);
+    while (xchg(gpa, 1) != 0) spin_until_value(gpa, 8, [](std::uint64_t v) { return v == 0; }, true);
 }
 
 void GuestCpu::spin_unlock(std::uint64_t gpa) { store64(gpa, 0); }

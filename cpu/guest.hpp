@@ -93,6 +93,10 @@ public:
     // `pause`: the loop body executes PAUSE (its period); otherwise a tight load loop.
     void spin_until(const std::function<bool()>& done, std::optional<std::uint64_t> watch_gpa = {},
                     bool pause = true);
+    // while (!satisfied(load(gpa))) ; with a load of `size` (4 or 8) bytes: spin_until
+    // whose condition is the polled value's (see LogicalProcessor::SpinValue).
+    void spin_until_value(std::uint64_t gpa, unsigned size, std::function<bool(std::uint64_t)> satisfied,
+                          bool pause = true);
     // for (;;) pause; : an idle loop that only interrupts interrupt (never returns).
     [[noreturn]] void idle_loop();
     // A spin lock (test-and-set with PAUSE), as kvm-unit-tests' spin_lock().

@@ -218,7 +218,8 @@ void LogicalProcessor::catch_up_with_store(GuestContext& g, const sc_core::sc_ti
 }
 
 void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& done,
-                                 std::optional<std::uint64_t> watch_gpa, bool pause, bool done_never) {
+                                 std::optional<std::uint64_t> watch_gpa, bool pause, bool done_never,
+                                 const SpinValue* value) {
     // A PAUSE loop: each iteration polls `done()` and executes PAUSE; interrupts are
     // taken at the loop's instruction boundaries. Instead of simulating every
     // iteration, the loop sleeps until something it could observe changes (the watched
@@ -258,9 +259,15 @@ void LogicalProcessor::exec_spin(GuestContext& g, const std::function<bool()>& d
             continue;
         }
         if (line) {
-            memory.begin_wait(*line, writes_before);
+            // Decoupled mode: a condition on the polled value lets stores that leave it false
+            // pass without waking the loop (their effect on the line is kept, see
+            // MemoryTarget::ValuePoller); exact mode evaluates the condition after each.
+            model::MemoryTarget::ValuePoller poller;
+            const bool by_value = value && cur.decoupled();
+            if (by_value) poller = {static_cast<int>(cur.m_index), watch_hpa, value->size, &value->satisfied};
+            memory.begin_wait(*line, writes_before, by_value ? &poller : nullptr);
             cur.wait_for(cur.line_or_interrupt(watch_hpa & ~(model::kCacheLineSize - 1), line->written_event()));
-            memory.end_wait(*line);
+            memory.end_wait(*line, by_value ? &poller : nullptr);
         } else {
             cur.wait_for(cur.m_apic->interrupt_event());
         }

@@ -206,8 +206,17 @@ public:
     // set, is the location `done()` polls: the loop then sleeps until that line is
     // written. Without it the loop runs iteration by iteration, unless `done_never`
     // (an idle loop that only interrupts interrupt), when it sleeps until an interrupt.
+    // `value`, if set: `done()` is one load of `size` bytes at `watch_gpa` that
+    // `satisfied` accepts (GuestCpu::spin_until_value). In decoupled mode the loop then
+    // waits as a MemoryTarget::ValuePoller: a store leaving the value unsatisfied does not
+    // wake it.
+    struct SpinValue {
+        unsigned size = 8;
+        std::function<bool(std::uint64_t)> satisfied;
+    };
     void exec_spin(GuestContext& g, const std::function<bool()>& done,
-                   std::optional<std::uint64_t> watch_gpa, bool pause, bool done_never = false);
+                   std::optional<std::uint64_t> watch_gpa, bool pause, bool done_never = false,
+                   const SpinValue* value = nullptr);
     // Instruction boundary: recognizes and delivers pending events (VM exits, posted-
     // interrupt processing, virtual-interrupt delivery). Returns false if a VM exit
     // happened (the guest thread was suspended and has been resumed since).

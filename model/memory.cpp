@@ -237,6 +237,15 @@ double PhysicalMemory::perform(MemRequest& r, const Located& at) {
     return cycles;
 }
 
+void PhysicalMemory::note_read(std::uint64_t address, unsigned size, int agent) {
+    MemRequest r;
+    r.op = MemOp::Read;
+    r.address = address;
+    r.size = size;
+    r.agent = agent;
+    if (Located at; m_costs && locate(r, at)) price_line(*at.line, agent, false);
+}
+
 double PhysicalMemory::access(MemRequest& r) {
     // The common case: within one line of a page that exists (and has its lines' state).
     if (Located at; locate(r, at)) {

@@ -192,6 +192,10 @@ public:
         return true;
     }
     double perform(MemRequest& r, const Located& at);
+    // The effect on its line of a read of [address, address + size) by `agent` that is not
+    // performed (a poller's load, modelled at the store it follows without running it): the
+    // line's holders and the transfer count change as that read would change them.
+    void note_read(std::uint64_t address, unsigned size, int agent);
 
 private:
     // The bytes at `address` if [address, address + len) lies in memory, within one page,

@@ -20,10 +20,25 @@ void MemoryTarget::stored(WatchedLine& w, const sc_core::sc_time& offset) {
     w.m_latest = std::max(w.m_latest, sim_now() + offset);
     // Only a registered waiter needs the event: a poller that starts waiting later
     // has seen this store (its count, see begin_wait).
-    if (w.m_waiters > 0) {
-        w.m_written.notify(offset);
-        w.m_waiters_woken = true;
+    if (w.m_waiters == 0) return;
+    if (!w.m_waiters_woken && only_unsatisfied_pollers(w)) {
+        // Their loads would find the condition false: the line moves as they would move it.
+        for (const ValuePoller* p : w.m_value_pollers) m_mem.note_read(p->address, p->size, p->agent);
+        w.m_passed = true;
+        return;
     }
+    w.m_written.notify(offset);
+    w.m_waiters_woken = true;
+}
+
+bool MemoryTarget::only_unsatisfied_pollers(const WatchedLine& w) const {
+    if (w.m_value_pollers.size() != w.m_waiters) return false;
+    for (const ValuePoller* p : w.m_value_pollers) {
+        std::uint64_t value = 0;
+        m_mem.peek(p->address, &value, p->size);
+        if ((*p->satisfied)(value)) return false;
+    }
+    return true;
 }
 
 MemoryTarget::WatchedLine* MemoryTarget::watched(std::uint64_t line_address) {
@@ -54,13 +69,15 @@ sc_core::sc_time MemoryTarget::line_store_time(std::uint64_t line_address) const
 
 sc_core::sc_event& MemoryTarget::line_written_event(std::uint64_t line_address) { return watch(line_address).m_written; }
 
-void MemoryTarget::begin_wait(WatchedLine& w, std::uint64_t seen_writes) {
+void MemoryTarget::begin_wait(WatchedLine& w, std::uint64_t seen_writes, const ValuePoller* poller) {
     if (w.m_waiters == 0 && w.m_writes == seen_writes) w.m_written.cancel();
     ++w.m_waiters;
+    if (poller) w.m_value_pollers.push_back(poller);
 }
 
-void MemoryTarget::end_wait(WatchedLine& w) {
-    if (w.m_waiters > 0 && --w.m_waiters == 0) w.m_waiters_woken = false;
+void MemoryTarget::end_wait(WatchedLine& w, const ValuePoller* poller) {
+    if (poller) w.m_value_pollers.erase(std::find(w.m_value_pollers.begin(), w.m_value_pollers.end(), poller));
+    if (w.m_waiters > 0 && --w.m_waiters == 0) w.m_waiters_woken = w.m_passed = false;
 }
 
 void MemoryTarget::begin_wait(std::uint64_t line_address, std::uint64_t seen_writes) {
@@ -84,7 +101,7 @@ double MemoryTarget::transport(MemRequest& req, double offset_cycles) {
     WatchedLine* w = req.op != MemOp::Read && at.line->observer ? &m_lines[at.line->observer - 1] : nullptr;
     // A second store to a line whose pollers were woken but have not run: synchronize
     // first (see begin_wait).
-    if (w && offset_cycles > 0 && w->m_waiters > 0 && w->m_waiters_woken) {
+    if (w && offset_cycles > 0 && w->store_must_sync()) {
         wait(m_clock.to_time(offset_cycles));
         offset_cycles = 0;
         req.synchronized = true;
@@ -98,7 +115,7 @@ double MemoryTarget::access_annotated(MemRequest& req, sc_core::sc_time& delay) 
     if (req.op != MemOp::Read && delay != sc_core::SC_ZERO_TIME) {
         // A second store to a line whose pollers were woken but have not run: synchronize
         // first (see begin_wait).
-        if (const WatchedLine* w = watched(req.address); w && w->m_waiters > 0 && w->m_waiters_woken) {
+        if (const WatchedLine* w = watched(req.address); w && w->store_must_sync()) {
             wait(delay);
             delay = sc_core::SC_ZERO_TIME;
             req.synchronized = true;

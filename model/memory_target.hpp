@@ -4,6 +4,9 @@
 // without the extension are accepted as device (uncached) accesses. An access outside
 // memory completes with TLM_ADDRESS_ERROR_RESPONSE, which the initiator reports.
 
+#include <functional>
+#include <vector>
+
 #include <systemc>
 #include <tlm>
 #include <tlm_utils/multi_passthrough_target_socket.h>
@@ -40,6 +43,24 @@ public:
     // line watched; the others are meaningful for watched lines only). A poller keeps the
     // WatchedLine that watch() returns (it never moves) and asks it, instead of asking by
     // address each time; the address-based functions below are the same questions.
+    // A poller whose condition is one load of an address in the watched line, satisfied or
+    // not by the value it reads (`while (load(address) fails) ;`). A store to the line that
+    // leaves every waiting poller's condition false need not wake them: their next loads
+    // would read the line (each taking a copy, which the writer's next store then takes
+    // back) and wait again. The target applies those loads' effect on the line at the store
+    // (PhysicalMemory::note_read) and wakes nobody: the poller's spurious run (a thread
+    // switch to it and back) and its evaluation saved. The writer's next store to the line
+    // still synchronizes it first, as after a wake-up (store_must_sync): without that, a
+    // writer running ahead reaches its next wait-free decisions (KVM's halt path) before the
+    // poller's next actions in host order, which `ipi_halt` with halt polling off showed as a
+    // 38 % error. Decoupled mode only (see LogicalProcessor::exec_spin): exact mode, the
+    // reference, runs every load.
+    struct ValuePoller {
+        int agent = kDeviceAgent;
+        std::uint64_t address = 0;  // the polled address, within the watched line
+        unsigned size = 8;          // 4 or 8
+        const std::function<bool(std::uint64_t)>* satisfied = nullptr;
+    };
     class WatchedLine {
     public:
         sc_core::sc_event& written_event() { return m_written; }
@@ -53,10 +74,16 @@ public:
         sc_core::sc_time m_latest = sc_core::SC_ZERO_TIME;
         unsigned m_waiters = 0;
         bool m_waiters_woken = false;  // a store woke the waiters; they have not run yet
+        std::vector<const ValuePoller*> m_value_pollers;  // those of the waiters that are
+        bool m_passed = false;  // a store left them waiting (their loads modelled at it)
+        // A further store before the pollers have run (woken, or passed by a store):
+        // its initiator synchronizes first (see begin_wait).
+        bool store_must_sync() const { return m_waiters > 0 && (m_waiters_woken || m_passed); }
     };
     WatchedLine& watch(std::uint64_t line_address);
-    void begin_wait(WatchedLine& line, std::uint64_t seen_writes);
-    void end_wait(WatchedLine& line);
+    // `poller`: the waiter is a ValuePoller (it stays registered until end_wait with it).
+    void begin_wait(WatchedLine& line, std::uint64_t seen_writes, const ValuePoller* poller = nullptr);
+    void end_wait(WatchedLine& line, const ValuePoller* poller = nullptr);
     // Notified when the line is stored to while a poller waits on it (begin_wait to
     // end_wait), at the store's time (the transaction's annotated delay: the initiator's
     // local offset). A poller that starts waiting later has seen the store: it compares
@@ -92,6 +119,9 @@ private:
     double access_annotated(MemRequest& req, sc_core::sc_time& delay);
     // A store to a watched line, taking effect `offset` after SystemC's present.
     void stored(WatchedLine& w, const sc_core::sc_time& offset);
+    // Whether every waiter of `w` is a ValuePoller whose condition the line's present
+    // contents leave false.
+    bool only_unsatisfied_pollers(const WatchedLine& w) const;
 
     PhysicalMemory& m_mem;
     const Clock& m_clock;

@@ -64,7 +64,7 @@ void on_cpu_wait(Lib& lib, const SmpData& d, std::uint32_t target) {
     g.store64(d.ipi_wait(), 1);
     lib.apic_icr_write(kApicIntAssert | kApicDestPhysical | kApicDmFixed | kIpiVector, target);
     // while (!ipi_done) ;  (a tight loop, no PAUSE)
-    g.spin_until([&] { return g.load64(d.ipi_done()) != 0; }, d.ipi_done(), /*pause=*/false);
+    g.spin_until_value(d.ipi_done(), 8, [](std::uint64_t done) { return done != 0; }, /*pause=*/false);
     g.spin_unlock(d.ipi_lock());
 }
 

@@ -258,3 +258,82 @@ TEST_CASE("a poller that has seen a store is not woken by it again", "[memory][t
     CHECK(r.first_woke == Approx(200));   // the other event
     CHECK(r.second_woke == Approx(800));  // the next store, not the seen one's notification at 500
 }
+
+namespace {
+// A poller whose condition is the polled value (`while (load(kLine) != 2) ;`), decoupled:
+// the writer, running ahead, stores 1 (the condition stays false), then 2.
+struct ValuePolling : sc_core::sc_module {
+    static constexpr std::uint64_t kLine = 0x3000;
+    MemoryTarget& target;
+    PhysicalMemory& mem;
+    const Clock& clock;
+    std::function<bool(std::uint64_t)> is_two = [](std::uint64_t v) { return v == 2; };
+    int wakes = 0;
+    double woke_at = -1;
+    double transfers_after_first = -1;
+    double second_latency = -1;
+    bool second_synchronized = false;
+    SC_HAS_PROCESS(ValuePolling);
+    ValuePolling(sc_core::sc_module_name n, MemoryTarget& t, PhysicalMemory& m, const Clock& c)
+        : sc_module(n), target(t), mem(m), clock(c) {
+        SC_THREAD(poller);
+        SC_THREAD(writer);
+    }
+    double store(int agent, std::uint64_t value, double offset, bool& synchronized) {
+        MemRequest w;
+        w.op = MemOp::Write;
+        w.address = kLine;
+        w.size = 8;
+        w.agent = agent;
+        std::memcpy(w.data, &value, 8);
+        const double latency = target.transport(w, offset);
+        synchronized = w.synchronized;
+        return latency;
+    }
+    void poller() {
+        MemoryTarget::WatchedLine& line = target.watch(kLine);
+        MemRequest r;  // its first load: the line is now held by agent 0
+        r.op = MemOp::Read;
+        r.address = kLine;
+        r.agent = 0;
+        target.transport(r, 0);
+        const MemoryTarget::ValuePoller self{0, kLine, 8, &is_two};
+        while (mem.peek64(kLine) != 2) {
+            target.begin_wait(line, line.write_count(), &self);
+            sc_core::wait(line.written_event());
+            target.end_wait(line, &self);
+            ++wakes;
+            woke_at = clock.to_cycles(sc_core::sc_time_stamp());
+        }
+    }
+    void writer() {
+        sc_core::wait(clock.to_time(100));
+        bool synchronized = false;
+        store(1, 1, 50, synchronized);  // due at 150: leaves the poller waiting
+        transfers_after_first = static_cast<double>(mem.line_transfers());
+        second_latency = store(1, 2, 80, second_synchronized);  // at 180
+    }
+};
+}  // namespace
+
+TEST_CASE("a value poller is not woken by a store that leaves its condition false", "[memory][tlm][decoupled]") {
+    CostTable t = vtx::test::memory_test_costs();
+    Clock clock(2.0);
+    PhysicalMemory mem(0x10000, &t);
+    MemoryTarget target("memory", mem, clock);
+    ValuePolling m("m", target, mem, clock);
+    Initiator unused("unused");  // the socket must be bound; this test uses the direct interface
+    unused.socket.bind(target.socket);
+    sc_core::sc_start();
+    // One wake-up, by the store of 2; the store of 1 passed it.
+    CHECK(m.wakes == 1);
+    CHECK(m.woke_at == Approx(180));
+    // The passed poller's load is kept: the first store took the line from the poller and
+    // the poller's modelled load took it back (two transfers after the poller's own first
+    // load's), so the second store pays a transfer as it would after a real load...
+    CHECK(m.transfers_after_first == Approx(3));
+    CHECK(m.second_latency == Approx(100));
+    // ...and, the pollers not having run since a store, it synchronizes its writer first.
+    CHECK(m.second_synchronized);
+    CHECK(mem.line_transfers() == 4);
+}
