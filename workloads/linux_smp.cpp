@@ -59,7 +59,7 @@ void Kernel::send_reschedule(cpu::GuestCpu& g, unsigned target) { send_ipi(g, ta
 
 // csd_lock_wait: smp_cond_load_acquire(&csd->flags, !(VAL & CSD_FLAG_LOCK)).
 void Kernel::csd_lock_wait(cpu::GuestCpu& g, std::uint64_t csd) {
-    g.spin_until([&] { return (g.load64(csd + kCsdFlags) & kCsdFlagLock) == 0; }, csd + kCsdFlags);
+    g.spin_until_value(csd + kCsdFlags, 8, [](std::uint64_t flags) { return (flags & kCsdFlagLock) == 0; });
 }
 
 // csd_lock: wait until unlocked, then csd->flags |= CSD_FLAG_LOCK (a plain store; the
@@ -120,7 +120,7 @@ void Kernel::apicid_read_lock(cpu::GuestCpu& g) {
     for (;;) {
         if ((g.lock_add(m_apicid_lock, 1) & kWriterBit) == 0) return;
         g.lock_add(m_apicid_lock, ~std::uint64_t{0});  // a writer: back off until it is done
-        g.spin_until([&] { return (g.load64(m_apicid_lock) & kWriterBit) == 0; }, m_apicid_lock);
+        g.spin_until_value(m_apicid_lock, 8, [](std::uint64_t lock) { return (lock & kWriterBit) == 0; });
     }
 }
 
@@ -129,7 +129,7 @@ void Kernel::apicid_read_unlock(cpu::GuestCpu& g) { g.lock_add(m_apicid_lock, ~s
 void Kernel::change_apic_id(cpu::GuestCpu& g, unsigned self, std::uint32_t new_id) {
     // write_lock: take the writer bit, then wait for the readers to leave.
     while (g.lock_cmpxchg(m_apicid_lock, 0, kWriterBit) != 0)
-        g.spin_until([&] { return g.load64(m_apicid_lock) == 0; }, m_apicid_lock, true);
+        g.spin_until_value(m_apicid_lock, 8, [](std::uint64_t lock) { return lock == 0; });
     kut::Lib(g, m_x2apic).apic_write(kut::kApicId, new_id << kut::kXapicIdShift);
     g.store64(apicid(self), new_id);
     g.lock_btr(m_apicid_lock, kWriterBitNumber);  // write_unlock: clear the writer bit
