@@ -235,8 +235,18 @@ void GuestCpu::spin_until_value(std::uint64_t gpa, unsigned size, std::function<
         throw SimulationError(m_ctx.name + ": spin_until_value: a " + std::to_string(size) +
                               "-byte load (4 or 8 bytes)");
     const LogicalProcessor::SpinValue value{size, std::move(satisfied)};
+    // done() captures one reference (std::function keeps it without an allocation).
+    const struct {
+        GuestCpu& cpu;
+        std::uint64_t gpa;
+        const LogicalProcessor::SpinValue& value;
+    } poll{*this, gpa, value};
     m_ctx.lp->exec_spin(
-        m_ctx, [&] { return value.satisfied(size == 8 ? load64(gpa) : load32(gpa)); }, gpa, pause, false, &value);
+        m_ctx,
+        [&poll] {
+            return poll.value.satisfied(poll.value.size == 8 ? poll.cpu.load64(poll.gpa) : poll.cpu.load32(poll.gpa));
+        },
+        gpa, pause, false, &value);
 }
 
 void GuestCpu::idle_loop() {
