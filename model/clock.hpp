@@ -25,8 +25,10 @@ public:
     sc_core::sc_time to_time(double cycles) const {
         const double ps = cycles * m_period_ps;
         if (!resolution_is_1ps() || !(ps > 0.0)) return sc_core::sc_time(ps, sc_core::SC_PS);
-        // as sc_time(double, SC_PS) rounds at 1 ps resolution
-        return sc_core::sc_time::from_value(static_cast<sc_core::sc_time::value_type>(static_cast<std::int64_t>(ps + 0.5)));
+        // as sc_time(double, SC_PS) rounds at 1 ps resolution: 1 ps x ps, whose inline
+        // operator*= rounds the same way (int64(ps + 0.5)), without from_value's call
+        static const sc_core::sc_time one_ps = sc_core::sc_time::from_value(1);
+        return one_ps * ps;
     }
     // The same, for the few latencies that are converted again and again (the memory's):
     // the last few conversions are remembered.
