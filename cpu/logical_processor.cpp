@@ -27,6 +27,7 @@ LogicalProcessor::LogicalProcessor(sc_core::sc_module_name name, int index, Plat
       m_index(index),
       m_tracer(platform.tracer()),
       m_platform(platform),
+      m_clock(platform.clock()),
       m_stat_interrupts_delivered(platform.stats(), "guest.interrupts_delivered",
                                   "interrupts delivered through a guest IDT"),
       m_stat_pi_processed(platform.stats(), "pi.processed", "posted-interrupt processing runs"),
@@ -130,10 +131,6 @@ const sc_core::sc_event_or_list& LogicalProcessor::line_or_interrupt(std::uint64
     return *list;
 }
 
-double LogicalProcessor::now_cycles() const {
-    return clock().to_cycles(model::sim_now()) + m_local;
-}
-
 std::uint64_t LogicalProcessor::tsc() const {
     const double ratio = m_platform.profile().tsc_ghz / m_platform.profile().core_ghz;
     return static_cast<std::uint64_t>(now_cycles() * ratio);
@@ -168,7 +165,12 @@ std::uint32_t LogicalProcessor::primary() const {
 std::uint32_t LogicalProcessor::secondary() const { return vmcs::effective_secondary_controls(vmcs()); }
 std::uint64_t LogicalProcessor::tertiary() const { return vmcs::effective_tertiary_controls(vmcs()); }
 VirtualApicPage LogicalProcessor::vapic() {
-    return VirtualApicPage(m_platform.memory(), vmcs().hw_read(Field::VirtualApicPageAddr));
+    const std::uint64_t address = vmcs().hw_read(Field::VirtualApicPageAddr);
+    if (address != m_vapic_address) {  // the page's bytes, looked up once per address
+        m_vapic_address = address;
+        m_vapic_bytes = m_platform.memory().page_bytes(address);
+    }
+    return VirtualApicPage(m_platform.memory(), address, m_vapic_bytes);
 }
 std::uint64_t LogicalProcessor::rip(GuestContext& g) const { return g.vmcs.hw_read(Field::GuestRip); }
 void LogicalProcessor::set_rip(GuestContext& g, std::uint64_t r) { g.vmcs.hw_write(Field::GuestRip, r); }

@@ -139,7 +139,7 @@ public:
     void wait_for(const sc_core::sc_event_or_list& events, double max_cycles);
     // A boundary in the trace (flag "mark"): `vtxsim explain` cuts a window between two.
     void mark(const char* what) const { trace("mark", what, "", 0); }
-    double now_cycles() const;  // simulated time including the local offset
+    double now_cycles() const { return m_clock.to_cycles(model::sim_now()) + m_local; }  // including the local offset
     std::uint64_t tsc() const;  // what RDTSC reads (TSC ticks)
 
     // ---- memory (timed, coherent, through the TLM socket) ----
@@ -333,6 +333,10 @@ private:
     int m_index;
     const model::Tracer& m_tracer;  // the platform's
     Platform& m_platform;
+    const model::Clock& m_clock;  // the platform's
+    // vapic()'s last page: its address and bytes (PhysicalMemory::page_bytes).
+    std::uint64_t m_vapic_address = ~std::uint64_t{0};
+    std::uint8_t* m_vapic_bytes = nullptr;
     std::unique_ptr<apic::LocalApic> m_apic;
     Port m_port{*this};
     std::function<void()> m_software;

@@ -42,6 +42,9 @@ class VirtualApicPage {
 public:
     VirtualApicPage(model::PhysicalMemory& mem, std::uint64_t address)
         : m_mem(mem), m_address(address), m_bytes(mem.page_bytes(address)) {}
+    // `bytes`: what mem.page_bytes(address) returned (pages never move: a caller may keep it).
+    VirtualApicPage(model::PhysicalMemory& mem, std::uint64_t address, std::uint8_t* bytes)
+        : m_mem(mem), m_address(address), m_bytes(bytes) {}
     std::uint64_t address() const { return m_address; }
     std::uint32_t read32(std::uint32_t offset) const {
         std::uint32_t v;
