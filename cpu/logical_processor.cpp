@@ -28,6 +28,7 @@ LogicalProcessor::LogicalProcessor(sc_core::sc_module_name name, int index, Plat
       m_tracer(platform.tracer()),
       m_platform(platform),
       m_clock(platform.clock()),
+      m_costs(platform.costs()),
       m_stat_interrupts_delivered(platform.stats(), "guest.interrupts_delivered",
                                   "interrupts delivered through a guest IDT"),
       m_stat_pi_processed(platform.stats(), "pi.processed", "posted-interrupt processing runs"),
@@ -52,8 +53,6 @@ LogicalProcessor::LogicalProcessor(sc_core::sc_module_name name, int index, Plat
 
 LogicalProcessor::~LogicalProcessor() = default;
 
-const model::CostTable& LogicalProcessor::costs() const { return m_platform.costs(); }
-const model::Clock& LogicalProcessor::clock() const { return m_platform.clock(); }
 const vmcs::VmxCapabilities& LogicalProcessor::capabilities() const {
     return m_platform.capabilities();
 }
@@ -63,14 +62,6 @@ void LogicalProcessor::run() {
 }
 
 // ---- time ----
-void LogicalProcessor::charge(Cost c) { m_local += costs()[c]; }
-void LogicalProcessor::charge(Cost c, double times) { m_local += costs()[c] * times; }
-
-void LogicalProcessor::step(Cost c, const char* name, const char* where, const char* flag) {
-    const double cost = costs()[c];
-    trace(flag, name, where, cost);
-    m_local += cost;
-}
 
 void LogicalProcessor::trace_line(const char* flag, const char* step, const char* where,
                                   double cost) const {
@@ -197,11 +188,9 @@ std::uint64_t LogicalProcessor::exits(std::uint16_t basic) const {
     const ExitTally* t = m_exits.find(basic);
     return t ? t->count : 0;
 }
-std::uint64_t LogicalProcessor::translate(GuestContext& g, std::uint64_t gpa) const {
-    if (gpa >= g.memory_map.size)
-        throw SimulationError(g.name + ": guest-physical address " + pid::hex_address(gpa) +
-                              " is outside the VM's memory");
-    return g.memory_map.host_base + gpa;
+void LogicalProcessor::outside_guest_memory(GuestContext& g, std::uint64_t gpa) const {
+    throw SimulationError(g.name + ": guest-physical address " + pid::hex_address(gpa) +
+                          " is outside the VM's memory");
 }
 bool LogicalProcessor::is_apic_gpa(GuestContext&, std::uint64_t gpa) const {
     return gpa >= kGuestApicBase && gpa < kGuestApicBase + kGuestApicPageSize;

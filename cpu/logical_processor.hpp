@@ -89,19 +89,23 @@ public:
     int index() const { return m_index; }
     apic::LocalApic& apic() { return *m_apic; }
     Platform& platform() { return m_platform; }
-    const model::CostTable& costs() const;
-    const model::Clock& clock() const;
+    const model::CostTable& costs() const { return m_costs; }
+    const model::Clock& clock() const { return m_clock; }
     const vmcs::VmxCapabilities& capabilities() const;
 
     // ---- software that runs on this processor in root operation (the VMM) ----
     void set_software(std::function<void()> fn) { m_software = std::move(fn); }
 
     // ---- time ----
-    void charge(model::Cost c);
-    void charge(model::Cost c, double times);
+    void charge(model::Cost c) { m_local += m_costs[c]; }
+    void charge(model::Cost c, double times) { m_local += m_costs[c] * times; }
     void charge_cycles(double cycles) { m_local += cycles; }
     // A named step of a microcode flow or VMM path: charges its cost and traces it.
-    void step(model::Cost c, const char* name, const char* where, const char* flag = "vmx");
+    void step(model::Cost c, const char* name, const char* where, const char* flag = "vmx") {
+        const double cost = m_costs[c];
+        trace(flag, name, where, cost);
+        m_local += cost;
+    }
     // Synchronizes with SystemC time now (before handing the CPU to another thread).
     void sync();
     // Before an action another agent may observe: exact mode synchronizes; decoupled mode
@@ -305,7 +309,11 @@ private:
     // The spin-wait's wake-up condition for a watched line: its store or an interrupt.
     const sc_core::sc_event_or_list& line_or_interrupt(std::uint64_t line, sc_core::sc_event& written);
     void catch_up_with_store(GuestContext& g, const sc_core::sc_time& stored, bool pause);
-    std::uint64_t translate(GuestContext& g, std::uint64_t gpa) const;
+    std::uint64_t translate(GuestContext& g, std::uint64_t gpa) const {
+        if (gpa >= g.memory_map.size) outside_guest_memory(g, gpa);
+        return g.memory_map.host_base + gpa;
+    }
+    [[noreturn]] void outside_guest_memory(GuestContext& g, std::uint64_t gpa) const;
     bool is_apic_gpa(GuestContext& g, std::uint64_t gpa) const;
 
     // Helpers.
@@ -333,7 +341,8 @@ private:
     int m_index;
     const model::Tracer& m_tracer;  // the platform's
     Platform& m_platform;
-    const model::Clock& m_clock;  // the platform's
+    const model::Clock& m_clock;      // the platform's
+    const model::CostTable& m_costs;  // the platform's profile's
     // vapic()'s last page: its address and bytes (PhysicalMemory::page_bytes).
     std::uint64_t m_vapic_address = ~std::uint64_t{0};
     std::uint8_t* m_vapic_bytes = nullptr;
