@@ -76,7 +76,10 @@ void MemoryTarget::begin_wait(WatchedLine& w, std::uint64_t seen_writes, const V
 }
 
 void MemoryTarget::end_wait(WatchedLine& w, const ValuePoller* poller) {
-    if (poller) w.m_value_pollers.erase(std::find(w.m_value_pollers.begin(), w.m_value_pollers.end(), poller));
+    if (poller) {
+        const auto it = std::find(w.m_value_pollers.begin(), w.m_value_pollers.end(), poller);
+        if (it != w.m_value_pollers.end()) w.m_value_pollers.erase(it);
+    }
     if (w.m_waiters > 0 && --w.m_waiters == 0) w.m_waiters_woken = w.m_passed = false;
 }
 
@@ -99,8 +102,8 @@ double MemoryTarget::transport(MemRequest& req, double offset_cycles) {
         return req.latency;
     }
     WatchedLine* w = req.op != MemOp::Read && at.line->observer ? &m_lines[at.line->observer - 1] : nullptr;
-    // A second store to a line whose pollers were woken but have not run: synchronize
-    // first (see begin_wait).
+    // A second store to a line whose pollers have not run since the first (woken, or passed
+    // as ValuePollers): synchronize first (see begin_wait).
     if (w && offset_cycles > 0 && w->store_must_sync()) {
         wait(m_clock.to_time(offset_cycles));
         offset_cycles = 0;
@@ -113,7 +116,7 @@ double MemoryTarget::transport(MemRequest& req, double offset_cycles) {
 
 double MemoryTarget::access_annotated(MemRequest& req, sc_core::sc_time& delay) {
     if (req.op != MemOp::Read && delay != sc_core::SC_ZERO_TIME) {
-        // A second store to a line whose pollers were woken but have not run: synchronize
+        // A second store to a line whose pollers have not run since the first: synchronize
         // first (see begin_wait).
         if (const WatchedLine* w = watched(req.address); w && w->store_must_sync()) {
             wait(delay);

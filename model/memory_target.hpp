@@ -43,24 +43,7 @@ public:
     // line watched; the others are meaningful for watched lines only). A poller keeps the
     // WatchedLine that watch() returns (it never moves) and asks it, instead of asking by
     // address each time; the address-based functions below are the same questions.
-    // A poller whose condition is one load of an address in the watched line, satisfied or
-    // not by the value it reads (`while (load(address) fails) ;`). A store to the line that
-    // leaves every waiting poller's condition false need not wake them: their next loads
-    // would read the line (each taking a copy, which the writer's next store then takes
-    // back) and wait again. The target applies those loads' effect on the line at the store
-    // (PhysicalMemory::note_read) and wakes nobody: the poller's spurious run (a thread
-    // switch to it and back) and its evaluation saved. The writer's next store to the line
-    // still synchronizes it first, as after a wake-up (store_must_sync): without that, a
-    // writer running ahead reaches its next wait-free decisions (KVM's halt path) before the
-    // poller's next actions in host order, which `ipi_halt` with halt polling off showed as a
-    // 38 % error. Decoupled mode only (see LogicalProcessor::exec_spin): exact mode, the
-    // reference, runs every load.
-    struct ValuePoller {
-        int agent = kDeviceAgent;
-        std::uint64_t address = 0;  // the polled address, within the watched line
-        unsigned size = 8;          // 4 or 8
-        const std::function<bool(std::uint64_t)>* satisfied = nullptr;
-    };
+    struct ValuePoller;  // below
     class WatchedLine {
     public:
         sc_core::sc_event& written_event() { return m_written; }
@@ -79,6 +62,24 @@ public:
         // A further store before the pollers have run (woken, or passed by a store):
         // its initiator synchronizes first (see begin_wait).
         bool store_must_sync() const { return m_waiters > 0 && (m_waiters_woken || m_passed); }
+    };
+    // A poller whose condition is one load of an address in the watched line, satisfied or
+    // not by the value it reads (`while (load(address) fails) ;`). A store to the line that
+    // leaves every waiting poller's condition false need not wake them: their next loads
+    // would read the line (each taking a copy, which the writer's next store then takes
+    // back) and wait again. The target applies those loads' effect on the line at the store
+    // (PhysicalMemory::note_read) and wakes nobody: the poller's spurious run (a thread
+    // switch to it and back) and its evaluation saved. The writer's next store to the line
+    // still synchronizes it first, as after a wake-up (store_must_sync): without that, a
+    // writer running ahead reaches its next wait-free decisions (KVM's halt path) before the
+    // poller's next actions in host order, which `ipi_halt` with halt polling off showed as a
+    // 38 % error. Decoupled mode only (see LogicalProcessor::exec_spin): exact mode, the
+    // reference, runs every load.
+    struct ValuePoller {
+        int agent = kDeviceAgent;
+        std::uint64_t address = 0;  // the polled address, within the watched line
+        unsigned size = 8;          // 4 or 8
+        const std::function<bool(std::uint64_t)>* satisfied = nullptr;
     };
     WatchedLine& watch(std::uint64_t line_address);
     // `poller`: the waiter is a ValuePoller (it stays registered until end_wait with it).
