@@ -6,8 +6,6 @@
 
 namespace vtx::model {
 
-bool is_locked(MemOp op) { return op != MemOp::Read && op != MemOp::Write; }
-
 const char* mem_op_name(MemOp op) {
     switch (op) {
         case MemOp::Read: return "read";
@@ -187,6 +185,16 @@ inline void copy(void* dst, const void* src, unsigned n) {
         default: std::memcpy(dst, src, n); break;
     }
 }
+// Fetch-and-clear's copy out and zeroing of n bytes; the PIR's 32 with a constant length.
+inline void take(std::uint8_t* dst, std::uint8_t* src, unsigned n) {
+    if (n == 32) {
+        std::memcpy(dst, src, 32);
+        std::memset(src, 0, 32);
+    } else {
+        std::memcpy(dst, src, n);
+        std::memset(src, 0, n);
+    }
+}
 // Performs `r` on the bytes it addresses (`p`: the first byte of [where, where + span)).
 // One definition of each operation, for the fast and the general path.
 [[gnu::always_inline]] inline void perform_op(MemRequest& r, std::uint8_t* p) {
@@ -220,24 +228,15 @@ inline void copy(void* dst, const void* src, unsigned n) {
             r.result = old;
             break;
         }
-        case MemOp::LockedFetchAndClear:
-            if (r.size == 32) {  // the PIR: constant-size copies (no library call)
-                std::memcpy(r.data, p, 32);
-                std::memset(p, 0, 32);
-            } else {
-                std::memcpy(r.data, p, r.size);
-                std::memset(p, 0, r.size);
-            }
-            break;
+        case MemOp::LockedFetchAndClear: take(r.data, p, r.size); break;
     }
 }
 }  // namespace
 
 double PhysicalMemory::perform(MemRequest& r, const Located& at) {
-    const bool locked = is_locked(r.op);
-    const double rmw = locked && m_costs ? (*m_costs)[Cost::MemLockedRmw] : 0.0;
-    const double cycles = (m_costs ? price_line(*at.line, r.agent, r.op != MemOp::Read) : 0.0) + rmw;
-    if (locked) ++m_locked_ops;
+    const double cycles =
+        (m_costs ? price_line(*at.line, r.agent, r.op != MemOp::Read) : 0.0) + locked_surcharge(r.op);
+    if (is_locked(r.op)) ++m_locked_ops;
     perform_op(r, at.bytes);
     return cycles;
 }
@@ -253,33 +252,24 @@ void PhysicalMemory::note_read(std::uint64_t address, unsigned size, int agent) 
 
 double PhysicalMemory::access(MemRequest& r) {
     // The common case: within one line of a page that exists (and has its lines' state).
-    if (Located at; locate(r, at)) {
+    std::uint64_t where = 0, span = 0;
+    const bool well_formed = extent(r, where, span);
+    const bool store = r.op != MemOp::Read;
+    if (Located at; well_formed && locate(where, span, at)) {
         const double cycles = perform(r, at);
-        if (r.op != MemOp::Read && at.line->observer && m_store_observer) {
-            const std::uint64_t where = r.op == MemOp::LockedBts || r.op == MemOp::LockedBtr ? r.address + r.operand / 8
-                                                                                                : r.address;
+        if (store && at.line->observer && m_store_observer)
             m_store_observer(where & ~(kCacheLineSize - 1), r.agent, at.line->observer);
-        }
         return cycles;
     }
-    const bool locked = is_locked(r.op);
-    std::uint64_t span = r.size;
-    std::uint64_t where = r.address;
-    if (r.op == MemOp::LockedBts || r.op == MemOp::LockedBtr) {
-        where = r.address + r.operand / 8;
-        span = 1;
-    } else if (r.op == MemOp::Read || r.op == MemOp::Write || r.op == MemOp::LockedFetchAndClear) {
-        if (r.size == 0 || r.size > sizeof r.data)
-            throw MemoryError(r.address, r.size, "access size must be 1..64 bytes");
-    } else if (r.size != 4 && r.size != 8) {
-        throw MemoryError(r.address, r.size, "locked operand size must be 4 or 8 bytes");
-    }
-    const bool store = r.op != MemOp::Read;
-    const double rmw = locked && m_costs ? (*m_costs)[Cost::MemLockedRmw] : 0.0;
+    if (!well_formed)
+        throw MemoryError(r.address, r.size,
+                          is_locked(r.op) && r.op != MemOp::LockedFetchAndClear
+                              ? "locked operand size must be 4 or 8 bytes"
+                              : "access size must be 1..64 bytes");
     // The general case: across lines or pages, or a page touched for the first time.
     check(where, span);
-    if (locked) ++m_locked_ops;
-    const double cycles = coherence(r.agent, where, span, store) + rmw;
+    if (is_locked(r.op)) ++m_locked_ops;
+    const double cycles = coherence(r.agent, where, span, store) + locked_surcharge(r.op);
     std::uint8_t bytes[64];
     peek(where, bytes, span);
     perform_op(r, bytes);

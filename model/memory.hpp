@@ -46,7 +46,7 @@ enum class MemOp {
     LockedFetchAndClear,  // data = old contents (size bytes, up to 64); contents := 0
 };
 
-bool is_locked(MemOp op);
+inline bool is_locked(MemOp op) { return op != MemOp::Read && op != MemOp::Write; }
 const char* mem_op_name(MemOp op);
 
 struct MemRequest {
@@ -167,22 +167,11 @@ public:
         Line* line = nullptr;           // its line's coherence state (line->observer: its tag)
     };
     bool locate(const MemRequest& r, Located& at) const {
-        std::uint64_t where = r.address;
-        std::uint64_t span = r.size;
-        switch (r.op) {
-            case MemOp::LockedBts:
-            case MemOp::LockedBtr:
-                where = r.address + r.operand / 8;
-                span = 1;
-                break;
-            case MemOp::Read:
-            case MemOp::Write:
-            case MemOp::LockedFetchAndClear:
-                if (span == 0 || span > sizeof r.data) return false;
-                break;
-            default:
-                if (span != 4 && span != 8) return false;
-        }
+        std::uint64_t where = 0, span = 0;
+        return extent(r, where, span) && locate(where, span, at);
+    }
+    // The same for the bytes [where, where + span).
+    bool locate(std::uint64_t where, std::uint64_t span, Located& at) const {
         if (where >= m_size || span > m_size - where || where % kCacheLineSize + span > kCacheLineSize) return false;
         const PageEntry* e = existing_entry(where / kPageSize);
         if (!e || !e->bytes || !e->lines) return false;
@@ -192,6 +181,23 @@ public:
         return true;
     }
     double perform(MemRequest& r, const Located& at);
+    // The bytes an access touches, [where, where + span) (a bit operation: the byte holding
+    // its bit); false when it is malformed (a size its operation does not take).
+    static bool extent(const MemRequest& r, std::uint64_t& where, std::uint64_t& span) {
+        where = r.address;
+        span = r.size;
+        switch (r.op) {
+            case MemOp::LockedBts:
+            case MemOp::LockedBtr:
+                where = r.address + r.operand / 8;
+                span = 1;
+                return true;
+            case MemOp::Read:
+            case MemOp::Write:
+            case MemOp::LockedFetchAndClear: return span > 0 && span <= sizeof r.data;
+            default: return span == 4 || span == 8;
+        }
+    }
     // The effect on its line of a read of [address, address + size) by `agent` that is not
     // performed (a poller's load, modelled at the store it follows without running it): the
     // line's holders and the transfer count change as that read would change them.
@@ -215,6 +221,9 @@ private:
     // line is one the store observer watches.
     double coherence(int agent, std::uint64_t address, std::uint64_t len, bool write);
     double price_line(Line& line, int agent, bool write);  // one line (m_costs set)
+    double locked_surcharge(MemOp op) const {  // a locked read-modify-write's extra cycles
+        return is_locked(op) && m_costs ? (*m_costs)[Cost::MemLockedRmw] : 0.0;
+    }
 
     std::uint64_t m_size;
     const CostTable* m_costs;

@@ -6,8 +6,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <sstream>
 #include <functional>
+#include <sstream>
 #include <stdexcept>
 
 #include <systemc>

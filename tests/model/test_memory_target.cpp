@@ -17,13 +17,18 @@ struct Initiator : sc_core::sc_module {
     tlm_utils::simple_initiator_socket<Initiator> socket{"socket"};
     explicit Initiator(sc_core::sc_module_name n) : sc_module(n) {}
 };
+// Every test's memory: the test costs, a 2 GHz clock, 64 KiB, and its TLM target.
+struct MemoryUnderTest {
+    CostTable costs = vtx::test::memory_test_costs();
+    Clock clock{2.0};
+    PhysicalMemory mem{0x10000, &costs};
+    MemoryTarget target{"memory", mem, clock};
+};
 }  // namespace
 
 TEST_CASE("memory answers TLM transactions with latency and address errors", "[memory][tlm]") {
-    CostTable t = vtx::test::memory_test_costs();
-    Clock clock(2.0);
-    PhysicalMemory mem(0x10000, &t);
-    MemoryTarget target("memory", mem, clock);
+    MemoryUnderTest under;
+    auto& [costs, clock, mem, target] = under;
     Initiator a("a"), b("b");
     a.socket.bind(target.socket);
     b.socket.bind(target.socket);
@@ -131,10 +136,8 @@ struct PollAndStore : sc_core::sc_module {
 }  // namespace
 
 TEST_CASE("a store annotated ahead of SystemC time wakes a poller at the store's time", "[memory][tlm][decoupled]") {
-    CostTable t = vtx::test::memory_test_costs();
-    Clock clock(2.0);
-    PhysicalMemory mem(0x10000, &t);
-    MemoryTarget target("memory", mem, clock);
+    MemoryUnderTest under;
+    auto& [costs, clock, mem, target] = under;
     // One store: the writer keeps running ahead; the store's time is recorded and the
     // line's event fires then.
     PollAndStore m("m", target, clock, 400);
@@ -149,10 +152,8 @@ TEST_CASE("a store annotated ahead of SystemC time wakes a poller at the store's
 
 TEST_CASE("a second store to a polled line before the poller ran synchronizes the writer first",
           "[memory][tlm][decoupled]") {
-    CostTable t = vtx::test::memory_test_costs();
-    Clock clock(2.0);
-    PhysicalMemory mem(0x10000, &t);
-    MemoryTarget target("memory", mem, clock);
+    MemoryUnderTest under;
+    auto& [costs, clock, mem, target] = under;
     // The first store (at 100 + 400) wakes the waiting poller then, without a
     // synchronization; the second (at 100 + 600) waits until then, so the poller runs at
     // 500 and sees memory as of the first store.
@@ -233,10 +234,8 @@ struct PollResult {
     std::uint64_t writes;
 };
 PollResult run_self_store_then_poll(bool woken_first_by_other) {
-    CostTable t = vtx::test::memory_test_costs();
-    Clock clock(2.0);
-    PhysicalMemory mem(0x10000, &t);
-    MemoryTarget target("memory", mem, clock);
+    MemoryUnderTest under;
+    auto& [costs, clock, mem, target] = under;
     SelfStoreThenPoll m("m", target, clock, woken_first_by_other);
     m.poller_socket.bind(target.socket);
     m.writer_socket.bind(target.socket);
@@ -317,10 +316,8 @@ struct ValuePolling : sc_core::sc_module {
 }  // namespace
 
 TEST_CASE("a value poller is not woken by a store that leaves its condition false", "[memory][tlm][decoupled]") {
-    CostTable t = vtx::test::memory_test_costs();
-    Clock clock(2.0);
-    PhysicalMemory mem(0x10000, &t);
-    MemoryTarget target("memory", mem, clock);
+    MemoryUnderTest under;
+    auto& [costs, clock, mem, target] = under;
     ValuePolling m("m", target, mem, clock);
     Initiator unused("unused");  // the socket must be bound; this test uses the direct interface
     unused.socket.bind(target.socket);
