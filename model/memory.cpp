@@ -185,6 +185,13 @@ inline void copy(void* dst, const void* src, unsigned n) {
         default: std::memcpy(dst, src, n); break;
     }
 }
+// A locked read-modify-write's operand: 4 or 8 bytes (extent() admits no other size).
+inline void copy_operand(void* dst, const void* src, unsigned n) {
+    if (n == 8)
+        std::memcpy(dst, src, 8);
+    else
+        std::memcpy(dst, src, 4);
+}
 // Fetch-and-clear's copy out and zeroing of n bytes; the PIR's 32 with a constant length.
 inline void take(std::uint8_t* dst, std::uint8_t* src, unsigned n) {
     if (n == 32) {
@@ -214,7 +221,7 @@ inline void take(std::uint8_t* dst, std::uint8_t* src, unsigned n) {
         case MemOp::LockedAdd:
         case MemOp::LockedCmpxchg: {
             std::uint64_t old = 0;
-            copy(&old, p, r.size);
+            copy_operand(&old, p, r.size);
             std::uint64_t nv = old;
             if (r.op == MemOp::LockedOr) nv = old | r.operand;
             if (r.op == MemOp::LockedAnd) nv = old & r.operand;
@@ -224,7 +231,7 @@ inline void take(std::uint8_t* dst, std::uint8_t* src, unsigned n) {
                 const std::uint64_t mask = r.size == 8 ? ~0ull : 0xFFFFFFFFull;
                 nv = (old == (r.compare & mask)) ? r.operand : old;
             }
-            copy(p, &nv, r.size);
+            copy_operand(p, &nv, r.size);
             r.result = old;
             break;
         }

@@ -212,8 +212,10 @@ private:
         const PageEntry* e = existing_entry(address / kPageSize);
         return e && e->bytes ? e->bytes.get() + off : nullptr;
     }
-    void peek_slow(std::uint64_t address, void* out, std::uint64_t len) const;
-    void poke_slow(std::uint64_t address, const void* in, std::uint64_t len);
+    // The general case (across pages, pages not yet there): out of line, never inlined into
+    // the hot callers of peek and poke.
+    [[gnu::noinline]] void peek_slow(std::uint64_t address, void* out, std::uint64_t len) const;
+    [[gnu::noinline]] void poke_slow(std::uint64_t address, const void* in, std::uint64_t len);
     std::uint8_t* page(std::uint64_t address, bool create);
     const std::uint8_t* page(std::uint64_t address) const;
     void check(std::uint64_t address, std::uint64_t len) const;

@@ -35,7 +35,7 @@ bool MemoryTarget::only_unsatisfied_pollers(const WatchedLine& w) const {
     if (w.m_value_pollers.size() != w.m_waiters) return false;
     for (const ValuePoller* p : w.m_value_pollers) {
         std::uint64_t value = 0;
-        m_mem.peek(p->address, &value, p->size);
+        m_mem.peek(p->address, &value, p->size == 8 ? 8 : 4);  // its two sizes, as constants
         if ((*p->satisfied)(value)) return false;
     }
     return true;
