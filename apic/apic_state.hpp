@@ -20,27 +20,34 @@ namespace vtx::apic {
 // 256 vector bits laid out as the architectural registers: word i holds vectors 32i..32i+31.
 class VectorBits {
 public:
-    void set(std::uint8_t v) { m_words[v / 32] |= 1u << (v % 32); }
-    void clear(std::uint8_t v) { m_words[v / 32] &= ~(1u << (v % 32)); }
+    void set(std::uint8_t v) {
+        m_words[v / 32] |= 1u << (v % 32);
+        m_nonzero |= 1u << (v / 32);
+    }
+    void clear(std::uint8_t v) {
+        const unsigned i = v / 32;
+        m_words[i] &= ~(1u << (v % 32));
+        m_nonzero &= ~(static_cast<std::uint32_t>(m_words[i] == 0) << i);
+    }
     bool test(std::uint8_t v) const { return (m_words[v / 32] >> (v % 32)) & 1u; }
     std::optional<std::uint8_t> highest() const {
-        for (std::size_t i = m_words.size(); i-- > 0;) {
-            if (m_words[i] == 0) continue;
-            const unsigned bit = 31u - static_cast<unsigned>(__builtin_clz(m_words[i]));
-            return static_cast<std::uint8_t>(i * 32 + bit);
-        }
-        return std::nullopt;
+        if (m_nonzero == 0) return std::nullopt;
+        const unsigned i = 31u - static_cast<unsigned>(__builtin_clz(m_nonzero));
+        const unsigned bit = 31u - static_cast<unsigned>(__builtin_clz(m_words[i]));
+        return static_cast<std::uint8_t>(i * 32 + bit);
     }
-    bool any() const {  // asked at every instruction boundary: one OR of all words, no branches
-        std::uint32_t all = 0;
-        for (std::uint32_t w : m_words) all |= w;
-        return all != 0;
-    }
+    bool any() const { return m_nonzero != 0; }  // asked at every instruction boundary
     std::uint32_t word(std::size_t i) const { return m_words[i]; }
-    void reset() { m_words.fill(0); }
+    void reset() {
+        m_words.fill(0);
+        m_nonzero = 0;
+    }
 
 private:
     std::array<std::uint32_t, kApicBitmapRegisters> m_words{};
+    // Bit i set exactly when m_words[i] is not 0: any() and highest() without a scan.
+    std::uint32_t m_nonzero = 0;
+    static_assert(kApicBitmapRegisters <= 32, "one summary bit per word");
 };
 
 enum class ApicMode : std::uint8_t { Disabled, XApic, X2Apic };

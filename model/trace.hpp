@@ -13,9 +13,12 @@ public:
     bool enabled(const char* flag) const {
         return m_all || (!m_flags.empty() && m_flags.count(flag));
     }
-    bool any() const { return m_all || !m_flags.empty(); }
-    void enable_all() { m_all = true; }
-    void enable(const std::string& flag) { m_flags.insert(flag); }
+    bool any() const { return m_any; }  // asked on every step: one flag
+    void enable_all() { m_all = m_any = true; }
+    void enable(const std::string& flag) {
+        m_flags.insert(flag);
+        m_any = true;
+    }
     void set_output(std::FILE* f) { m_out = f; }
     // Instead of printing, hand every line to `sink` (vtxsim explain).
     using Sink = std::function<void(const char* flag, double cycle, int cpu, const char* mode, const char* step,
@@ -34,6 +37,7 @@ public:
     }
 
 private:
+    bool m_any = false;  // m_all or a flag enabled
     bool m_all = false;
     std::set<std::string> m_flags;
     std::FILE* m_out = stdout;

@@ -8,8 +8,9 @@
 #      (scripts/pgo-train.sh);
 #   3. build/ compiled with that profile. The profile's directory is part of the compile
 #      flags, so a new profile rebuilds everything and an unchanged one nothing.
-# VTXSIM_PGO=0 skips stages 1 and 2 (a plain Release build, as `cmake --build build` after a
-# source change, which keeps the last profile for the unchanged functions).
+# VTXSIM_PGO=0 skips stages 1 and 2 (a plain Release build). After editing sources, build with
+# this script (it retrains), not with a bare `cmake --build build`, whose compiler would warn
+# about the old profile, which -Werror makes an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

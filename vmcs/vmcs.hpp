@@ -45,8 +45,9 @@ class Vmcs {
     // --- Processor (microcode) view: no permission checks ---
     // Reads a field's full value; a field the processor lacks reads as 0.
     std::uint64_t hw_read(Field f) const {
-        const std::size_t pos = field_position(f);
-        return m_supported[pos] ? m_values[pos] : 0;
+        // No test of m_supported: such a field's value is never stored (vmwrite and hw_write
+        // refuse it), so it stays 0.
+        return m_values[field_position(f)];
     }
     // Writes a field, truncated to its width; a field the processor lacks is not stored.
     // Used for the fields hardware writes, e.g. the

@@ -458,3 +458,42 @@ TEST_CASE("MMIO is not decoded outside xAPIC mode", "[apic-state][mmio]") {
     ApicState d = state_in(ApicMode::Disabled);
     CHECK(d.write_mmio(kApicOffsetIcrLo, 0x4030).status == AccessStatus::NotClaimed);
 }
+
+TEST_CASE("IRR/ISR bit vectors: highest and any follow every set and clear", "[apic][bits]") {
+    // VectorBits keeps a summary of its non-zero words; check it against a plain scan over
+    // a seeded sequence that empties and refills words, across all eight.
+    VectorBits bits;
+    std::vector<bool> ref(256, false);
+    std::uint32_t x = 12345;
+    for (int step = 0; step < 20000; ++step) {
+        x = x * 1103515245u + 12345u;
+        const auto v = static_cast<std::uint8_t>((x >> 8) % 256);
+        // Few vectors per word are live at a time, so words empty often.
+        const bool set = (x >> 24) % 3 == 0;
+        if (set) {
+            bits.set(v);
+            ref[v] = true;
+        } else {
+            bits.clear(v);
+            ref[v] = false;
+        }
+        int highest = -1;
+        for (int i = 255; i >= 0; --i)
+            if (ref[i]) {
+                highest = i;
+                break;
+            }
+        REQUIRE(bits.any() == (highest >= 0));
+        if (highest >= 0) {
+            REQUIRE(bits.highest().has_value());
+            REQUIRE(*bits.highest() == highest);
+        } else {
+            REQUIRE_FALSE(bits.highest().has_value());
+        }
+        REQUIRE(bits.test(v) == set);
+    }
+    bits.set(0x31);
+    bits.reset();
+    REQUIRE_FALSE(bits.any());
+    REQUIRE_FALSE(bits.highest().has_value());
+}

@@ -148,6 +148,9 @@ TEST_CASE("fields the processor lacks read as 0 and ignore hardware writes") {
     Vmcs vmcs{no_tertiary_features()};
     vmcs.hw_write(Field::TertiaryVmExecControl, kPattern);
     CHECK(vmcs.hw_read(Field::TertiaryVmExecControl) == 0);
+    // Nor does VMWRITE store one (hw_read relies on it: it does not test support itself).
+    CHECK(vmcs.vmwrite(Field::TertiaryVmExecControl, kPattern) == kUnsupported);
+    CHECK(vmcs.hw_read(Field::TertiaryVmExecControl) == 0);
 }
 
 TEST_CASE(
