@@ -34,6 +34,7 @@ InterruptBus::InterruptBus(sc_core::sc_module_name name, const model::CostTable&
 
 std::size_t InterruptBus::attach(InterruptBusClient& client) {
     m_clients.push_back(&client);
+    m_ports.emplace_back();
     return m_clients.size() - 1;
 }
 
@@ -75,16 +76,27 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
     const std::vector<std::size_t>& targets = *found;
     if (targets.empty()) ++m_undeliverable;
 
-    // Shared path: one serialization slot per destination copy (one for a message that
-    // matched nothing: it still crossed the interconnect).
+    // The sender's port: one serialization slot per destination copy (one for a message
+    // that matched nothing: it still left onto the interconnect). Each receiver's port:
+    // one arrival per slot.
     const double ser = m_costs[Cost::ApicBusSerialization];
     const double latency = m_costs[Cost::ApicBusLatency];
-    const sc_core::sc_time start = std::max(enter, m_path_free);
+    Port& from = m_ports[source];
+    const sc_core::sc_time start = std::max(enter, from.send_free);
     m_queueing_cycles += m_clock.to_cycles(start - enter);
-    for (std::size_t k = 0; k < targets.size(); ++k)
-        deliver(start + m_clock.latency_to_time(ser * static_cast<double>(k + 1) + latency), targets[k], msg);
+    const sc_core::sc_time slot = m_clock.latency_to_time(ser);
+    for (std::size_t k = 0; k < targets.size(); ++k) {
+        const sc_core::sc_time transit = start + m_clock.latency_to_time(ser * static_cast<double>(k + 1) + latency);
+        Port& to = m_ports[targets[k]];
+        sc_core::sc_time arrive = transit;
+        if (to.received && to.last_arrival + slot > arrive) arrive = to.last_arrival + slot;
+        m_queueing_cycles += m_clock.to_cycles(arrive - transit);
+        to.last_arrival = arrive;
+        to.received = true;
+        deliver(arrive, targets[k], msg);
+    }
     const double slots = static_cast<double>(std::max<std::size_t>(targets.size(), 1));
-    m_path_free = start + m_clock.to_time(ser * slots);
+    from.send_free = start + m_clock.to_time(ser * slots);
     m_busy_cycles += ser * slots;
 }
 
@@ -122,9 +134,9 @@ void InterruptBus::export_stats(model::Stats& stats, const std::string& prefix) 
         m_undeliverable;
     stats.counter(prefix + ".loopbacks", "count", "self IPIs delivered inside the sending APIC") +=
         m_loopbacks;
-    stats.counter(prefix + ".busy_cycles", "cycles", "shared-path occupancy") +=
+    stats.counter(prefix + ".busy_cycles", "cycles", "sender ports' occupancy") +=
         static_cast<std::uint64_t>(m_busy_cycles);
-    stats.counter(prefix + ".queueing_cycles", "cycles", "cycles messages waited for the shared path") +=
+    stats.counter(prefix + ".queueing_cycles", "cycles", "cycles messages waited for a sender's or a receiver's port") +=
         static_cast<std::uint64_t>(m_queueing_cycles);
 }
 

@@ -5,19 +5,25 @@
 // with a generic payload carrying an InterruptMessageExtension and, as the annotated delay,
 // the time until the message leaves the APIC (ApicIcrSend). The bus routes at that call,
 // against the current addressing state of every attached APIC (ID, LDR, DFR, mode, PPR),
-// reserves the shared path and hands one copy per destination to that receiver at once,
-// through initiator_socket[index], annotated with the time until it arrives (TLM-2.0 loosely
-// timed; the receiver queues it for then).
+// and hands one copy per destination to that receiver at once, through
+// initiator_socket[index], annotated with the time until it arrives (TLM-2.0 loosely timed;
+// the receiver queues it for then).
 //
-// Timing (cycles; see docs/apic-choices.md):
+// Topology: point to point (a mesh, as the profiles' server processors have; no shared
+// APIC bus since the P6 family). Each APIC's port onto the interconnect takes one message
+// copy per ApicBusSerialization: a sender's copies leave one after another, and a
+// receiver's copies arrive one after another; messages between different pairs do not wait
+// for each other. Timing (cycles; see docs/apic-choices.md):
 //   enter    = send time + ApicIcrSend                 (the annotated delay)
-//   start    = max(enter, time the shared path is free)
-//   arrive_k = start + (k + 1) * ApicBusSerialization + ApicBusLatency, k = 0..n-1 over the
-//              n destinations in ascending interconnect index
-//   path free afterwards = start + max(n, 1) * ApicBusSerialization
+//   start    = max(enter, time the sender's port is free)
+//   leave_k  = start + (k + 1) * ApicBusSerialization, k = 0..n-1 over the n destinations
+//              in ascending interconnect index
+//   arrive_k = max(leave_k + ApicBusLatency, last arrival at destination k's port
+//                  + ApicBusSerialization)
+//   sender's port free afterwards = start + max(n, 1) * ApicBusSerialization
 // The receiver accepts ApicAccept cycles after arrival (LocalApic). A self-shorthand
 // message (ICR shorthand Self, x2APIC SELF IPI) loops back inside the sending APIC:
-// arrive = enter, no path occupancy.
+// arrive = enter, no port occupancy.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -107,12 +113,9 @@ public:
     std::uint64_t deliveries() const { return m_deliveries; }        // copies handed to receivers
     std::uint64_t undeliverable() const { return m_undeliverable; }  // matched no APIC
     std::uint64_t loopbacks() const { return m_loopbacks; }          // self messages
-    double busy_cycles() const { return m_busy_cycles; }             // shared-path occupancy
-    double queueing_cycles() const { return m_queueing_cycles; }     // waiting for the path
+    double busy_cycles() const { return m_busy_cycles; }          // sender ports' occupancy
+    double queueing_cycles() const { return m_queueing_cycles; }  // waiting for a port
     void export_stats(model::Stats& stats, const std::string& prefix = "apic.bus") const;
-
-    // When the shared path is next free (for tests and traces).
-    sc_core::sc_time path_free_time() const { return m_path_free; }
 
 private:
     void b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core::sc_time& delay);
@@ -132,7 +135,14 @@ private:
     std::array<std::unordered_map<std::uint32_t, std::vector<std::size_t>>, 2> m_physical_index;
     std::uint64_t m_addressing_generation = 1, m_index_generation = 0;
     const std::vector<std::size_t> m_none;
-    sc_core::sc_time m_path_free = sc_core::SC_ZERO_TIME;
+    // Per attached APIC: when its sender port is next free, and its receiver port's last
+    // arrival (the next may come ApicBusSerialization later).
+    struct Port {
+        sc_core::sc_time send_free = sc_core::SC_ZERO_TIME;
+        sc_core::sc_time last_arrival = sc_core::SC_ZERO_TIME;
+        bool received = false;  // last_arrival is set
+    };
+    std::vector<Port> m_ports;
     InterruptTransaction m_delivery;  // the copy handed to each receiver
 
     std::uint64_t m_messages = 0, m_deliveries = 0, m_undeliverable = 0, m_loopbacks = 0;

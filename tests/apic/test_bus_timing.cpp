@@ -1,5 +1,6 @@
 // The interrupt interconnect's timing: every copy arrives at the cycle the cost model
-// implies, multicast and broadcast serialize, many senders queue for the shared path.
+// implies, multicast and broadcast serialize at the sender's port, many senders to one APIC
+// queue at its port, senders to different APICs do not wait for each other.
 #include <catch2/catch.hpp>
 
 #include "apic_platform.hpp"
@@ -11,10 +12,17 @@ using vtx::model::Cost;
 
 namespace {
 // The cycle at which a copy is accepted: sent at `send`, holding serialization slot `slot`
-// (1-based) of a path that was free (docs/apic-choices.md, "Timing").
+// (1-based) of ports that were free (docs/apic-choices.md, "Timing").
 double accept_cycle(const Platform& p, double send, int slot) {
     return send + p.cost(Cost::ApicIcrSend) + slot * p.cost(Cost::ApicBusSerialization) +
            p.cost(Cost::ApicBusLatency) + p.cost(Cost::ApicAccept);
+}
+
+// APIC `apic` accepted exactly one message, at the cycle of slot `slot` for a send at `send`.
+void check_one_accepted(Platform& p, std::size_t apic, double send, int slot) {
+    INFO("APIC " << apic);
+    REQUIRE(p[apic].delivery_log().size() == 1);
+    CHECK(p[apic].delivery_log()[0].cycle == static_cast<std::uint64_t>(accept_cycle(p, send, slot)));
 }
 
 // xAPIC ICR write: destination in ICR_HI, then ICR_LO sends.
@@ -67,12 +75,7 @@ TEST_CASE("all-excluding-self to 8 APICs serializes one copy per destination", "
     });
     sc_core::sc_start();
     CHECK(p[0].delivery_log().empty());
-    for (std::size_t i = 1; i < 8; ++i) {
-        INFO("APIC " << i);
-        REQUIRE(p[i].delivery_log().size() == 1);
-        CHECK(p[i].delivery_log()[0].cycle ==
-              static_cast<std::uint64_t>(accept_cycle(p, 1000, static_cast<int>(i))));
-    }
+    for (std::size_t i = 1; i < 8; ++i) check_one_accepted(p, i, 1000, static_cast<int>(i));
     CHECK(p.bus.deliveries() == 7);
     CHECK(p.bus.busy_cycles() == 7 * p.cost(Cost::ApicBusSerialization));
 }
@@ -130,31 +133,62 @@ TEST_CASE("multicast and broadcast cost more than a unicast", "[bus][timing]") {
     CHECK(p[0].accepted_count(0x42) == 0);
 }
 
-TEST_CASE("many senders at once queue for the shared path", "[bus][timing]") {
+TEST_CASE("senders to different APICs at once do not wait for each other", "[bus][timing]") {
     Platform p(8);
     Script script("script", [&] {
         p.software_enable_all();
         p.at_cycle(1000);
         for (std::size_t s = 0; s < 4; ++s)  // APIC s -> APIC s + 4, all at cycle 1000
             xapic_send(p[s], kFixedAssert | 0x70, static_cast<std::uint8_t>(s + 4));
-        p.at_cycle(8000);  // the path is idle again: no queueing
-        xapic_send(p[1], kFixedAssert | 0x71, 6);
     });
     sc_core::sc_start();
     for (std::size_t s = 0; s < 4; ++s) {
-        INFO("sender " << s);
-        REQUIRE(p[s + 4].delivery_log().size() >= 1);
-        CHECK(p[s + 4].delivery_log()[0].cycle ==
-              static_cast<std::uint64_t>(accept_cycle(p, 1000, static_cast<int>(s) + 1)));
+        check_one_accepted(p, s + 4, 1000, 1);
         CHECK(p[s + 4].delivery_log()[0].source_id == s);
     }
-    REQUIRE(p[6].delivery_log().size() == 2);
-    CHECK(p[6].delivery_log()[1].cycle == static_cast<std::uint64_t>(accept_cycle(p, 8000, 1)));
+    CHECK(p.bus.queueing_cycles() == 0);
+    CHECK(p.bus.busy_cycles() == 4 * p.cost(Cost::ApicBusSerialization));
+}
+
+TEST_CASE("many senders to one APIC at once queue at its port", "[bus][timing]") {
+    Platform p(8);
+    Script script("script", [&] {
+        p.software_enable_all();
+        p.at_cycle(1000);
+        for (std::size_t s = 0; s < 4; ++s)  // APICs 0..3 -> APIC 7, all at cycle 1000
+            xapic_send(p[s], kFixedAssert | static_cast<std::uint32_t>(0x70 + s), 7);
+        p.at_cycle(8000);  // the port is idle again: no queueing
+        xapic_send(p[1], kFixedAssert | 0x78, 7);
+    });
+    sc_core::sc_start();
+    const auto& log = p[7].delivery_log();
+    REQUIRE(log.size() == 5);
+    for (std::size_t s = 0; s < 4; ++s) {  // in the order of the ICR writes, one slot apart
+        INFO("sender " << s);
+        CHECK(log[s].source_id == s);
+        CHECK(log[s].vector == 0x70 + s);
+        CHECK(log[s].cycle == static_cast<std::uint64_t>(accept_cycle(p, 1000, static_cast<int>(s) + 1)));
+    }
+    CHECK(log[4].vector == 0x78);
+    CHECK(log[4].cycle == static_cast<std::uint64_t>(accept_cycle(p, 8000, 1)));
     CHECK(p.bus.queueing_cycles() == (0 + 1 + 2 + 3) * p.cost(Cost::ApicBusSerialization));
     CHECK(p.bus.messages() == 5);
 }
 
-TEST_CASE("a message that matches nothing still occupies the path", "[bus][timing]") {
+TEST_CASE("a sender's messages queue at its own port", "[bus][timing]") {
+    Platform p(8);
+    Script script("script", [&] {
+        p.software_enable_all();
+        p.at_cycle(1000);
+        for (std::size_t d = 4; d < 8; ++d)  // APIC 0 -> APICs 4..7, back to back
+            xapic_send(p[0], kFixedAssert | 0x70, static_cast<std::uint8_t>(d));
+    });
+    sc_core::sc_start();
+    for (std::size_t d = 4; d < 8; ++d) check_one_accepted(p, d, 1000, static_cast<int>(d) - 3);
+    CHECK(p.bus.queueing_cycles() == (0 + 1 + 2 + 3) * p.cost(Cost::ApicBusSerialization));
+}
+
+TEST_CASE("a message that matches nothing still occupies its sender's port", "[bus][timing]") {
     Platform p(2);
     Script script("script", [&] {
         p.software_enable_all();
