@@ -88,11 +88,9 @@ void InterruptBus::b_transport(int sender, tlm::tlm_generic_payload& gp, sc_core
     for (std::size_t k = 0; k < targets.size(); ++k) {
         const sc_core::sc_time transit = start + m_clock.latency_to_time(ser * static_cast<double>(k + 1) + latency);
         Port& to = m_ports[targets[k]];
-        sc_core::sc_time arrive = transit;
-        if (to.received && to.last_arrival + slot > arrive) arrive = to.last_arrival + slot;
+        const sc_core::sc_time arrive = std::max(transit, to.last_arrival + slot);
         m_queueing_cycles += m_clock.to_cycles(arrive - transit);
         to.last_arrival = arrive;
-        to.received = true;
         deliver(arrive, targets[k], msg);
     }
     const double slots = static_cast<double>(std::max<std::size_t>(targets.size(), 1));

@@ -136,11 +136,11 @@ private:
     std::uint64_t m_addressing_generation = 1, m_index_generation = 0;
     const std::vector<std::size_t> m_none;
     // Per attached APIC: when its sender port is next free, and its receiver port's last
-    // arrival (the next may come ApicBusSerialization later).
+    // arrival (the next may come ApicBusSerialization later; 0 before the first, which no
+    // copy can precede by a slot: every copy spends at least one slot leaving its sender).
     struct Port {
         sc_core::sc_time send_free = sc_core::SC_ZERO_TIME;
         sc_core::sc_time last_arrival = sc_core::SC_ZERO_TIME;
-        bool received = false;  // last_arrival is set
     };
     std::vector<Port> m_ports;
     InterruptTransaction m_delivery;  // the copy handed to each receiver

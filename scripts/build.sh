@@ -15,23 +15,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ "${VTXSIM_PGO:-1}" = 0 ]; then
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVTXSIM_PGO= >/dev/null
-  cmake --build build -j2
-  exit 0
+  use=(-DVTXSIM_PGO=)
+else
+  pgo=$PWD/build/pgo
+  gen=$pgo/generate
+  cmake -S . -B "$gen" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DVTXSIM_PGO=generate \
+    -DVTXSIM_PGO_DIR="$pgo/training" >/dev/null
+  cmake --build "$gen" -j2 --target vtxsim
+  profile=$pgo/profile-$(sha1sum "$gen/vtxsim" | cut -c1-16)
+  if [ ! -f "$profile/complete" ]; then
+    echo "build.sh: training the profile-guided build ($profile)"
+    rm -rf "$pgo/training" "$pgo"/profile-*
+    bash scripts/pgo-train.sh "$gen/vtxsim"
+    mv "$pgo/training" "$profile"
+    touch "$profile/complete"
+  fi
+  use=(-DVTXSIM_PGO=use -DVTXSIM_PGO_DIR="$profile")
 fi
-pgo=$PWD/build/pgo
-gen=$pgo/generate
-cmake -S . -B "$gen" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DVTXSIM_PGO=generate \
-  -DVTXSIM_PGO_DIR="$pgo/training" >/dev/null
-cmake --build "$gen" -j2 --target vtxsim
-hash=$(sha1sum "$gen/vtxsim" | cut -c1-16)
-profile=$pgo/profile-$hash
-if [ ! -f "$profile/complete" ]; then
-  echo "build.sh: training the profile-guided build ($profile)"
-  rm -rf "$pgo/training" "$pgo"/profile-*
-  bash scripts/pgo-train.sh "$gen/vtxsim"
-  mv "$pgo/training" "$profile"
-  touch "$profile/complete"
-fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DVTXSIM_PGO=use -DVTXSIM_PGO_DIR="$profile" >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${use[@]}" >/dev/null
 cmake --build build -j2

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The training run of the profile-guided build (scripts/build.sh): an instrumented vtxsim
 # (argument 1) runs every workload in both time modes, the main job's IPI round trip at
-# length, and random unicast traffic among 512 vCPUs, so that every flow the product runs
-# has its branches and call targets counted. Deterministic (fixed seeds), about a minute.
+# length, random unicast traffic among 512 vCPUs and among 64 vCPUs sharing 16 CPUs (the
+# preemption paths), so that every flow the product runs has its branches and call targets
+# counted. Deterministic (fixed seeds), about a minute.
 set -euo pipefail
 vtxsim=$1
 export SYSTEMC_DISABLE_COPYRIGHT_MESSAGE=1
